@@ -1,0 +1,37 @@
+//! Build script shared by every crate that links libtorch (each names it with
+//! `build = "../../build/torch_link.rs"`), so their binaries *and test binaries* run
+//! with no LD_LIBRARY_PATH and see CUDA when the machine has it.
+//!
+//! * rpath: the libtorch `lib/` directory torch-sys linked against (it exports it to
+//!   direct dependents as `DEP_TCH_LIBTORCH_LIB`, hence each such crate lists
+//!   `torch-sys` as a dependency).
+//! * `libtorch_cuda.so` is kept as a needed library with `--no-as-needed`: nothing in
+//!   our code references its symbols, so the default `--as-needed` would drop it and
+//!   `tch::Cuda::is_available()` would be false even on a GPU machine. A CPU-only
+//!   libtorch has no such file and nothing is added.
+//! * `SLIMBENCH_TORCH_VERSION`: the version string of that libtorch, for run.json.
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=torch-sys did not report its libtorch directory; set LD_LIBRARY_PATH to run");
+        println!("cargo:rustc-env=SLIMBENCH_TORCH_VERSION=unknown");
+        return;
+    };
+    let lib = Path::new(&lib);
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+    // A PyPI wheel keeps `version.py` beside `lib/`; a libtorch zip keeps `build-version`.
+    let version = std::fs::read_to_string(lib.join("../version.py"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+        })
+        .or_else(|| std::fs::read_to_string(lib.join("../build-version")).ok().map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=SLIMBENCH_TORCH_VERSION={version}");
+}

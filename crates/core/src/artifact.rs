@@ -1,0 +1,124 @@
+//! What a finished stage leaves in the cache: a [`StageManifest`] (`stage.json`) and
+//! the model files it names, each carrying its [`ModelMeta`] in the file header.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ComputeMode, ModelConfig, OptimSettings};
+use crate::records::Records;
+
+/// Precision the weights are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit float.
+    #[default]
+    Fp32,
+    /// IEEE half.
+    Fp16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// Short name (`fp32`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Shape of the model's input and output, fixed by the dataset it was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoShape {
+    /// Image channels.
+    pub channels: i64,
+    /// Image height.
+    pub height: i64,
+    /// Image width.
+    pub width: i64,
+    /// Number of classes.
+    pub classes: i64,
+}
+
+/// Everything needed to rebuild and describe a saved model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// The model's name (a key of `models:`).
+    pub model: String,
+    /// Its family and hyper-parameters.
+    pub config: ModelConfig,
+    /// Input/output shape.
+    pub io: IoShape,
+    /// Dataset it was trained on.
+    pub dataset: String,
+    /// Technique that produced it (`baseline`, `fp16`, `prune-magnitude`, ...).
+    pub technique: String,
+    /// Stored weight precision.
+    pub precision: Precision,
+    /// How evaluation should compute with it.
+    #[serde(default)]
+    pub compute: ComputeMode,
+    /// Fraction of zero weights in conv/linear layers.
+    #[serde(default)]
+    pub sparsity: f64,
+    /// How it was last trained (fine-tuning reuses these settings by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optim: Option<OptimSettings>,
+}
+
+/// A model a stage produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantOut {
+    /// Variant name, unique in a run.
+    pub name: String,
+    /// Model file, relative to the stage directory.
+    pub file: String,
+    /// Whether this is the stage's main output (what downstream stages take as input);
+    /// e.g. `distill` also emits its student-alone baseline as a non-primary variant.
+    pub primary: bool,
+    /// Description of the model.
+    pub meta: ModelMeta,
+    /// Seconds of training that produced it in this stage.
+    pub train_time_s: f64,
+}
+
+/// `stage.json`: the record of one finished stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageManifest {
+    /// Stage id.
+    pub stage: String,
+    /// Stage kind.
+    pub kind: String,
+    /// Cache key it was stored under.
+    pub key: String,
+    /// slimbench version that produced it.
+    pub tool_version: String,
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
+    /// Wall-clock seconds it ran.
+    pub duration_s: f64,
+    /// Models it produced.
+    #[serde(default)]
+    pub variants: Vec<VariantOut>,
+    /// Content hash of every file it wrote, by relative path.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// Rows for the run's tables.
+    #[serde(default)]
+    pub records: Records,
+    /// Remarks for the report.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl StageManifest {
+    /// The primary model variants.
+    pub fn primary_variants(&self) -> impl Iterator<Item = &VariantOut> {
+        self.variants.iter().filter(|v| v.primary)
+    }
+}

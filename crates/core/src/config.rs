@@ -1,0 +1,656 @@
+//! Everything a pipeline YAML can configure, as typed serde structs.
+//!
+//! Kinds (`kind:` of a model or dataset, `uses:` of a stage) are dispatched by hand
+//! through [`KindSet`] rather than by serde's internally-tagged enums, so an error in
+//! a kind's parameters keeps its exact path (`stages[2].with.epochs`) and the pipeline
+//! crate can point at the line and column. Each parameter struct is documented field
+//! by field; `slimbench list` prints those docs from the JSON schema.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::device::DeviceSpec;
+
+/// One kind of a tagged family (a model family, a dataset kind, a stage kind).
+#[derive(Debug, Clone)]
+pub struct KindInfo {
+    /// The name used in YAML (`seed-cnn`, `train`, ...).
+    pub name: &'static str,
+    /// One-line description.
+    pub summary: &'static str,
+    /// JSON schema of the kind's parameters.
+    pub schema: fn() -> schemars::Schema,
+}
+
+/// A family of kinds that can be built from a kind name and a deserializer of its
+/// parameters.
+pub trait KindSet: Sized {
+    /// What the family is called in messages ("model kind", "stage kind").
+    const WHAT: &'static str;
+    /// Every kind of the family.
+    fn kinds() -> Vec<KindInfo>;
+    /// Deserialize the parameters of `kind`; `Ok(None)` when the kind is unknown.
+    fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Option<Self>, D::Error>;
+    /// The kind name of a value.
+    fn kind(&self) -> &'static str;
+}
+
+/// Declares a tagged family: the enum, its `KindSet` impl and its serde form
+/// (`{kind: <name>, ...params}`, used for artifacts and resolved plans).
+macro_rules! kind_set {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident : $what:literal, tag = $tag:literal {
+            $( $(#[doc = $doc:literal])* $kind:literal => $variant:ident($params:ty) ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = $tag)]
+        $vis enum $name {
+            $( $(#[doc = $doc])* #[serde(rename = $kind)] $variant($params), )+
+        }
+
+        impl KindSet for $name {
+            const WHAT: &'static str = $what;
+            fn kinds() -> Vec<KindInfo> {
+                vec![$( KindInfo {
+                    name: $kind,
+                    summary: concat!($($doc),+).trim_ascii(),
+                    schema: || schemars::schema_for!($params),
+                }, )+]
+            }
+            fn deserialize_kind<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Option<Self>, D::Error> {
+                Ok(Some(match kind {
+                    $( $kind => $name::$variant(<$params>::deserialize(d)?), )+
+                    _ => return Ok(None),
+                }))
+            }
+            fn kind(&self) -> &'static str {
+                match self { $( $name::$variant(_) => $kind, )+ }
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------
+// defaults
+
+/// The `defaults:` block: settings every stage inherits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Random seed for weight initialisation, shuffling and synthetic data.
+    pub seed: u64,
+    /// Where to compute: cpu, cuda, cuda:N or auto (CUDA when present).
+    pub device: DeviceSpec,
+    /// libtorch intra-op threads; 0 uses every core.
+    pub threads: usize,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults { seed: 42, device: DeviceSpec::Auto, threads: 0 }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// datasets
+
+kind_set! {
+    /// A dataset declared under `datasets:`.
+    pub enum DatasetConfig: "dataset kind", tag = "kind" {
+        /// MNIST handwritten digits (60,000 train / 10,000 test, 28x28 grey).
+        "mnist" => Mnist(IdxDatasetConfig),
+        /// Fashion-MNIST clothing images (60,000 train / 10,000 test, 28x28 grey).
+        "fashion-mnist" => FashionMnist(IdxDatasetConfig),
+        /// Digits rendered in-process with random affine jitter and noise; needs no download.
+        "synthetic-digits" => SyntheticDigits(SyntheticDigitsConfig),
+    }
+}
+
+/// Parameters of the IDX-file datasets (MNIST, Fashion-MNIST).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdxDatasetConfig {
+    /// Directory holding the four IDX files (gzipped or raw). Default: the data dir
+    /// (`--data-dir` / SLIMBENCH_DATA_DIR), then the user cache, then a verified download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_limit: Option<usize>,
+    /// Base URLs to download from, tried in order. Default: the dataset's canonical mirrors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<Vec<String>>,
+}
+
+/// Parameters of the generated `synthetic-digits` dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticDigitsConfig {
+    /// Number of training images.
+    pub train_size: usize,
+    /// Number of test images.
+    pub test_size: usize,
+    /// Generator seed; default: `defaults.seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Standard deviation of the additive pixel noise (pixels in 0..1).
+    pub noise: f64,
+    /// Strength of the random affine jitter (rotation, scale, shear, shift); 0 disables it.
+    pub jitter: f64,
+}
+
+impl Default for SyntheticDigitsConfig {
+    fn default() -> Self {
+        SyntheticDigitsConfig { train_size: 12_000, test_size: 2_000, seed: None, noise: 0.15, jitter: 1.0 }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// models
+
+kind_set! {
+    /// A model family declared under `models:`.
+    pub enum ModelConfig: "model kind", tag = "kind" {
+        /// The seed experiment's CNN: Conv2d(12, 3x3) + ReLU, MaxPool 2x2, Flatten, Dense(10).
+        "seed-cnn" => SeedCnn(SeedCnnConfig),
+        /// Multi-layer perceptron on the flattened image (ReLU between layers).
+        "mlp" => Mlp(MlpConfig),
+        /// MobileNet-style CNN of depthwise-separable convolution blocks.
+        "dsconv" => DsConv(DsConvConfig),
+        /// Configurable CNN (conv-ReLU-pool blocks, then a hidden dense layer): the usual teacher.
+        "cnn" => Cnn(CnnConfig),
+    }
+}
+
+/// The seed CNN has no parameters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCnnConfig {}
+
+/// Parameters of the `mlp` family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    /// Widths of the hidden layers, input to output.
+    pub hidden: Vec<i64>,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig { hidden: vec![256, 128] }
+    }
+}
+
+/// Parameters of the `dsconv` family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DsConvConfig {
+    /// Output channels of the stem convolution and of each depthwise-separable block;
+    /// every block after the first halves the resolution.
+    pub channels: Vec<i64>,
+}
+
+impl Default for DsConvConfig {
+    fn default() -> Self {
+        DsConvConfig { channels: vec![16, 32, 64] }
+    }
+}
+
+/// Parameters of the `cnn` family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnConfig {
+    /// Output channels of each conv(3x3, padding 1)-ReLU-maxpool(2x2) block.
+    pub channels: Vec<i64>,
+    /// Width of the hidden dense layer (0: none).
+    pub hidden: i64,
+    /// Dropout probability before the last layer, during training only.
+    pub dropout: f64,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        CnnConfig { channels: vec![32, 64], hidden: 128, dropout: 0.0 }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// stages
+
+kind_set! {
+    /// The typed `with:` parameters of a stage, by its `uses:` kind.
+    pub enum StageParams: "stage kind", tag = "uses" {
+        /// Train a model from scratch; records loss/accuracy curves and a checkpoint.
+        "train" => Train(TrainParams),
+        /// Store a trained model's weights at lower precision (fp16, bf16).
+        "quantize" => Quantize(QuantizeParams),
+        /// Zero the smallest weights (magnitude pruning), fine-tune with the mask held, store sparse.
+        "prune" => Prune(PruneParams),
+        /// Train a student from a frozen teacher's soft targets, plus a student-alone baseline.
+        "distill" => Distill(DistillParams),
+        /// Measure accuracy, latency, throughput, size and memory of every model its needs produced.
+        "evaluate" => Evaluate(EvaluateParams),
+        /// Render charts, report.html and summary.md from the run's tables.
+        "report" => Report(ReportParams),
+    }
+}
+
+impl StageParams {
+    /// Check value ranges; each problem is `(field path inside with:, message)`.
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let mut need = |ok: bool, field: &str, msg: &str| {
+            if !ok {
+                errs.push((field.to_string(), msg.to_string()));
+            }
+        };
+        match self {
+            StageParams::Train(p) => {
+                need(p.epochs >= 1, "epochs", "must be at least 1");
+                need(p.batch_size >= 1, "batch_size", "must be at least 1");
+                need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
+                need(p.log_every >= 1, "log_every", "must be at least 1");
+            }
+            StageParams::Quantize(_) => {}
+            StageParams::Prune(p) => {
+                need((0.0..1.0).contains(&p.sparsity), "sparsity", "must be in [0, 1)");
+                need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
+                need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
+            }
+            StageParams::Distill(p) => {
+                need(p.epochs >= 1, "epochs", "must be at least 1");
+                need(p.batch_size >= 1, "batch_size", "must be at least 1");
+                need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
+                need(p.temperature > 0.0, "temperature", "must be positive");
+                need((0.0..=1.0).contains(&p.alpha), "alpha", "must be in [0, 1]");
+            }
+            StageParams::Evaluate(p) => {
+                need(p.batch_size >= 1, "batch_size", "must be at least 1");
+                need(!p.latency.batch_sizes.is_empty(), "latency.batch_sizes", "must list at least one batch size");
+                need(p.latency.batch_sizes.iter().all(|&b| b >= 1), "latency.batch_sizes", "batch sizes must be at least 1");
+                need(p.latency.repeats >= 1, "latency.repeats", "must be at least 1");
+                need(p.latency.iters.is_none_or(|i| i >= 1), "latency.iters", "must be at least 1");
+            }
+            StageParams::Report(_) => {}
+        }
+        errs
+    }
+
+    /// Whether the stage is cached like the others. Reports are cheap and embed the run's
+    /// metadata, so they are rendered afresh for every run.
+    pub fn is_cached(&self) -> bool {
+        !matches!(self, StageParams::Report(_))
+    }
+}
+
+/// Optimizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (betas 0.9/0.999).
+    #[default]
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+    /// Stochastic gradient descent with optional momentum.
+    Sgd,
+}
+
+/// How a model is optimised: what `train` used, and what fine-tuning reuses by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSettings {
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum (SGD only).
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Mini-batch size.
+    pub batch_size: usize,
+}
+
+fn d_one() -> u32 {
+    1
+}
+fn d_batch() -> usize {
+    32
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_log_every() -> usize {
+    50
+}
+fn d_true() -> bool {
+    true
+}
+
+/// Parameters of `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// The model to train: a key of `models:`.
+    pub model: String,
+    /// The dataset to train on: a key of `datasets:`.
+    pub dataset: String,
+    /// Passes over the training set.
+    #[serde(default = "d_one")]
+    pub epochs: u32,
+    /// Mini-batch size.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// adam, adamw or sgd.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// SGD momentum.
+    #[serde(default)]
+    pub momentum: f64,
+    /// Weight decay.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Seed for initialisation and shuffling; default: `defaults.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Threads preparing batches ahead of the training step (0: on the training thread).
+    #[serde(default)]
+    pub workers: usize,
+    /// Record a training-curve point every N steps.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
+}
+
+impl TrainParams {
+    /// The optimisation settings.
+    pub fn optim(&self) -> OptimSettings {
+        OptimSettings {
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+/// Quantization methods of this version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantMethod {
+    /// IEEE half precision weights.
+    Fp16,
+    /// bfloat16 weights.
+    Bf16,
+}
+
+/// How evaluation computes with reduced-precision weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeMode {
+    /// Native half precision on CUDA; upcast to fp32 on CPUs (most lack half arithmetic,
+    /// which is also what TF Lite does with fp16 models).
+    #[default]
+    Auto,
+    /// Compute in the stored precision, wherever it runs.
+    Native,
+    /// Convert the weights back to fp32 when loading; compute in fp32.
+    Upcast,
+}
+
+/// Parameters of `quantize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizeParams {
+    /// fp16 or bf16.
+    pub method: QuantMethod,
+    /// How `evaluate` computes with the result: auto, native or upcast.
+    #[serde(default)]
+    pub compute: ComputeMode,
+    /// Which stage in `needs` supplies the model (needed when several do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+}
+
+/// Pruning methods of this version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    /// Unstructured: zero the weights of smallest magnitude.
+    #[default]
+    Magnitude,
+}
+
+/// Where the magnitude threshold is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneScope {
+    /// One threshold over all prunable weights: layers lose different fractions.
+    #[default]
+    Global,
+    /// Each layer loses the same fraction.
+    Layer,
+}
+
+/// Parameters of `prune`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneParams {
+    /// magnitude.
+    #[serde(default)]
+    pub method: PruneMethod,
+    /// global or layer.
+    #[serde(default)]
+    pub scope: PruneScope,
+    /// Fraction of the weights of conv and linear layers to zero, in [0, 1).
+    pub sparsity: f64,
+    /// Epochs of fine-tuning with the pruning mask held (0: none).
+    #[serde(default)]
+    pub finetune_epochs: u32,
+    /// Fine-tuning optimizer; default: the one the model was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+    /// Fine-tuning learning rate; default: the training learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Fine-tuning batch size; default: the training batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Fine-tuning dataset; default: the one the model was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Seed for fine-tuning; default: `defaults.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Batch-preparation threads for fine-tuning.
+    #[serde(default)]
+    pub workers: usize,
+    /// Record a training-curve point every N steps.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
+    /// Which stage in `needs` supplies the model (needed when several do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+}
+
+fn d_distill_epochs() -> u32 {
+    2
+}
+fn d_temperature() -> f64 {
+    4.0
+}
+fn d_alpha() -> f64 {
+    0.7
+}
+
+/// Parameters of `distill`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistillParams {
+    /// The student model: a key of `models:`.
+    pub student: String,
+    /// The stage in `needs` whose model is the teacher (needed when several stages are listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
+    /// Dataset; default: the one the teacher was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Training epochs, for the distilled student and the baseline alike.
+    #[serde(default = "d_distill_epochs")]
+    pub epochs: u32,
+    /// Mini-batch size.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// adam, adamw or sgd.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Softmax temperature T for the soft targets.
+    #[serde(default = "d_temperature")]
+    pub temperature: f64,
+    /// Weight of the soft-target loss (KL * T^2); the hard-label loss gets 1 - alpha.
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    /// Also train the student alone with the same budget, for comparison.
+    #[serde(default = "d_true")]
+    pub baseline: bool,
+    /// Seed; default: `defaults.seed`. Student and baseline start from the same weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Batch-preparation threads.
+    #[serde(default)]
+    pub workers: usize,
+    /// Record a training-curve point every N steps.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
+}
+
+fn d_eval_batch() -> usize {
+    1000
+}
+
+/// Parameters of `evaluate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateParams {
+    /// Batch size of the accuracy pass.
+    #[serde(default = "d_eval_batch")]
+    pub batch_size: usize,
+    /// Latency and throughput measurement.
+    #[serde(default)]
+    pub latency: LatencyParams,
+    /// Evaluate only the models of these stages in `needs` (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
+}
+
+fn d_warmup() -> usize {
+    100
+}
+fn d_batch_sizes() -> Vec<usize> {
+    vec![1, 256]
+}
+fn d_repeats() -> usize {
+    20
+}
+
+/// Latency and throughput measurement settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyParams {
+    /// Untimed single-image inferences before timing starts.
+    #[serde(default = "d_warmup")]
+    pub warmup: usize,
+    /// Timed single-image inferences (default: one per test image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iters: Option<usize>,
+    /// Batch sizes for the throughput measurement.
+    #[serde(default = "d_batch_sizes")]
+    pub batch_sizes: Vec<usize>,
+    /// Timed repetitions per batch size.
+    #[serde(default = "d_repeats")]
+    pub repeats: usize,
+}
+
+impl Default for LatencyParams {
+    fn default() -> Self {
+        LatencyParams { warmup: d_warmup(), iters: None, batch_sizes: d_batch_sizes(), repeats: d_repeats() }
+    }
+}
+
+/// Chart file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartFormat {
+    /// Raster image.
+    Png,
+    /// Vector image (also inlined into report.html).
+    Svg,
+}
+
+/// Parameters of `report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    /// Report title; default: the pipeline's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Chart files to write beside the report.
+    #[serde(default = "d_formats")]
+    pub formats: Vec<ChartFormat>,
+}
+
+fn d_formats() -> Vec<ChartFormat> {
+    vec![ChartFormat::Png, ChartFormat::Svg]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_serde_form() {
+        let m = ModelConfig::Mlp(MlpConfig { hidden: vec![64] });
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"kind":"mlp","hidden":[64]}"#);
+        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn dispatch_by_kind_name() {
+        let v = serde_json::json!({"hidden": [8, 4]});
+        let m = ModelConfig::deserialize_kind("mlp", v).unwrap().unwrap();
+        assert_eq!(m.kind(), "mlp");
+        assert!(ModelConfig::deserialize_kind("resnet", serde_json::json!({})).unwrap().is_none());
+        let bad = ModelConfig::deserialize_kind("mlp", serde_json::json!({"hiden": [8]}));
+        assert!(bad.unwrap_err().to_string().contains("unknown field `hiden`"));
+    }
+
+    #[test]
+    fn every_kind_has_a_summary_and_schema() {
+        for k in StageParams::kinds().into_iter().chain(ModelConfig::kinds()).chain(DatasetConfig::kinds()) {
+            assert!(!k.summary.is_empty(), "{}", k.name);
+            assert!((k.schema)().as_object().is_some());
+        }
+    }
+
+    #[test]
+    fn range_checks_name_the_field() {
+        let p = StageParams::deserialize_kind("prune", serde_json::json!({"sparsity": 1.5})).unwrap().unwrap();
+        assert_eq!(p.check(), vec![("sparsity".to_string(), "must be in [0, 1)".to_string())]);
+    }
+}

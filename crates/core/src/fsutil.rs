@@ -1,0 +1,194 @@
+//! Files that are either complete or absent.
+//!
+//! Every output slimbench writes goes to a temporary sibling first and is renamed into
+//! place, so a crash or Ctrl-C never leaves a truncated table, model or report behind.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An I/O error that names the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct FsError {
+    /// What was being done ("writing", "creating directory", ...).
+    pub action: &'static str,
+    /// The path involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FsError {
+    /// Wrap an `io::Error` with the action and path.
+    pub fn new(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        FsError { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, FsError>;
+
+/// `create_dir_all` with the path in the error.
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| FsError::new("creating directory", path, e))
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory,
+/// flushed and synced, then renamed over `path`.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`atomic_write`], with a closure that streams into the temporary file.
+pub fn atomic_write_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = parent_dir(path);
+    create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| FsError::new("creating temporary file in", dir, e))?;
+    write(tmp.as_file_mut())
+        .and_then(|_| tmp.as_file_mut().sync_all())
+        .map_err(|e| FsError::new("writing", path, e))?;
+    tmp.persist(path).map_err(|e| FsError::new("renaming into", path, e.error))?;
+    Ok(())
+}
+
+/// Serialize `value` as pretty JSON into `path`, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| FsError::new("encoding JSON for", path, e.into()))?;
+    atomic_write(path, &text)
+}
+
+/// Read and parse a JSON file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read(path).map_err(|e| FsError::new("reading", path, e))?;
+    serde_json::from_slice(&text).map_err(|e| FsError::new("parsing JSON in", path, e.into()))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A directory being filled under a temporary name beside its final place; it appears
+/// under the final name only on [`StagingDir::commit`], and is deleted if dropped
+/// uncommitted.
+#[derive(Debug)]
+pub struct StagingDir {
+    tmp: Option<tempfile::TempDir>,
+    dest: PathBuf,
+}
+
+impl StagingDir {
+    /// Start staging the directory that will become `dest`.
+    pub fn new(dest: &Path) -> Result<Self> {
+        let parent = parent_dir(dest);
+        create_dir_all(parent)?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".partial-{name}-"))
+            .tempdir_in(parent)
+            .map_err(|e| FsError::new("creating staging directory in", parent, e))?;
+        Ok(StagingDir { tmp: Some(tmp), dest: dest.to_path_buf() })
+    }
+
+    /// Where to write while staging.
+    pub fn path(&self) -> &Path {
+        self.tmp.as_ref().expect("staging dir used after commit").path()
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Rename into place. If `dest` already exists (another process finished the same
+    /// work first) it is replaced.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let tmp = self.tmp.take().expect("committed twice").keep();
+        if self.dest.exists() {
+            std::fs::remove_dir_all(&self.dest).map_err(|e| FsError::new("replacing", &self.dest, e))?;
+        }
+        std::fs::rename(&tmp, &self.dest).map_err(|e| FsError::new("renaming into", &self.dest, e))?;
+        Ok(self.dest.clone())
+    }
+}
+
+/// Hard-link `src` to `dst` (same file system), falling back to a copy.
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    create_dir_all(parent_dir(dst))?;
+    if dst.exists() {
+        std::fs::remove_file(dst).map_err(|e| FsError::new("replacing", dst, e))?;
+    }
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst).map(|_| ()).map_err(|e| FsError::new("copying into", dst, e))
+}
+
+/// [`link_or_copy`] every file below `src` into the same relative place below `dst`.
+pub fn link_tree(src: &Path, dst: &Path) -> Result<()> {
+    create_dir_all(dst)?;
+    let entries = std::fs::read_dir(src).map_err(|e| FsError::new("reading directory", src, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::new("reading directory", src, e))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        if from.is_dir() {
+            link_tree(&from, &to)?;
+        } else {
+            link_or_copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Size of a file in bytes.
+pub fn file_size(path: &Path) -> Result<u64> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|e| FsError::new("reading size of", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_dir_appears_only_on_commit() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("out");
+        let staging = StagingDir::new(&dest).unwrap();
+        std::fs::write(staging.path().join("a.txt"), "x").unwrap();
+        assert!(!dest.exists());
+        staging.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), "x");
+        // Only `out` is left: no temporary siblings.
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropped_staging_dir_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let staging = StagingDir::new(&root.path().join("out")).unwrap();
+            std::fs::write(staging.path().join("a.txt"), "x").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("f.json");
+        atomic_write(&p, b"first version, long").unwrap();
+        atomic_write(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+}

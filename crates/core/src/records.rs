@@ -1,0 +1,168 @@
+//! Rows that stages emit and that become the run's Polars tables
+//! (`metrics`, `training`, `latency`, `throughput`). Column names are the field names.
+
+use serde::{Deserialize, Serialize};
+
+/// One evaluated model variant: a row of `metrics.parquet`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// Variant name, unique in a run (`train`, `fp16`, `prune[sparsity=0.9]`, ...).
+    pub variant: String,
+    /// Stage that produced the model.
+    pub stage: String,
+    /// Compression technique (`baseline`, `fp16`, `prune-magnitude`, `distill-response`, ...).
+    pub technique: String,
+    /// Model name (a key of `models:`).
+    pub model: String,
+    /// Model family (`seed-cnn`, `mlp`, ...).
+    pub model_kind: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Device the measurements ran on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Precision the weights are stored in (`fp32`, `fp16`, `bf16`).
+    pub precision: String,
+    /// Precision the arithmetic ran in; differs from `precision` when weights were upcast.
+    pub compute_precision: String,
+    /// Fraction of zero weights in conv/linear layers.
+    pub sparsity: f64,
+    /// Top-1 accuracy on the test set.
+    pub accuracy: f64,
+    /// Test images the accuracy was measured on.
+    pub test_images: u64,
+    /// Batch-1 latency percentiles and mean, in microseconds.
+    pub latency_p50_us: f64,
+    /// 90th percentile.
+    pub latency_p90_us: f64,
+    /// 99th percentile.
+    pub latency_p99_us: f64,
+    /// Mean.
+    pub latency_mean_us: f64,
+    /// Timed batch-1 inferences.
+    pub latency_iters: u64,
+    /// Untimed warm-up inferences before them.
+    pub latency_warmup: u64,
+    /// libtorch intra-op threads during the measurement.
+    pub threads: u64,
+    /// Images per second at `batch_size` (the largest measured).
+    pub throughput_ips: f64,
+    /// Batch size of `throughput_ips`.
+    pub batch_size: u64,
+    /// Size of the saved model file.
+    pub file_size_bytes: u64,
+    /// Parameters (weights and biases).
+    pub params: u64,
+    /// Parameters that are not zero.
+    pub nonzero_params: u64,
+    /// Peak resident memory of the process while this variant was evaluated.
+    pub peak_rss_bytes: u64,
+    /// Seconds of training spent producing this variant in its stage (fine-tuning for
+    /// pruned models, 0 for conversions).
+    pub train_time_s: f64,
+    /// Remarks (e.g. why compute was upcast).
+    pub notes: String,
+}
+
+/// One point of a training curve: a row of `training.parquet`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Stage that trained.
+    pub stage: String,
+    /// Variant being trained.
+    pub variant: String,
+    /// Epoch, from 1.
+    pub epoch: u32,
+    /// Optimizer steps taken so far in this stage.
+    pub step: u64,
+    /// `train` (running mean over the last interval) or `test` (end of epoch).
+    pub split: String,
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy.
+    pub accuracy: f64,
+    /// Seconds since the stage's training began.
+    pub elapsed_s: f64,
+}
+
+/// One timed inference: a row of `latency.parquet` (kept so later runs can be compared
+/// with a statistical test rather than a single number).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LatencySample {
+    /// Variant.
+    pub variant: String,
+    /// Images per inference.
+    pub batch_size: u64,
+    /// Iteration index.
+    pub iter: u64,
+    /// Wall-clock microseconds.
+    pub micros: f64,
+}
+
+/// Throughput at one batch size: a row of `throughput.parquet`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ThroughputRow {
+    /// Variant.
+    pub variant: String,
+    /// Images per inference.
+    pub batch_size: u64,
+    /// Timed repetitions.
+    pub repeats: u64,
+    /// Median milliseconds per batch.
+    pub p50_ms: f64,
+    /// Images per second at the median.
+    pub images_per_s: f64,
+}
+
+/// Everything a stage recorded.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Records {
+    /// Metric rows (from `evaluate`).
+    #[serde(default)]
+    pub metrics: Vec<MetricRow>,
+    /// Training curves.
+    #[serde(default)]
+    pub curves: Vec<CurvePoint>,
+    /// Raw latency samples.
+    #[serde(default)]
+    pub latency: Vec<LatencySample>,
+    /// Throughput by batch size.
+    #[serde(default)]
+    pub throughput: Vec<ThroughputRow>,
+}
+
+impl Records {
+    /// Append another stage's records.
+    pub fn extend(&mut self, other: &Records) {
+        self.metrics.extend(other.metrics.iter().cloned());
+        self.curves.extend(other.curves.iter().cloned());
+        self.latency.extend(other.latency.iter().cloned());
+        self.throughput.extend(other.throughput.iter().cloned());
+    }
+}
+
+/// Percentile (0..=100) of unsorted samples by linear interpolation; NaN when empty.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (rank - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_interpolate() {
+        let v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), 3.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 100.0), 5.0);
+        assert_eq!(percentile(&v, 25.0), 2.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+}
