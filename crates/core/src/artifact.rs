@@ -122,3 +122,89 @@ impl StageManifest {
         self.variants.iter().filter(|v| v.primary)
     }
 }
+
+/// The machine a run ran on (filled in by `slimbench-metrics` from sysinfo).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Operating system and version.
+    pub os: String,
+    /// Kernel version.
+    pub kernel: String,
+    /// CPU brand string.
+    pub cpu_model: String,
+    /// Physical cores (0 when unknown).
+    pub physical_cores: u64,
+    /// Logical cores.
+    pub logical_cores: u64,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// What happened to a stage in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageStatus {
+    /// It ran in this run.
+    Ran,
+    /// Its cached result was reused.
+    Cached,
+    /// It was rendered (reports are never cached).
+    Rendered,
+}
+
+/// One stage's line in `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSummary {
+    /// Stage id.
+    pub id: String,
+    /// Stage kind.
+    pub kind: String,
+    /// What happened.
+    pub status: StageStatus,
+    /// Seconds it took when it ran (for cached stages: when it originally ran).
+    pub duration_s: f64,
+    /// Cache key.
+    pub key: String,
+}
+
+/// `run.json`: the run's metadata.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Run id (also the run directory's name).
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline description.
+    pub description: String,
+    /// Pipeline file it was loaded from.
+    pub pipeline_file: String,
+    /// slimbench version.
+    pub tool_version: String,
+    /// Git revision slimbench was built from.
+    pub git_revision: String,
+    /// libtorch version.
+    pub torch_version: String,
+    /// Device the run used (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Whether CUDA was available.
+    pub cuda_available: bool,
+    /// libtorch intra-op threads.
+    pub threads: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Start time (RFC 3339).
+    pub started_at: String,
+    /// End time (RFC 3339).
+    pub finished_at: String,
+    /// Wall-clock seconds.
+    pub duration_s: f64,
+    /// The machine.
+    pub host: HostInfo,
+    /// Every stage, in execution order.
+    pub stages: Vec<StageSummary>,
+    /// Remarks collected from stages.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
