@@ -10,7 +10,6 @@
 //!   `tch::Cuda::is_available()` would be false even on a GPU machine. A CPU-only
 //!   libtorch has no such file and nothing is added.
 //! * `SLIMBENCH_TORCH_VERSION`: the version string of that libtorch, for run.json.
-use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -19,7 +18,9 @@ fn main() {
         println!("cargo:rustc-env=SLIMBENCH_TORCH_VERSION=unknown");
         return;
     };
-    let lib = Path::new(&lib);
+    // `.torch` is a link into a venv: point the rpath at the real directory.
+    let lib = std::fs::canonicalize(&lib).unwrap_or_else(|_| lib.into());
+    let lib = lib.as_path();
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

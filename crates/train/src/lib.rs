@@ -1,1 +1,21 @@
-//! placeholder
+//! # slimbench-train
+//!
+//! The training loop every stage shares: [`train`] runs epochs of mini-batches from a
+//! [`slimbench_data::loader::Loader`] (batches prepared ahead by worker threads when
+//! `workers > 0`), reads `forward -> loss -> backward_step`, and records loss/accuracy
+//! curves ([`slimbench_core::records::CurvePoint`]) every `log_every` steps plus the
+//! test accuracy after each epoch.
+//!
+//! What differs between stages plugs in:
+//! * an [`Objective`] computes the loss of a batch ([`CrossEntropy`] by default;
+//!   distillation brings its own teacher-guided loss);
+//! * a [`StepHook`] runs after each optimizer step (pruning re-applies its mask there,
+//!   so fine-tuning keeps pruned weights at zero).
+
+mod objective;
+mod optim;
+mod run;
+
+pub use objective::{CrossEntropy, Objective};
+pub use optim::build_optimizer;
+pub use run::{StepHook, TrainConfig, TrainError, TrainOutcome, train};

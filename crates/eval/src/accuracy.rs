@@ -1,0 +1,53 @@
+//! Accuracy over a split.
+
+use slimbench_data::Split;
+use slimbench_models::Model;
+use tch::{Device, Kind, Tensor};
+
+/// Accuracy and loss over a split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Images seen.
+    pub n: usize,
+}
+
+/// Images `start..start+n` of a split as a `[n, 1, H, W]` tensor of pixels/255 on
+/// `device` in `kind`.
+pub fn images_tensor(split: &Split, start: usize, n: usize, device: Device, kind: Kind) -> Tensor {
+    let px = split.rows * split.cols;
+    let bytes = &split.images[start * px..(start + n) * px];
+    Tensor::from_slice(bytes)
+        .view([n as i64, 1, split.rows as i64, split.cols as i64])
+        .to_device(device)
+        .to_kind(kind)
+        / 255.0
+}
+
+/// Labels `start..start+n` as an int64 tensor on `device`.
+pub fn labels_tensor(split: &Split, start: usize, n: usize, device: Device) -> Tensor {
+    Tensor::from_slice(&split.labels[start..start + n]).to_kind(Kind::Int64).to_device(device)
+}
+
+/// Accuracy of `model` over `split`, in batches of `batch_size`, without gradients.
+/// Inputs are given in the model's own precision.
+pub fn accuracy(model: &Model, split: &Split, batch_size: usize) -> Accuracy {
+    let _guard = tch::no_grad_guard();
+    let (device, kind) = (model.device(), model.kind());
+    let (mut correct, mut loss_sum) = (0i64, 0f64);
+    let mut start = 0;
+    while start < split.len() {
+        let n = batch_size.min(split.len() - start);
+        let xs = images_tensor(split, start, n, device, kind);
+        let ys = labels_tensor(split, start, n, device);
+        let logits = model.forward(&xs).to_kind(Kind::Float);
+        loss_sum += logits.cross_entropy_for_logits(&ys).double_value(&[]) * n as f64;
+        correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
+        start += n;
+    }
+    let n = split.len().max(1);
+    Accuracy { loss: loss_sum / n as f64, accuracy: correct as f64 / n as f64, n: split.len() }
+}

@@ -1,0 +1,175 @@
+//! Evaluate one saved model variant into a metrics row.
+
+use std::path::Path;
+
+use slimbench_core::artifact::Precision;
+use slimbench_core::cancel::Cancelled;
+use slimbench_core::config::{ComputeMode, EvaluateParams};
+use slimbench_core::progress::Progress;
+use slimbench_core::records::{LatencySample, MetricRow, ThroughputRow};
+use slimbench_data::Split;
+use slimbench_models::runtime::device_name;
+use slimbench_models::{ModelError, store};
+use tch::{Device, Kind};
+
+use crate::{accuracy, latency};
+
+/// Why a variant could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The model file could not be loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The model cannot compute the way it was asked to.
+    #[error("variant `{variant}`: {msg}")]
+    Compute {
+        /// Variant.
+        variant: String,
+        /// Why.
+        msg: String,
+    },
+    /// Ctrl-C.
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+}
+
+/// What to evaluate.
+#[derive(Debug)]
+pub struct VariantEval<'a> {
+    /// Variant name.
+    pub name: &'a str,
+    /// Stage that produced it.
+    pub stage: &'a str,
+    /// Its model file.
+    pub file: &'a Path,
+    /// Test split of its dataset.
+    pub test: &'a Split,
+    /// Evaluation settings.
+    pub params: &'a EvaluateParams,
+    /// Where to run.
+    pub device: Device,
+    /// Training seconds spent producing it.
+    pub train_time_s: f64,
+}
+
+/// A variant's metrics row and raw timings.
+#[derive(Debug, Clone)]
+pub struct VariantResult {
+    /// The metrics row.
+    pub row: MetricRow,
+    /// Every timed batch-1 inference.
+    pub latency: Vec<LatencySample>,
+    /// Throughput per batch size.
+    pub throughput: Vec<ThroughputRow>,
+}
+
+/// Load, measure and describe one variant.
+pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<VariantResult, EvalError> {
+    let rss_reset = slimbench_metrics::reset_peak_rss();
+    let rss_before = slimbench_metrics::current_rss_bytes().unwrap_or(0);
+    let (mut model, meta) = store::load(v.file, v.device)?;
+    let stored = meta.precision;
+    let mut notes = Vec::new();
+
+    // Decide the arithmetic precision; say so when it differs from the storage.
+    let upcast = stored != Precision::Fp32
+        && match meta.compute {
+            ComputeMode::Upcast => true,
+            ComputeMode::Native => false,
+            ComputeMode::Auto => v.device == Device::Cpu,
+        };
+    let compute_precision = if upcast {
+        model.set_kind(Kind::Float);
+        notes.push(format!(
+            "weights stored in {0}, upcast to fp32 at load: compute ran in fp32{1}",
+            stored.as_str(),
+            if meta.compute == ComputeMode::Auto { " (CPUs lack native half-precision arithmetic; set compute: native to force it)" } else { "" }
+        ));
+        format!("fp32 (upcast from {})", stored.as_str())
+    } else {
+        stored.as_str().to_string()
+    };
+    if !upcast && stored != Precision::Fp32 {
+        // libtorch panics (rather than erroring) when a kernel lacks this precision on
+        // this device; probe once so the failure is a message, not a crash.
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = tch::no_grad_guard();
+            let x = crate::images_tensor(v.test, 0, 1, v.device, model.kind());
+            let _ = model.forward(&x);
+        }));
+        if let Err(e) = probe {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            return Err(EvalError::Compute {
+                variant: v.name.to_string(),
+                msg: format!(
+                    "libtorch cannot compute in {} on {}: {}; use `compute: upcast`",
+                    stored.as_str(),
+                    device_name(v.device),
+                    msg.lines().next().unwrap_or("")
+                ),
+            });
+        }
+    }
+
+    let acc = accuracy::accuracy(&model, v.test, v.params.batch_size);
+    let lp = &v.params.latency;
+    let iters = lp.iters.unwrap_or(v.test.len());
+    let lat = latency::batch1(&model, v.test, lp.warmup, iters, progress)?;
+    let mut throughput = Vec::new();
+    for &b in &lp.batch_sizes {
+        let t = latency::throughput(&model, v.test, b, lp.repeats)?;
+        throughput.push(ThroughputRow {
+            variant: v.name.to_string(),
+            batch_size: b as u64,
+            repeats: t.samples_ms.len() as u64,
+            p50_ms: t.p50_ms,
+            images_per_s: t.images_per_s,
+        });
+    }
+    let headline = throughput.iter().max_by_key(|t| t.batch_size).cloned().unwrap_or_default();
+    let peak_rss_bytes = if rss_reset {
+        slimbench_metrics::peak_rss_bytes().unwrap_or(0)
+    } else {
+        // Without a resettable high-water mark, the best we can say is "at least now".
+        slimbench_metrics::current_rss_bytes().unwrap_or(rss_before).max(rss_before)
+    };
+    let row = MetricRow {
+        variant: v.name.to_string(),
+        stage: v.stage.to_string(),
+        technique: meta.technique.clone(),
+        model: meta.model.clone(),
+        model_kind: {
+            use slimbench_core::config::KindSet;
+            meta.config.kind().to_string()
+        },
+        dataset: meta.dataset.clone(),
+        device: device_name(v.device),
+        precision: stored.as_str().to_string(),
+        compute_precision,
+        sparsity: model.sparsity(),
+        accuracy: acc.accuracy,
+        test_images: acc.n as u64,
+        latency_p50_us: lat.p50_us,
+        latency_p90_us: lat.p90_us,
+        latency_p99_us: lat.p99_us,
+        latency_mean_us: lat.mean_us,
+        latency_iters: lat.samples_us.len() as u64,
+        latency_warmup: lat.warmup as u64,
+        threads: tch::get_num_threads() as u64,
+        throughput_ips: headline.images_per_s,
+        batch_size: headline.batch_size,
+        file_size_bytes: std::fs::metadata(v.file).map(|m| m.len()).unwrap_or(0),
+        params: model.param_count(),
+        nonzero_params: model.nonzero_count(),
+        peak_rss_bytes,
+        train_time_s: v.train_time_s,
+        notes: notes.join("; "),
+    };
+    let latency = lat
+        .samples_us
+        .iter()
+        .enumerate()
+        .map(|(i, &us)| LatencySample { variant: v.name.to_string(), batch_size: 1, iter: i as u64, micros: us })
+        .collect();
+    Ok(VariantResult { row, latency, throughput })
+}

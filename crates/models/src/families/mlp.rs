@@ -1,0 +1,44 @@
+//! Multi-layer perceptron on the flattened image: Linear + ReLU per hidden width, then
+//! a Linear to the classes.
+
+use slimbench_core::artifact::IoShape;
+use slimbench_core::config::MlpConfig;
+use tch::{Tensor, nn};
+
+/// The MLP.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<nn::Linear>,
+}
+
+impl Mlp {
+    /// Build under `p` (layers `fc0`, `fc1`, ...).
+    pub fn new(p: &nn::Path, c: &MlpConfig, io: IoShape) -> Result<Self, String> {
+        if let Some(w) = c.hidden.iter().find(|&&w| w < 1) {
+            return Err(format!("mlp hidden widths must be positive, got {w}"));
+        }
+        let mut widths = vec![io.channels * io.height * io.width];
+        widths.extend(&c.hidden);
+        widths.push(io.classes);
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| nn::linear(p / format!("fc{i}"), w[0], w[1], Default::default()))
+            .collect();
+        Ok(Mlp { layers })
+    }
+}
+
+impl nn::ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let last = self.layers.len() - 1;
+        let mut x = xs.flatten(1, -1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = x.apply(layer);
+            if i < last {
+                x = x.relu();
+            }
+        }
+        x
+    }
+}

@@ -1,0 +1,32 @@
+//! The seed experiment's CNN: input 28x28 -> Conv2d(12 filters, 3x3, valid) + ReLU ->
+//! MaxPool(2x2) -> Flatten -> Dense(10) logits. 20,410 parameters on MNIST.
+
+use slimbench_core::artifact::IoShape;
+use tch::{Tensor, nn};
+
+/// The seed CNN.
+#[derive(Debug)]
+pub struct SeedCnn {
+    conv: nn::Conv2D,
+    fc: nn::Linear,
+}
+
+impl SeedCnn {
+    /// Build under `p`.
+    pub fn new(p: &nn::Path, io: IoShape) -> Result<Self, String> {
+        let (h, w) = ((io.height - 2) / 2, (io.width - 2) / 2);
+        if h < 1 || w < 1 {
+            return Err(format!("seed-cnn needs images of at least 4x4, got {}x{}", io.height, io.width));
+        }
+        Ok(SeedCnn {
+            conv: nn::conv2d(p / "conv", io.channels, 12, 3, Default::default()),
+            fc: nn::linear(p / "fc", 12 * h * w, io.classes, Default::default()),
+        })
+    }
+}
+
+impl nn::ModuleT for SeedCnn {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        xs.apply(&self.conv).relu().max_pool2d_default(2).flatten(1, -1).apply(&self.fc)
+    }
+}

@@ -1,0 +1,213 @@
+//! [`Model`]: a network with its parameters.
+
+use slimbench_core::artifact::IoShape;
+use slimbench_core::config::ModelConfig;
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::families::{self, Net};
+
+/// Errors building, converting, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The config cannot describe a network for this input.
+    #[error("cannot build model `{name}`: {msg}")]
+    Build {
+        /// Model name.
+        name: String,
+        /// Why.
+        msg: String,
+    },
+    /// libtorch refused an operation.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Fs(#[from] slimbench_core::fsutil::FsError),
+    /// A model file is not what slimbench writes.
+    #[error("{path}: {msg}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// A network and its parameters.
+#[derive(Debug)]
+pub struct Model {
+    /// The model's name (a key of `models:`).
+    pub name: String,
+    /// Its family and hyper-parameters.
+    pub config: ModelConfig,
+    /// Its input/output shape.
+    pub io: IoShape,
+    vs: nn::VarStore,
+    net: Box<dyn Net>,
+}
+
+impl Model {
+    /// Build a freshly initialised model on `device`; with a seed, initialisation is
+    /// reproducible.
+    pub fn build(
+        name: &str,
+        config: &ModelConfig,
+        io: IoShape,
+        device: Device,
+        seed: Option<u64>,
+    ) -> Result<Self, ModelError> {
+        if let Some(s) = seed {
+            tch::manual_seed(s as i64);
+        }
+        let vs = nn::VarStore::new(device);
+        let net = families::build(&vs.root(), config, io)
+            .map_err(|msg| ModelError::Build { name: name.to_string(), msg })?;
+        Ok(Model { name: name.to_string(), config: config.clone(), io, vs, net })
+    }
+
+    /// Logits for a batch `[N, C, H, W]`; `train` enables dropout.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        nn::ModuleT::forward_t(&*self.net, xs, train)
+    }
+
+    /// Logits in inference mode.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.forward_t(xs, false)
+    }
+
+    /// The parameter store (for optimizers).
+    pub fn vs(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Device of the parameters.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Move every parameter to `device`.
+    pub fn to_device(&mut self, device: Device) {
+        self.vs.set_device(device);
+    }
+
+    /// Floating-point kind of the parameters.
+    pub fn kind(&self) -> Kind {
+        self.named().first().map(|(_, t)| t.kind()).unwrap_or(Kind::Float)
+    }
+
+    /// Cast every floating-point parameter to `kind` (Float, Half or BFloat16).
+    pub fn set_kind(&mut self, kind: Kind) {
+        match kind {
+            Kind::Half => self.vs.half(),
+            Kind::BFloat16 => self.vs.bfloat16(),
+            _ => self.vs.float(),
+        }
+    }
+
+    /// Parameters by name, sorted by name (shallow: they share storage with the model).
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Weights of convolution and linear layers, the ones pruning acts on (biases stay).
+    pub fn prunable(&self) -> Vec<(String, Tensor)> {
+        self.named().into_iter().filter(|(n, _)| n.ends_with(".weight")).collect()
+    }
+
+    /// Number of parameters.
+    pub fn param_count(&self) -> u64 {
+        self.named().iter().map(|(_, t)| t.numel() as u64).sum()
+    }
+
+    /// Number of parameters that are not zero.
+    pub fn nonzero_count(&self) -> u64 {
+        tch::no_grad(|| self.named().iter().map(|(_, t)| t.count_nonzero(None::<i64>).int64_value(&[]) as u64).sum())
+    }
+
+    /// Fraction of zeros among the prunable weights.
+    pub fn sparsity(&self) -> f64 {
+        tch::no_grad(|| {
+            let (mut total, mut zeros) = (0u64, 0u64);
+            for (_, t) in self.prunable() {
+                let n = t.numel() as u64;
+                total += n;
+                zeros += n - t.count_nonzero(None::<i64>).int64_value(&[]) as u64;
+            }
+            if total == 0 { 0.0 } else { zeros as f64 / total as f64 }
+        })
+    }
+
+    /// Copy every parameter from a model of the same architecture.
+    pub fn copy_from(&mut self, other: &Model) -> Result<(), ModelError> {
+        self.vs.copy(&other.vs)?;
+        Ok(())
+    }
+
+    /// A deep copy on the same device.
+    pub fn try_clone(&self) -> Result<Model, ModelError> {
+        let mut m = Model::build(&self.name, &self.config, self.io, self.device(), None)?;
+        m.set_kind(self.kind());
+        m.copy_from(self)?;
+        Ok(m)
+    }
+
+    /// Stop gradients for every parameter (a frozen teacher).
+    pub fn freeze(&mut self) {
+        self.vs.freeze();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimbench_core::config::*;
+
+    pub(crate) const MNIST: IoShape = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+
+    #[test]
+    fn seed_cnn_has_the_seed_parameter_count() {
+        let m = Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig {}), MNIST, Device::Cpu, Some(1)).unwrap();
+        // conv 12*1*3*3 + 12, dense 12*13*13*10 + 10
+        assert_eq!(m.param_count(), 108 + 12 + 20280 + 10);
+        let y = m.forward(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)));
+        assert_eq!(y.size(), [3, 10]);
+    }
+
+    #[test]
+    fn every_family_builds_and_runs() {
+        let configs = [
+            ModelConfig::Mlp(MlpConfig { hidden: vec![32, 16] }),
+            ModelConfig::DsConv(DsConvConfig::default()),
+            ModelConfig::Cnn(CnnConfig { channels: vec![8, 16], hidden: 32, dropout: 0.1 }),
+        ];
+        for c in configs {
+            let m = Model::build("m", &c, MNIST, Device::Cpu, Some(1)).unwrap();
+            let y = m.forward(&Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu)));
+            assert_eq!(y.size(), [2, 10], "{c:?}");
+            assert!(m.param_count() > 0);
+            assert!(!m.prunable().is_empty());
+        }
+    }
+
+    #[test]
+    fn seeded_builds_are_identical_and_half_halves() {
+        let c = ModelConfig::Mlp(MlpConfig { hidden: vec![16] });
+        let a = Model::build("a", &c, MNIST, Device::Cpu, Some(7)).unwrap();
+        let mut b = Model::build("b", &c, MNIST, Device::Cpu, Some(7)).unwrap();
+        for ((_, x), (_, y)) in a.named().iter().zip(b.named()) {
+            assert!(x.equal(&y));
+        }
+        b.set_kind(Kind::Half);
+        assert_eq!(b.kind(), Kind::Half);
+        assert_eq!(b.param_count(), a.param_count());
+    }
+
+    #[test]
+    fn bad_configs_are_errors_not_panics() {
+        let c = ModelConfig::Cnn(CnnConfig { channels: vec![4, 4, 4, 4, 4, 4], hidden: 0, dropout: 0.0 });
+        let err = Model::build("deep", &c, MNIST, Device::Cpu, None).unwrap_err();
+        assert!(err.to_string().contains("too many pooling blocks"), "{err}");
+    }
+}

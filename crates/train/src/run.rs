@@ -1,0 +1,214 @@
+//! The training loop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use slimbench_core::cancel::{self, Cancelled};
+use slimbench_core::config::OptimSettings;
+use slimbench_core::progress::Progress;
+use slimbench_core::records::CurvePoint;
+use slimbench_data::Split;
+use slimbench_data::loader::{Loader, LoaderConfig};
+use slimbench_models::Model;
+use tch::{Kind, Tensor};
+
+use crate::{Objective, build_optimizer};
+
+/// Runs after every optimizer step.
+pub trait StepHook {
+    /// Called with the updated model.
+    fn after_step(&mut self, model: &Model);
+}
+
+impl<F: FnMut(&Model)> StepHook for F {
+    fn after_step(&mut self, model: &Model) {
+        self(model)
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: u32,
+    /// Optimizer, learning rate, batch size.
+    pub optim: OptimSettings,
+    /// Seed of the shuffling.
+    pub seed: u64,
+    /// Batch-preparation threads.
+    pub workers: usize,
+    /// Curve point every N steps.
+    pub log_every: usize,
+    /// Batch size of the end-of-epoch test pass.
+    pub eval_batch_size: usize,
+    /// Stage id, for the curve rows.
+    pub stage: String,
+    /// Variant name, for the curve rows and progress label.
+    pub variant: String,
+}
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// libtorch refused an operation.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// The loss became NaN or infinite.
+    #[error("training `{variant}` diverged at step {step} (loss {loss}); lower the learning rate")]
+    Diverged {
+        /// Variant.
+        variant: String,
+        /// Step.
+        step: u64,
+        /// The loss.
+        loss: f64,
+    },
+    /// Ctrl-C.
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+}
+
+/// What training produced besides the updated model.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOutcome {
+    /// Curve points.
+    pub curves: Vec<CurvePoint>,
+    /// Seconds spent in the loop (excluding the end-of-epoch test passes).
+    pub train_time_s: f64,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Test accuracy after the last epoch.
+    pub test_accuracy: f64,
+}
+
+/// Train `model` on `train_split`, testing on `test_split` after each epoch.
+pub fn train(
+    model: &mut Model,
+    train_split: &Arc<Split>,
+    test_split: &Split,
+    cfg: &TrainConfig,
+    objective: &mut dyn Objective,
+    mut hook: Option<&mut dyn StepHook>,
+    progress: &dyn Progress,
+) -> Result<TrainOutcome, TrainError> {
+    let device = model.device();
+    let mut opt = build_optimizer(model.vs(), &cfg.optim)?;
+    let loader = Loader::new(
+        train_split.clone(),
+        LoaderConfig {
+            batch_size: cfg.optim.batch_size,
+            shuffle: true,
+            seed: cfg.seed,
+            workers: cfg.workers,
+            drop_last: false,
+        },
+    );
+    let per_epoch = loader.batches_per_epoch() as u64;
+    let mut out = TrainOutcome::default();
+    let started = Instant::now();
+    let mut eval_time = 0.0;
+    let mut step = 0u64;
+    let mut acc = Interval::new(device);
+    for epoch in 1..=cfg.epochs {
+        let bar = progress.bar(&format!("{} epoch {epoch}/{}", cfg.variant, cfg.epochs), per_epoch);
+        for batch in loader.epoch(epoch as u64) {
+            cancel::check()?;
+            let xs = Tensor::from_slice(&batch.images)
+                .view([batch.n as i64, 1, batch.rows as i64, batch.cols as i64])
+                .to_device(device);
+            let ys = Tensor::from_slice(&batch.labels).to_device(device);
+            let (loss, logits) = objective.loss(model, &xs, &ys);
+            opt.backward_step(&loss);
+            if let Some(h) = hook.as_mut() {
+                h.after_step(model);
+            }
+            step += 1;
+            acc.add(&loss, &logits, &ys, batch.n);
+            bar.inc(1);
+            if step % cfg.log_every as u64 == 0 {
+                let elapsed = started.elapsed().as_secs_f64() - eval_time;
+                if let Some(p) = acc.take(cfg, epoch, step, elapsed) {
+                    if !p.loss.is_finite() {
+                        return Err(TrainError::Diverged { variant: cfg.variant.clone(), step, loss: p.loss });
+                    }
+                    bar.message(format!("loss {:.4} acc {:.3}", p.loss, p.accuracy));
+                    out.curves.push(p);
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64() - eval_time;
+        if let Some(p) = acc.take(cfg, epoch, step, elapsed) {
+            out.curves.push(p);
+        }
+        bar.finish();
+        let t = Instant::now();
+        let test = slimbench_eval::accuracy(model, test_split, cfg.eval_batch_size);
+        eval_time += t.elapsed().as_secs_f64();
+        tracing::info!(variant = %cfg.variant, epoch, test_accuracy = test.accuracy, test_loss = test.loss, "epoch done");
+        out.curves.push(CurvePoint {
+            stage: cfg.stage.clone(),
+            variant: cfg.variant.clone(),
+            epoch,
+            step,
+            split: "test".into(),
+            loss: test.loss,
+            accuracy: test.accuracy,
+            elapsed_s: elapsed,
+        });
+        out.test_accuracy = test.accuracy;
+    }
+    out.train_time_s = started.elapsed().as_secs_f64() - eval_time;
+    out.steps = step;
+    Ok(out)
+}
+
+/// Running sums of one logging interval, kept on the device so that steps do not wait
+/// for a host read-back.
+struct Interval {
+    loss: Tensor,
+    correct: Tensor,
+    seen: i64,
+    batches: u64,
+}
+
+impl Interval {
+    fn new(device: tch::Device) -> Self {
+        Interval {
+            loss: Tensor::zeros([], (Kind::Float, device)),
+            correct: Tensor::zeros([], (Kind::Int64, device)),
+            seen: 0,
+            batches: 0,
+        }
+    }
+
+    fn add(&mut self, loss: &Tensor, logits: &Tensor, ys: &Tensor, n: usize) {
+        tch::no_grad(|| {
+            let _ = self.loss.g_add_(&loss.detach().to_kind(Kind::Float));
+            let _ = self.correct.g_add_(&logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64));
+        });
+        self.seen += n as i64;
+        self.batches += 1;
+    }
+
+    /// The interval's train-split curve point, resetting the sums; None when empty.
+    fn take(&mut self, cfg: &TrainConfig, epoch: u32, step: u64, elapsed_s: f64) -> Option<CurvePoint> {
+        if self.batches == 0 {
+            return None;
+        }
+        let point = CurvePoint {
+            stage: cfg.stage.clone(),
+            variant: cfg.variant.clone(),
+            epoch,
+            step,
+            split: "train".into(),
+            loss: self.loss.double_value(&[]) / self.batches as f64,
+            accuracy: self.correct.int64_value(&[]) as f64 / self.seen as f64,
+            elapsed_s,
+        };
+        let _ = self.loss.zero_();
+        let _ = self.correct.zero_();
+        self.seen = 0;
+        self.batches = 0;
+        Some(point)
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Make libtorch available to the build, with no manual step:
+#   1. a Python venv with the pinned torch wheel (tch =0.24.0 needs libtorch 2.11.0),
+#      created once at $SLIMBENCH_VENV (default ~/.cache/slimbench/venv-torch-2.11.0,
+#      shared by every checkout, reused by CI when present);
+#   2. a `.torch` link in the repository to that venv's `torch/` package, which
+#      .cargo/config.toml hands to torch-sys as LIBTORCH.
+# Environment:
+#   SLIMBENCH_VENV        where the venv lives
+#   SLIMBENCH_TORCH_INDEX pip index URL for the wheel (e.g. https://download.pytorch.org/whl/cpu
+#                         for a CPU-only libtorch, about 5x smaller than PyPI's CUDA build)
+#   PYTHON                interpreter that creates the venv (default python3)
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SLIMBENCH_VENV:-$HOME/.cache/slimbench/venv-torch-$TORCH_VERSION}"
+PY="${PYTHON:-python3}"
+
+# Fast path: the link is in place and points at the pinned version.
+if grep -qs "^__version__ = '$TORCH_VERSION" "$ROOT/.torch/version.py"; then
+  exit 0
+fi
+
+have_torch() {
+  "$VENV/bin/python" - "$TORCH_VERSION" 2>/dev/null <<'PYCODE'
+import sys, torch
+sys.exit(0 if torch.__version__.split('+')[0] == sys.argv[1] else 1)
+PYCODE
+}
+
+if ! have_torch; then
+  echo "setup-torch: installing torch==$TORCH_VERSION into $VENV (once; a few GB from PyPI)" >&2
+  if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "setup-torch: error: $PY cannot create virtual environments" >&2
+    echo "  hint: install Python 3 with the venv module (Debian/Ubuntu: apt install python3-venv)" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$VENV")"
+  "$PY" -m venv "$VENV"
+  pip_args=(install --quiet --disable-pip-version-check "torch==$TORCH_VERSION")
+  if [ -n "${SLIMBENCH_TORCH_INDEX:-}" ]; then pip_args+=(--index-url "$SLIMBENCH_TORCH_INDEX"); fi
+  "$VENV/bin/python" -m pip "${pip_args[@]}"
+  have_torch || { echo "setup-torch: error: torch $TORCH_VERSION did not import after installing" >&2; exit 1; }
+fi
+
+TORCH_DIR="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
+if [ "$(readlink "$ROOT/.torch" 2>/dev/null)" != "$TORCH_DIR" ]; then
+  ln -sfn "$TORCH_DIR" "$ROOT/.torch"
+fi
