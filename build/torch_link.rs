@@ -12,6 +12,9 @@
 //! * `SLIMBENCH_TORCH_VERSION`: the version string of that libtorch, for run.json.
 
 fn main() {
+    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("slimbench") {
+        git_revision();
+    }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:warning=torch-sys did not report its libtorch directory; set LD_LIBRARY_PATH to run");
@@ -35,4 +38,30 @@ fn main() {
         .or_else(|| std::fs::read_to_string(lib.join("../build-version")).ok().map(|v| v.trim().to_string()))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SLIMBENCH_TORCH_VERSION={version}");
+}
+
+/// `SLIMBENCH_GIT_REVISION` for the binary's run.json: the environment variable of that
+/// name (for builds without a .git, such as Docker), else `git rev-parse`, else "unknown".
+fn git_revision() {
+    println!("cargo:rerun-if-env-changed=SLIMBENCH_GIT_REVISION");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = std::env::var("SLIMBENCH_GIT_REVISION")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    // Rebuild when HEAD moves: watch HEAD and the branch it points at.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={dir}/{r}");
+        }
+    }
+    println!("cargo:rustc-env=SLIMBENCH_GIT_REVISION={rev}");
 }

@@ -1,1 +1,15 @@
-//! placeholder
+//! # slimbench-compress
+//!
+//! Compression techniques, each acting on a [`slimbench_models::Model`]:
+//!
+//! * [`quantize`]: store weights in fp16 or bf16 (the file really halves).
+//! * [`prune`]: unstructured magnitude pruning to an exact sparsity, globally or per
+//!   layer; the [`prune::Masks`] it returns re-apply themselves after every fine-tuning
+//!   step (they are a [`slimbench_train::StepHook`]).
+//! * [`distill`]: response-based knowledge distillation, a
+//!   [`slimbench_train::Objective`] mixing the frozen teacher's softened outputs
+//!   (KL divergence scaled by T^2) with the hard labels.
+
+pub mod distill;
+pub mod prune;
+pub mod quantize;

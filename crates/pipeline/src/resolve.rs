@@ -241,7 +241,7 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
     })
 }
 
-fn base_of<'a>(instances: &'a [(usize, PlannedStage)], id: &str) -> &'a str {
+fn base_of<'a>(instances: &'a [(usize, PlannedStage)], id: &'a str) -> &'a str {
     instances.iter().find(|(_, p)| p.id == id).map(|(_, p)| p.base_id.as_str()).unwrap_or(id)
 }
 

@@ -102,7 +102,7 @@ impl Source {
         &self,
         path: &YamlPath,
         value: Value,
-        f: impl FnOnce(serde_path_to_error::Deserializer<Value, '_>) -> Result<T, serde_yaml::Error>,
+        f: impl FnOnce(serde_path_to_error::Deserializer<'_, '_, Value>) -> Result<T, serde_yaml::Error>,
     ) -> Result<T, Diagnostic> {
         let mut track = serde_path_to_error::Track::new();
         let result = f(serde_path_to_error::Deserializer::new(value, &mut track));

@@ -224,8 +224,8 @@ mod tests {
         let text = "name: x\nstages:\n  - id: train\n    with: { epochs: 2, lr: 0.1 }\n  - id: eval\n    needs: [train]\n";
         let (_, idx) = load(text).unwrap();
         let p = YamlPath::root().key("stages").index(0).key("with").key("lr");
-        assert_eq!(idx.value(&p), Some(Pos { line: 4, col: 30 }));
-        assert_eq!(idx.key(&p), Some(Pos { line: 4, col: 26 }));
+        assert_eq!(idx.value(&p), Some(Pos { line: 4, col: 28 }));
+        assert_eq!(idx.key(&p), Some(Pos { line: 4, col: 24 }));
         let n = YamlPath::root().key("stages").index(1).key("needs").index(0);
         assert_eq!(idx.value(&n), Some(Pos { line: 6, col: 13 }));
         // Unknown deeper paths fall back to the closest ancestor.

@@ -1,1 +1,27 @@
-//! placeholder
+//! # slimbench-stages
+//!
+//! [`TorchRunner`] implements the pipeline's
+//! [`StageRunner`](slimbench_pipeline::StageRunner): one module per stage kind turns
+//! the stage's typed parameters and inputs into calls to the domain crates
+//! (`slimbench-train`, `-compress`, `-eval`, `-report`) and writes model files with
+//! their metadata into the stage's directory.
+//!
+//! | kind | reads | writes |
+//! |---|---|---|
+//! | `train` | a dataset | `model.safetensors`, curves |
+//! | `quantize` | one model | `model.safetensors` at fp16/bf16 |
+//! | `prune` | one model (+ dataset to fine-tune) | sparse `model.safetensors`, curves |
+//! | `distill` | a teacher model + dataset | `student.safetensors`, `baseline.safetensors`, curves |
+//! | `evaluate` | every model of its needs | metric rows, latency samples, throughput |
+//! | `report` | the run's tables | charts, `report.html`, `summary.md` |
+
+mod common;
+mod distill;
+mod evaluate;
+mod prune;
+mod quantize;
+mod report;
+mod runner;
+mod train;
+
+pub use runner::{StageError, TorchRunner};

@@ -1,0 +1,81 @@
+//! The runner: device and thread set-up, dispatch by stage kind.
+
+use std::path::{Path, PathBuf};
+
+use slimbench_core::config::{Defaults, StageParams};
+use slimbench_core::records::Records;
+use slimbench_models::runtime::{self, TORCH_VERSION};
+use slimbench_pipeline::executor::{BoxError, RunEnv, StageContext, StageOutput};
+use slimbench_pipeline::StageRunner;
+use tch::Device;
+
+/// Errors raised by the stage wiring itself (the domain crates bring their own).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The device in `defaults.device` is not there.
+    #[error("{0}")]
+    Device(String),
+    /// A stage's inputs are not what it needs.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Runs stages on libtorch.
+#[derive(Debug)]
+pub struct TorchRunner {
+    env: RunEnv,
+    pub(crate) device: Device,
+}
+
+impl TorchRunner {
+    /// Resolve the device and set the thread count from the pipeline's defaults.
+    pub fn new(defaults: &Defaults, git_revision: &str) -> Result<Self, StageError> {
+        let device = runtime::resolve_device(defaults.device).map_err(StageError::Device)?;
+        let threads = runtime::set_threads(defaults.threads);
+        if let Device::Cuda(i) = device {
+            tracing::info!("computing on cuda:{i} ({} CUDA device(s), cuDNN {})", tch::Cuda::device_count(), tch::Cuda::cudnn_is_available());
+        } else {
+            tracing::info!(threads, "computing on the CPU{}", if tch::Cuda::is_available() { "" } else { " (no CUDA device found)" });
+        }
+        Ok(TorchRunner {
+            env: RunEnv {
+                device: runtime::device_name(device),
+                cuda_available: tch::Cuda::is_available(),
+                threads,
+                torch_version: TORCH_VERSION.to_string(),
+                git_revision: git_revision.to_string(),
+                host: slimbench_metrics::probe_host(),
+            },
+            device,
+        })
+    }
+}
+
+impl StageRunner for TorchRunner {
+    fn env(&self) -> &RunEnv {
+        &self.env
+    }
+
+    fn run_stage(&self, ctx: &StageContext<'_>) -> Result<StageOutput, BoxError> {
+        match &ctx.stage.params {
+            StageParams::Train(p) => crate::train::run(self, ctx, p),
+            StageParams::Quantize(p) => crate::quantize::run(self, ctx, p),
+            StageParams::Prune(p) => crate::prune::run(self, ctx, p),
+            StageParams::Distill(p) => crate::distill::run(self, ctx, p),
+            StageParams::Evaluate(p) => crate::evaluate::run(self, ctx, p),
+            StageParams::Report(_) => Err("report stages are rendered, not run".into()),
+        }
+    }
+
+    fn write_tables(&self, run_dir: &Path, records: &Records) -> Result<(), BoxError> {
+        slimbench_metrics::write_tables(run_dir, records)?;
+        Ok(())
+    }
+
+    fn render_report(&self, ctx: &StageContext<'_>, run_dir: &Path) -> Result<Vec<PathBuf>, BoxError> {
+        match &ctx.stage.params {
+            StageParams::Report(p) => crate::report::render(ctx, p, run_dir),
+            _ => Err("only report stages are rendered".into()),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `train`: a model from scratch.
+
+use slimbench_core::artifact::{ModelMeta, Precision};
+use slimbench_core::config::{ComputeMode, TrainParams};
+use slimbench_models::store::Encoding;
+use slimbench_models::Model;
+use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
+use slimbench_train::{CrossEntropy, TrainConfig, train};
+
+use crate::TorchRunner;
+use crate::common::{dataset, io_of, save_variant};
+
+pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Result<StageOutput, BoxError> {
+    let ds = dataset(ctx, &p.dataset)?;
+    let io = io_of(&ds);
+    let seed = p.seed.unwrap_or(ctx.plan.defaults.seed);
+    let config = &ctx.plan.models[&p.model];
+    let mut model = Model::build(&p.model, config, io, runner.device, Some(seed))?;
+    tracing::info!(model = %p.model, params = model.param_count(), dataset = %p.dataset, "training");
+    let cfg = TrainConfig {
+        epochs: p.epochs,
+        optim: p.optim(),
+        seed,
+        workers: p.workers,
+        log_every: p.log_every,
+        eval_batch_size: 1000,
+        stage: ctx.stage.id.clone(),
+        variant: ctx.stage.id.clone(),
+    };
+    let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, ctx.progress)?;
+    let meta = ModelMeta {
+        model: p.model.clone(),
+        config: config.clone(),
+        io,
+        dataset: p.dataset.clone(),
+        technique: "baseline".into(),
+        precision: Precision::Fp32,
+        compute: ComputeMode::Auto,
+        sparsity: 0.0,
+        optim: Some(p.optim()),
+    };
+    let variant =
+        save_variant(ctx, &model, meta, "model.safetensors", ctx.stage.id.clone(), true, out.train_time_s, Encoding::Dense)?;
+    let mut output = StageOutput { variants: vec![variant], ..Default::default() };
+    output.records.curves = out.curves;
+    output.notes.push(format!(
+        "{}: {} epoch(s) of {} on {} in {:.1} s, test accuracy {:.4}",
+        ctx.stage.id, p.epochs, p.model, p.dataset, out.train_time_s, out.test_accuracy
+    ));
+    Ok(output)
+}
