@@ -1,7 +1,7 @@
 //! Logs (tracing) and progress bars (indicatif) on stderr, without tearing each other:
 //! log lines are written while the bars are suspended. Bars only draw on a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use slimbench_core::cancel;
@@ -96,7 +96,10 @@ pub fn init(g: &GlobalArgs) -> UiProgress {
         _ => "debug,slimbench=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(SuspendingWriter(multi.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(SuspendingWriter(multi.clone()));
     match g.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_target(false).compact().init(),

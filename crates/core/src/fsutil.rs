@@ -47,8 +47,7 @@ pub fn atomic_write_with(
 ) -> Result<()> {
     let dir = parent_dir(path);
     create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+    let mut tmp = builder(".tmp-", false)
         .tempfile_in(dir)
         .map_err(|e| FsError::new("creating temporary file in", dir, e))?;
     write(tmp.as_file_mut())
@@ -68,6 +67,20 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).map_err(|e| FsError::new("reading", path, e))?;
     serde_json::from_slice(&text).map_err(|e| FsError::new("parsing JSON in", path, e.into()))
+}
+
+/// A temporary-name builder. Results are meant to be read by others (a web server, a
+/// CI artifact uploader), so they get the usual modes narrowed by the umask rather than
+/// tempfile's private 0600/0700.
+fn builder(prefix: &str, _dir: bool) -> tempfile::Builder<'_, '_> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(if _dir { 0o777 } else { 0o666 }));
+    }
+    b
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -92,10 +105,14 @@ impl StagingDir {
         let parent = parent_dir(dest);
         create_dir_all(parent)?;
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".partial-{name}-"))
+        let prefix = format!("{PARTIAL_PREFIX}{name}-");
+        let tmp = builder(&prefix, true)
             .tempdir_in(parent)
             .map_err(|e| FsError::new("creating staging directory in", parent, e))?;
+        // Lets a later run tell a staging directory of a killed process from a live one.
+        let pid_file = tmp.path().join(PID_FILE);
+        std::fs::write(&pid_file, std::process::id().to_string())
+            .map_err(|e| FsError::new("writing", &pid_file, e))?;
         Ok(StagingDir { tmp: Some(tmp), dest: dest.to_path_buf() })
     }
 
@@ -113,11 +130,47 @@ impl StagingDir {
     /// work first) it is replaced.
     pub fn commit(mut self) -> Result<PathBuf> {
         let tmp = self.tmp.take().expect("committed twice").keep();
+        let _ = std::fs::remove_file(tmp.join(PID_FILE));
         if self.dest.exists() {
             std::fs::remove_dir_all(&self.dest).map_err(|e| FsError::new("replacing", &self.dest, e))?;
         }
         std::fs::rename(&tmp, &self.dest).map_err(|e| FsError::new("renaming into", &self.dest, e))?;
         Ok(self.dest.clone())
+    }
+}
+
+const PARTIAL_PREFIX: &str = ".partial-";
+const PID_FILE: &str = ".slimbench-pid";
+
+/// Remove staging directories left in `dir` by processes that no longer run (a run
+/// killed with SIGKILL cannot clean up after itself). Returns how many were removed.
+pub fn sweep_stale(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(PARTIAL_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
+        let pid = std::fs::read_to_string(entry.path().join(PID_FILE)).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        let alive = match pid {
+            Some(pid) if pid == std::process::id() => true,
+            Some(pid) => process_alive(pid),
+            None => false,
+        };
+        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        // Without /proc, assume it may still run: leaving a stale directory is harmless.
+        true
     }
 }
 
@@ -180,6 +233,20 @@ mod tests {
             std::fs::write(staging.path().join("a.txt"), "x").unwrap();
         }
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn sweep_removes_only_dead_owners() {
+        let root = tempfile::tempdir().unwrap();
+        let live = StagingDir::new(&root.path().join("live")).unwrap();
+        let dead = root.path().join(".partial-dead-x");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(PID_FILE), "999999999").unwrap();
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(live.path().exists());
+        assert!(!dead.exists());
+        let committed = live.commit().unwrap();
+        assert!(!committed.join(PID_FILE).exists());
     }
 
     #[test]

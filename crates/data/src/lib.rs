@@ -1,1 +1,286 @@
-//! placeholder
+//! # slimbench-data
+//!
+//! The images slimbench trains and measures on, as plain bytes: this crate has no
+//! libtorch in it, so it builds and tests fast and the training crates turn
+//! [`loader::Batch`]es into tensors themselves.
+//!
+//! * [`load`] turns a `datasets:` entry ([`slimbench_core::config::DatasetConfig`]) into
+//!   a [`Dataset`]: a train and a test [`Split`] of 28x28 grey images with their labels,
+//!   and a content hash for cache keys.
+//! * MNIST and Fashion-MNIST are read from IDX files ([`idx`]), found through a
+//!   [`DataLookup`] (the dataset's `path:`, then the data dir, then the user cache) or
+//!   downloaded from a mirror and MD5-verified ([`fetch`]).
+//! * `synthetic-digits` is generated in-process ([`synthetic`]): no files, no network,
+//!   the same bytes for the same seed whatever the number of threads.
+//! * [`loader::Loader`] cuts a split into (optionally shuffled) [`loader::Batch`]es of
+//!   `f32` pixels in `[0, 1]`, on the calling thread or ahead of it on worker threads.
+//!
+//! Every failure is a [`DataError`]: a plain sentence naming the dataset and the file or
+//! URL involved, followed by a `hint:` line that says how to fix it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use slimbench_core::config::DatasetConfig;
+
+mod error;
+pub mod fetch;
+pub mod idx;
+mod idxset;
+pub mod loader;
+mod rng;
+pub mod synthetic;
+
+pub use error::{DataError, Searched};
+
+/// Side of the generated `synthetic-digits` images, and of MNIST and Fashion-MNIST.
+pub const IMAGE_SIDE: usize = 28;
+
+/// Number of classes of every dataset kind this crate knows.
+pub const CLASSES: usize = 10;
+
+/// One split (train or test) of a dataset: `len()` grey images of `rows` x `cols`
+/// pixels and their labels.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Split {
+    /// Pixels, image after image, each row-major; `len() * rows * cols` bytes, 0 = black.
+    pub images: Vec<u8>,
+    /// One class index per image.
+    pub labels: Vec<u8>,
+    /// Image height in pixels.
+    pub rows: usize,
+    /// Image width in pixels.
+    pub cols: usize,
+}
+
+// Not derived: printing a dataset must not print its 47 million pixels.
+impl std::fmt::Debug for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Split")
+            .field("len", &self.len())
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of one image per image (`rows * cols`).
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`, row-major.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let len = self.image_len();
+        &self.images[i * len..(i + 1) * len]
+    }
+
+    /// Keep only the first `n` images (no-op when there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.images.truncate(n * self.image_len());
+    }
+
+    /// How many images each class has (`classes` entries; labels at or above
+    /// `classes` are not counted).
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A loaded dataset: both splits, shared cheaply between stages and loaders.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The name it has under `datasets:` in the pipeline.
+    pub name: String,
+    /// Its kind: `mnist`, `fashion-mnist` or `synthetic-digits`.
+    pub kind: String,
+    /// Training images.
+    pub train: Arc<Split>,
+    /// Test images.
+    pub test: Arc<Split>,
+    /// Number of classes (labels are `0..classes`).
+    pub classes: usize,
+    /// The directory the files were read from, or `generated`.
+    pub source: String,
+    /// Hex BLAKE3 identifying the content: the files as stored plus the limits, or the
+    /// generator's settings and version.
+    pub content_hash: String,
+}
+
+impl Dataset {
+    /// `(rows, cols)` of every image.
+    pub fn image_shape(&self) -> (usize, usize) {
+        (self.train.rows, self.train.cols)
+    }
+}
+
+/// Where to look for dataset files, and whether downloading is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataLookup {
+    /// A directory holding one sub-directory per dataset (`mnist/`, `fashion-mnist/`).
+    pub data_dir: Option<PathBuf>,
+    /// slimbench's cache directory; datasets live in `<cache>/datasets/<kind>/`, and
+    /// downloads go there.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether missing files may be downloaded.
+    pub allow_download: bool,
+}
+
+impl DataLookup {
+    /// The lookup the command line uses: `data_dir_flag` (`--data-dir`), else
+    /// `SLIMBENCH_DATA_DIR`; the cache in `SLIMBENCH_CACHE_DIR`, else the user cache
+    /// directory's `slimbench/`; downloads allowed unless `SLIMBENCH_OFFLINE` is `1` or
+    /// `true`.
+    pub fn from_env(data_dir_flag: Option<PathBuf>) -> Self {
+        Self::from_vars(data_dir_flag, |k| std::env::var_os(k).map(PathBuf::from), dirs::cache_dir())
+    }
+
+    /// [`DataLookup::from_env`] with the environment and the user cache directory passed
+    /// in, so it can be tested without touching the process environment.
+    fn from_vars(
+        data_dir_flag: Option<PathBuf>,
+        var: impl Fn(&str) -> Option<PathBuf>,
+        user_cache: Option<PathBuf>,
+    ) -> Self {
+        // An empty variable counts as unset, as shells make `VAR=` easy to leave behind.
+        let var = |k: &str| var(k).filter(|v| !v.as_os_str().is_empty());
+        let offline = var("SLIMBENCH_OFFLINE").is_some_and(|v| {
+            let v = v.to_string_lossy().trim().to_ascii_lowercase();
+            matches!(v.as_str(), "1" | "true" | "yes" | "on")
+        });
+        DataLookup {
+            data_dir: data_dir_flag.or_else(|| var("SLIMBENCH_DATA_DIR")),
+            cache_dir: var("SLIMBENCH_CACHE_DIR").or_else(|| user_cache.map(|c| c.join("slimbench"))),
+            allow_download: !offline,
+        }
+    }
+
+    /// Where the files of the dataset kind `dirname` are cached (and downloaded to).
+    pub fn cache_dir_for(&self, dirname: &str) -> Option<PathBuf> {
+        self.cache_dir.as_deref().map(|c| c.join("datasets").join(dirname))
+    }
+}
+
+/// Load the dataset declared as `name` with `cfg`.
+///
+/// MNIST and Fashion-MNIST are read from the first of these that holds the four IDX
+/// files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
+/// `t10k-labels-idx1-ubyte`, each gzipped or not):
+///
+/// 1. the config's `path:`, and nothing else when it is given;
+/// 2. `<data_dir>/<kind>/`;
+/// 3. `<cache_dir>/datasets/<kind>/`;
+/// 4. a download from the config's `mirrors:` (default: the canonical ones) into the
+///    cache directory, each file checked against its published MD5.
+///
+/// `synthetic-digits` is generated with the config's seed, else `default_seed`.
+pub fn load(
+    name: &str,
+    cfg: &DatasetConfig,
+    default_seed: u64,
+    lookup: &DataLookup,
+) -> Result<Dataset, DataError> {
+    match cfg {
+        DatasetConfig::Mnist(c) => idxset::load(name, idxset::IdxKind::Mnist, c, lookup),
+        DatasetConfig::FashionMnist(c) => idxset::load(name, idxset::IdxKind::FashionMnist, c, lookup),
+        DatasetConfig::SyntheticDigits(c) => synthetic::dataset(name, c, default_seed),
+    }
+}
+
+/// `path` for messages (`display()` as an owned string).
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_accessors_and_truncate() {
+        let mut s = Split { images: (0..12).collect(), labels: vec![0, 1, 1], rows: 2, cols: 2 };
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.image(1), &[4, 5, 6, 7]);
+        assert_eq!(s.class_counts(2), vec![1, 2]);
+        s.truncate(10);
+        assert_eq!(s.len(), 3);
+        s.truncate(1);
+        assert_eq!((s.len(), s.images.len()), (1, 4));
+        s.truncate(0);
+        assert!(s.is_empty() && s.images.is_empty());
+    }
+
+    #[test]
+    fn shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Dataset>();
+        send_sync::<loader::Loader>();
+        send::<loader::Epoch>();
+        send_sync::<DataError>();
+    }
+
+    #[test]
+    fn split_debug_is_short() {
+        let s = Split { images: vec![7; 28 * 28 * 1000], labels: vec![1; 1000], rows: 28, cols: 28 };
+        let text = format!("{s:?}");
+        assert_eq!(text, "Split { len: 1000, rows: 28, cols: 28, .. }");
+    }
+
+    #[test]
+    fn lookup_from_vars() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| PathBuf::from(v))
+        };
+        let user_cache = Some(PathBuf::from("/home/u/.cache"));
+
+        let l = DataLookup::from_vars(None, env(&[]), user_cache.clone());
+        assert_eq!(l.data_dir, None);
+        assert_eq!(l.cache_dir, Some(PathBuf::from("/home/u/.cache/slimbench")));
+        assert!(l.allow_download);
+        assert_eq!(l.cache_dir_for("mnist"), Some(PathBuf::from("/home/u/.cache/slimbench/datasets/mnist")));
+
+        let vars = env(&[
+            ("SLIMBENCH_DATA_DIR", "/env/data"),
+            ("SLIMBENCH_CACHE_DIR", "/c"),
+            ("SLIMBENCH_OFFLINE", "1"),
+        ]);
+        let l = DataLookup::from_vars(None, vars, user_cache.clone());
+        assert_eq!(l.data_dir, Some(PathBuf::from("/env/data")));
+        assert_eq!(l.cache_dir, Some(PathBuf::from("/c")));
+        assert!(!l.allow_download);
+
+        // The flag wins over the variable.
+        let l = DataLookup::from_vars(Some("/flag".into()), env(&[("SLIMBENCH_DATA_DIR", "/env")]), None);
+        assert_eq!(l.data_dir, Some(PathBuf::from("/flag")));
+        assert_eq!(l.cache_dir, None);
+
+        for (v, allow) in [("TRUE", false), ("true", false), ("0", true), ("false", true), ("", true)] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("SLIMBENCH_OFFLINE", v)]));
+            assert_eq!(DataLookup::from_vars(None, env(pairs), None).allow_download, allow, "{v:?}");
+        }
+    }
+}
