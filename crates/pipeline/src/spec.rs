@@ -108,14 +108,38 @@ impl Source {
         let result = f(serde_path_to_error::Deserializer::new(value, &mut track));
         result.map_err(|e| {
             let at = path.join_serde(&track.path());
-            let msg = e.to_string();
-            let msg = yaml_message(&msg);
+            let msg = humanize(&yaml_message(&e.to_string()), &at);
             if msg.starts_with("unknown field") {
                 self.at_key(&at, msg)
             } else {
                 self.at(&at, msg)
             }
         })
+    }
+}
+
+/// serde's "invalid type: string \"two\", expected u32" as "`epochs` expects a whole
+/// number, found string \"two\"".
+fn humanize(msg: &str, at: &YamlPath) -> String {
+    let Some(rest) = msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: ")) else {
+        return msg.to_string();
+    };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else { return msg.to_string() };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        e if e.starts_with("struct ") || e == "a map" => "a mapping",
+        e => e,
+    };
+    let field = at.0.iter().rev().find_map(|s| match s {
+        crate::yaml::Seg::Key(k) => Some(k.as_str()),
+        crate::yaml::Seg::Index(_) => None,
+    });
+    match field {
+        Some(f) => format!("`{f}` expects {expected}, found {found}"),
+        None => format!("expected {expected}, found {found}"),
     }
 }
 

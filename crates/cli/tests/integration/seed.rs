@@ -1,0 +1,35 @@
+//! The seed experiment on the real MNIST (skipped, with a note, when the data is absent).
+
+use crate::util::*;
+
+#[test]
+fn mnist_seed_reproduces_the_seed_experiment() {
+    let Some(data) = shared_data("mnist") else {
+        eprintln!("skipped: no MNIST under ../shared/data (set SLIMBENCH_TEST_DATA)");
+        return;
+    };
+    let env = Env::new();
+    let p = pipelines().join("mnist-seed.yaml");
+    // Latency over 2,000 of the test images keeps the test short; accuracy uses all 10,000.
+    let out = env.run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--set",
+        "stages.eval.with.latency.iters=2000",
+    ]);
+    assert_code(&out, 0);
+    let run = env.runs("mnist-seed").pop().unwrap();
+    let rows = metrics(&run);
+    let fp32 = row(&rows, "train");
+    let fp16 = row(&rows, "fp16");
+    let p90 = row(&rows, "prune[sparsity=0.9]");
+    assert_eq!(fp32.test_images, 10_000);
+    assert!(fp32.accuracy >= 0.96, "fp32 accuracy {}", fp32.accuracy);
+    assert!((fp16.accuracy - fp32.accuracy).abs() <= 0.001, "fp16 {} vs fp32 {}", fp16.accuracy, fp32.accuracy);
+    assert!(fp16.file_size_bytes as f64 <= 0.52 * fp32.file_size_bytes as f64);
+    assert!(p90.accuracy >= 0.96, "90% pruned accuracy {}", p90.accuracy);
+    assert!(p90.file_size_bytes as f64 <= 0.2 * fp32.file_size_bytes as f64);
+    assert!(row(&rows, "prune[sparsity=0.94]").sparsity > 0.935);
+}
