@@ -1,0 +1,48 @@
+# slimbench: the README's two commands are `make run` and `make test`.
+# Every target first makes sure libtorch is there (scripts/setup-torch.sh: a venv with
+# the pinned torch wheel, created once). One cargo profile (`dev`, tuned in Cargo.toml)
+# serves runs, tests and benchmarks, so nothing is compiled twice.
+SHELL := bash
+CARGO ?= cargo
+SLIMBENCH := $(CARGO) run --quiet -p slimbench --
+DATA_DIR ?= ../shared/data
+
+.PHONY: all setup build run seed distill bench test lint fmt clean-results
+
+all: build
+
+setup:
+	@scripts/setup-torch.sh
+
+build: setup
+	$(CARGO) build -p slimbench
+
+## The quickstart: every stage kind on generated digits (no download).
+run: setup
+	$(SLIMBENCH) run pipelines/quickstart.yaml
+
+## The seed experiment on MNIST (DATA_DIR holds mnist/; otherwise it is downloaded).
+seed: setup
+	$(SLIMBENCH) run pipelines/mnist-seed.yaml --data-dir $(DATA_DIR)
+
+## Distillation on Fashion-MNIST.
+distill: setup
+	$(SLIMBENCH) run pipelines/fashion-distill.yaml --data-dir $(DATA_DIR)
+
+## Speed figures (epoch time, batch-1 latency), side by side, printed at the end.
+bench: setup
+	$(SLIMBENCH) run pipelines/bench-seed.yaml --data-dir $(DATA_DIR) --force
+
+## Formatting, lints and every test.
+test: setup lint
+	$(CARGO) test --workspace
+
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-results:
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
