@@ -1,9 +1,9 @@
 //! The stage cache: `results/<pipeline>/cache/<stage>/<key>/`.
 //!
-//! A stage's key hashes everything its result depends on: the tool version, its kind
-//! and resolved parameters, the run defaults (seed, resolved device, threads), the
-//! content hashes of the datasets it reads, the configs of the models it builds and
-//! the content hashes of its inputs' files. An entry is written in a staging directory
+//! A stage's key hashes everything its result depends on: the tool version and the git
+//! revision it was built from, its kind and resolved parameters, the run defaults
+//! (seed, resolved device, threads), the content hashes of the datasets it reads, the
+//! configs of the models it builds and the content hashes of its inputs' files. An entry is written in a staging directory
 //! and renamed into place when complete, so an entry that exists is whole.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,9 @@ const KEEP_PER_STAGE: usize = 3;
 /// Everything a stage key covers.
 #[derive(Debug, Serialize)]
 pub struct KeyInputs<'a> {
+    /// Git revision of the slimbench build: new code may compute different results.
+    /// (Uncommitted changes do not show here; `--force` reruns.)
+    pub build: &'a str,
     /// Stage kind.
     pub kind: &'a str,
     /// Resolved parameters.

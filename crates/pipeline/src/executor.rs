@@ -259,6 +259,7 @@ impl<'a> Executor<'a> {
             }
         }
         KeyInputs {
+            build: &env.git_revision,
             kind: stage.kind(),
             params: &stage.params,
             seed: self.plan.defaults.seed,

@@ -1,1 +1,187 @@
-//! placeholder
+//! # slimbench-report
+//!
+//! Turns a finished run directory into charts, a self-contained HTML report and a
+//! markdown summary; no libtorch.
+//!
+//! * [`load_run`] reads `run.json` and the run's tables (through `slimbench-metrics`)
+//!   into a [`ReportInput`]; a report can always be re-rendered from the directory alone.
+//! * [`render`] writes `charts/<name>.png|.svg` (per [`ChartFormat`]), `report.html`
+//!   and `summary.md` into the run directory, each atomically.
+//! * Charts ([`ChartKind`]) are drawn with plotters by one generic function per chart,
+//!   so the PNG and SVG versions are the same drawing; text uses the DejaVu Sans font
+//!   embedded in the binary (slim Docker images have no system fonts).
+//! * `report.html` opens offline: styles inline, charts inlined as SVG markup. All text
+//!   that comes from the run (pipeline, variant and stage names, notes) is escaped.
+//! * [`summary_markdown`] is the GitHub-flavoured table for CI job summaries.
+//! * [`pareto_front`] picks the variants no other variant beats on both latency and
+//!   accuracy; the report highlights them.
+//!
+//! Errors are a [`ReportError`] naming the file or chart involved.
+
+mod charts;
+mod format;
+mod html;
+mod markdown;
+mod pareto;
+
+use std::path::{Path, PathBuf};
+
+use slimbench_core::artifact::RunInfo;
+use slimbench_core::fsutil::{self, FsError};
+use slimbench_core::records::{CurvePoint, MetricRow, ThroughputRow};
+use slimbench_metrics::{MetricsError, Table};
+
+pub use charts::ChartKind;
+pub use markdown::summary_markdown;
+pub use pareto::pareto_front;
+/// Chart file formats (the `formats:` of a `report` stage).
+pub use slimbench_core::config::ChartFormat;
+
+/// The run's metadata file inside a run directory.
+pub const RUN_JSON: &str = "run.json";
+/// The HTML report's file name.
+pub const REPORT_HTML: &str = "report.html";
+/// The markdown summary's file name.
+pub const SUMMARY_MD: &str = "summary.md";
+/// The folder charts are written to, inside the run directory.
+pub const CHARTS_DIR: &str = "charts";
+
+/// Everything a report shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReportInput {
+    /// The run's metadata (`run.json`), including its stages and notes.
+    pub run: RunInfo,
+    /// Report title (the pipeline's name unless the `report` stage sets one).
+    pub title: String,
+    /// One row per evaluated variant.
+    pub metrics: Vec<MetricRow>,
+    /// Training curves.
+    pub curves: Vec<CurvePoint>,
+    /// Throughput by batch size.
+    pub throughput: Vec<ThroughputRow>,
+}
+
+/// Why a report could not be loaded or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The directory lacks `run.json` or `metrics.parquet`.
+    #[error("not a slimbench run directory: {} (no {missing})", dir.display())]
+    NotARunDir {
+        /// The directory given.
+        dir: PathBuf,
+        /// The file it lacks.
+        missing: &'static str,
+    },
+    /// Reading `run.json` or writing an output file failed; the error names the path.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// Reading one of the run's tables failed; the error names the file.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// Plotters failed to draw a chart.
+    #[error("drawing chart {chart}: {message}")]
+    Chart {
+        /// The chart's name.
+        chart: &'static str,
+        /// What plotters said.
+        message: String,
+    },
+}
+
+/// Read a run directory: `run.json` and the metrics, training and throughput tables.
+/// The training and throughput tables are optional (older or partial runs); the run
+/// metadata and the metrics table are not. The title is the pipeline's name.
+pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
+    for required in [RUN_JSON, Table::Metrics.file_name()] {
+        if !run_dir.join(required).is_file() {
+            return Err(ReportError::NotARunDir { dir: run_dir.to_path_buf(), missing: required });
+        }
+    }
+    let run: RunInfo = fsutil::read_json(&run_dir.join(RUN_JSON))?;
+    let metrics = slimbench_metrics::read_metric_rows(run_dir)?;
+    let optional = |table: Table| run_dir.join(table.file_name()).is_file();
+    let curves =
+        if optional(Table::Training) { slimbench_metrics::read_curve_points(run_dir)? } else { Vec::new() };
+    let throughput = if optional(Table::Throughput) {
+        slimbench_metrics::read_throughput_rows(run_dir)?
+    } else {
+        Vec::new()
+    };
+    let title = if run.pipeline.is_empty() { run.run_id.clone() } else { run.pipeline.clone() };
+    Ok(ReportInput { run, title, metrics, curves, throughput })
+}
+
+/// Render the report into `run_dir`: one file per drawable chart and format under
+/// `charts/`, then `report.html` (charts inlined as SVG whatever `formats` says) and
+/// `summary.md`. Charts without data are skipped (the HTML says why). Chart files an
+/// earlier rendering left that this one does not write (skipped charts, formats no
+/// longer asked for) are removed, so `charts/` always matches the report. Every file is
+/// written atomically. Returns the files written.
+pub fn render(
+    input: &ReportInput,
+    run_dir: &Path,
+    formats: &[ChartFormat],
+) -> Result<Vec<PathBuf>, ReportError> {
+    let data = charts::ChartData::new(input);
+    let charts = charts::draw_svgs(&data)?;
+    let charts_dir = run_dir.join(CHARTS_DIR);
+    let mut written = Vec::new();
+    for chart in &charts {
+        for format in [ChartFormat::Png, ChartFormat::Svg] {
+            let path = charts_dir.join(format!("{}.{}", chart.kind.name(), charts::extension(format)));
+            match &chart.svg {
+                Some(svg) if formats.contains(&format) => {
+                    match format {
+                        ChartFormat::Png => charts::write_png(&data, chart.kind, &path)?,
+                        ChartFormat::Svg => fsutil::atomic_write(&path, svg.as_bytes())?,
+                    }
+                    written.push(path);
+                }
+                // Left over from an earlier rendering, it could contradict this report.
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
+    let html_path = run_dir.join(REPORT_HTML);
+    fsutil::atomic_write(&html_path, html::report(input, &data, &charts).as_bytes())?;
+    written.push(html_path);
+    let md_path = run_dir.join(SUMMARY_MD);
+    fsutil::atomic_write(&md_path, summary_markdown(input).as_bytes())?;
+    written.push(md_path);
+    Ok(written)
+}
+
+/// Highlights shared by the HTML and markdown tables, one entry per metric row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Highlight {
+    /// Has the best accuracy of the run (ties all count).
+    best: bool,
+    /// On the Pareto front of batch-1 latency (p50) vs accuracy.
+    pareto: bool,
+}
+
+fn highlights(metrics: &[MetricRow]) -> Vec<Highlight> {
+    let best = metrics.iter().map(|m| m.accuracy).filter(|a| a.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let mut out: Vec<Highlight> =
+        metrics.iter().map(|m| Highlight { best: m.accuracy == best, pareto: false }).collect();
+    let (idx, points): (Vec<usize>, Vec<(f64, f64)>) = latency_points(metrics).unzip();
+    for i in pareto_front(&points) {
+        out[idx[i]].pareto = true;
+    }
+    out
+}
+
+/// (row index, (p50 latency µs, accuracy)) of the rows whose latency was measured.
+fn latency_points(metrics: &[MetricRow]) -> impl Iterator<Item = (usize, (f64, f64))> + '_ {
+    metrics
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.latency_p50_us.is_finite() && m.latency_p50_us > 0.0 && m.accuracy.is_finite())
+        .map(|(i, m)| (i, (m.latency_p50_us, m.accuracy)))
+}
+
+#[cfg(test)]
+mod tests;
