@@ -1,0 +1,519 @@
+//! Rows <-> DataFrames <-> files.
+//!
+//! Each table is declared once (struct, column kinds) by `record_table!`, which derives
+//! the frame builder, the schema and the reader from that single list, so the three
+//! can never disagree on a column name or type.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+use slimbench_core::fsutil;
+use slimbench_core::records::{CurvePoint, LatencySample, MetricRow, Records, ThroughputRow};
+
+use crate::MetricsError;
+
+/// The CSV copy of the metrics table (for spreadsheets and quick looks), beside
+/// [`Table::Metrics`]'s parquet file.
+pub const METRICS_CSV: &str = "metrics.csv";
+
+/// The tables of a run directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// One row per evaluated variant ([`MetricRow`]).
+    Metrics,
+    /// Training curves ([`CurvePoint`]).
+    Training,
+    /// Raw latency samples ([`LatencySample`]).
+    Latency,
+    /// Throughput by batch size ([`ThroughputRow`]).
+    Throughput,
+}
+
+impl Table {
+    /// Every table, in the order [`write_tables`] writes them.
+    pub const ALL: [Table; 4] = [Table::Metrics, Table::Training, Table::Latency, Table::Throughput];
+
+    /// The table's short name (`metrics`, `training`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Metrics => "metrics",
+            Table::Training => "training",
+            Table::Latency => "latency",
+            Table::Throughput => "throughput",
+        }
+    }
+
+    /// Its parquet file's name inside a run directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Table::Metrics => "metrics.parquet",
+            Table::Training => "training.parquet",
+            Table::Latency => "latency.parquet",
+            Table::Throughput => "throughput.parquet",
+        }
+    }
+
+    /// Its columns and their types.
+    pub fn schema(self) -> Schema {
+        match self {
+            Table::Metrics => metrics_schema(),
+            Table::Training => curves_schema(),
+            Table::Latency => latency_schema(),
+            Table::Throughput => throughput_schema(),
+        }
+    }
+}
+
+/// How one Rust field type maps to a Polars column, both ways.
+trait Kind {
+    type Value;
+    fn dtype() -> DataType;
+    fn column<'a>(name: &str, values: impl Iterator<Item = &'a Self::Value>) -> Column
+    where
+        Self::Value: 'a;
+    /// Set the field from column `name`. A column the frame lacks leaves the default,
+    /// so tables written by an older slimbench with fewer columns still load; a column
+    /// of another type is cast (CSV infers i64 for u64 columns), or an error if it
+    /// cannot be.
+    fn fill<R>(
+        df: &DataFrame,
+        name: &str,
+        rows: &mut [R],
+        set: impl Fn(&mut R, Self::Value),
+    ) -> PolarsResult<()>;
+}
+
+/// Looks up `name` and casts it to `dtype`; `None` when the frame has no such column.
+fn typed_column(df: &DataFrame, name: &str, dtype: &DataType) -> PolarsResult<Option<Column>> {
+    match df.column(name) {
+        Ok(c) if c.dtype() == dtype => Ok(Some(c.clone())),
+        Ok(c) => c.strict_cast(dtype).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+struct Str;
+struct F64;
+struct U64;
+struct U32;
+
+impl Kind for Str {
+    type Value = String;
+    fn dtype() -> DataType {
+        DataType::String
+    }
+    fn column<'a>(name: &str, values: impl Iterator<Item = &'a String>) -> Column {
+        Column::new(name.into(), values.map(String::as_str).collect::<Vec<&str>>())
+    }
+    fn fill<R>(df: &DataFrame, name: &str, rows: &mut [R], set: impl Fn(&mut R, String)) -> PolarsResult<()> {
+        if let Some(col) = typed_column(df, name, &Self::dtype())? {
+            for (row, v) in rows.iter_mut().zip(col.str()?.iter()) {
+                set(row, v.unwrap_or_default().to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The numeric kinds differ only in their Polars type and accessor.
+macro_rules! numeric_kind {
+    ($kind:ident, $ty:ty, $dtype:expr, $accessor:ident, $null:expr) => {
+        impl Kind for $kind {
+            type Value = $ty;
+            fn dtype() -> DataType {
+                $dtype
+            }
+            fn column<'a>(name: &str, values: impl Iterator<Item = &'a $ty>) -> Column {
+                Column::new(name.into(), values.copied().collect::<Vec<$ty>>())
+            }
+            fn fill<R>(
+                df: &DataFrame,
+                name: &str,
+                rows: &mut [R],
+                set: impl Fn(&mut R, $ty),
+            ) -> PolarsResult<()> {
+                if let Some(col) = typed_column(df, name, &Self::dtype())? {
+                    for (row, v) in rows.iter_mut().zip(col.$accessor()?.iter()) {
+                        set(row, v.unwrap_or($null));
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+numeric_kind!(F64, f64, DataType::Float64, f64, f64::NAN);
+numeric_kind!(U64, u64, DataType::UInt64, u64, 0);
+numeric_kind!(U32, u32, DataType::UInt32, u32, 0);
+
+/// Declares a table: its frame builder, schema and row reader from one field list.
+macro_rules! record_table {
+    (
+        $row:ident, $table:literal, $frame_fn:ident, $schema_fn:ident, $rows_fn:ident;
+        $($field:ident: $kind:ident),+ $(,)?
+    ) => {
+        #[doc = concat!("The `", $table, "` table: one row per [`", stringify!($row),
+            "`], one column per field with the same name. No rows give an empty frame with the full schema.")]
+        pub fn $frame_fn(rows: &[$row]) -> PolarsResult<DataFrame> {
+            DataFrame::new(rows.len(), vec![
+                $(<$kind as Kind>::column(stringify!($field), rows.iter().map(|r| &r.$field)),)+
+            ])
+        }
+
+        #[doc = concat!("Column names and types of the `", $table, "` table.")]
+        pub fn $schema_fn() -> Schema {
+            Schema::from_iter([$(Field::new(stringify!($field).into(), <$kind as Kind>::dtype()),)+])
+        }
+
+        #[doc = concat!("Rows of a `", $table, "` frame (inverse of [`", stringify!($frame_fn),
+            "`]). Columns the frame lacks take their default value; columns of another type are cast.")]
+        pub fn $rows_fn(df: &DataFrame) -> PolarsResult<Vec<$row>> {
+            let mut rows = vec![<$row>::default(); df.height()];
+            $(<$kind as Kind>::fill(df, stringify!($field), &mut rows, |r, v| r.$field = v)?;)+
+            Ok(rows)
+        }
+    };
+}
+
+record_table! {
+    MetricRow, "metrics", metrics_frame, metrics_schema, metric_rows_from_frame;
+    variant: Str,
+    stage: Str,
+    technique: Str,
+    model: Str,
+    model_kind: Str,
+    dataset: Str,
+    device: Str,
+    precision: Str,
+    compute_precision: Str,
+    sparsity: F64,
+    accuracy: F64,
+    test_images: U64,
+    latency_p50_us: F64,
+    latency_p90_us: F64,
+    latency_p99_us: F64,
+    latency_mean_us: F64,
+    latency_iters: U64,
+    latency_warmup: U64,
+    threads: U64,
+    throughput_ips: F64,
+    batch_size: U64,
+    file_size_bytes: U64,
+    params: U64,
+    nonzero_params: U64,
+    peak_rss_bytes: U64,
+    train_time_s: F64,
+    notes: Str,
+}
+
+record_table! {
+    CurvePoint, "training", curves_frame, curves_schema, curve_points_from_frame;
+    stage: Str,
+    variant: Str,
+    epoch: U32,
+    step: U64,
+    split: Str,
+    loss: F64,
+    accuracy: F64,
+    elapsed_s: F64,
+}
+
+record_table! {
+    LatencySample, "latency", latency_frame, latency_schema, latency_samples_from_frame;
+    variant: Str,
+    batch_size: U64,
+    iter: U64,
+    micros: F64,
+}
+
+record_table! {
+    ThroughputRow, "throughput", throughput_frame, throughput_schema, throughput_rows_from_frame;
+    variant: Str,
+    batch_size: U64,
+    repeats: U64,
+    p50_ms: F64,
+    images_per_s: F64,
+}
+
+/// Write every table of `records` into `run_dir` (created if needed): the parquet file
+/// of each [`Table`] plus [`METRICS_CSV`]. Tables without rows are still written, empty
+/// but with their schema, so readers can rely on the files being there. Returns the
+/// paths written.
+pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, MetricsError> {
+    let frame_err = |table: Table| move |source| MetricsError::Frame { table: table.name(), source };
+    let mut metrics = metrics_frame(&records.metrics).map_err(frame_err(Table::Metrics))?;
+    let mut training = curves_frame(&records.curves).map_err(frame_err(Table::Training))?;
+    let mut latency = latency_frame(&records.latency).map_err(frame_err(Table::Latency))?;
+    let mut throughput = throughput_frame(&records.throughput).map_err(frame_err(Table::Throughput))?;
+
+    let mut written = Vec::with_capacity(5);
+    for (table, df) in [
+        (Table::Metrics, &mut metrics),
+        (Table::Training, &mut training),
+        (Table::Latency, &mut latency),
+        (Table::Throughput, &mut throughput),
+    ] {
+        let path = run_dir.join(table.file_name());
+        write_parquet(&path, df)?;
+        written.push(path);
+    }
+    let csv = run_dir.join(METRICS_CSV);
+    write_csv(&csv, &mut metrics)?;
+    written.insert(1, csv);
+    Ok(written)
+}
+
+/// Write `df` as a parquet file at `path`, atomically.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<(), MetricsError> {
+    fsutil::atomic_write_with(path, |file| {
+        ParquetWriter::new(file).finish(df).map(drop).map_err(std::io::Error::other)
+    })?;
+    Ok(())
+}
+
+/// Write `df` as a CSV file with a header at `path`, atomically.
+pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<(), MetricsError> {
+    fsutil::atomic_write_with(path, |file| {
+        CsvWriter::new(file).include_header(true).finish(df).map_err(std::io::Error::other)
+    })?;
+    Ok(())
+}
+
+/// Read one table of a run directory.
+pub fn read_table(run_dir: &Path, table: Table) -> Result<DataFrame, MetricsError> {
+    let path = run_dir.join(table.file_name());
+    let file = File::open(&path).map_err(|source| MetricsError::Open { path: path.clone(), source })?;
+    ParquetReader::new(file).finish().map_err(|source| MetricsError::Read { path, source })
+}
+
+/// Read [`METRICS_CSV`] of a run directory, with the metrics schema (CSV does not
+/// carry types; without it unsigned columns would come back as i64).
+pub fn read_metrics_csv(run_dir: &Path) -> Result<DataFrame, MetricsError> {
+    let path = run_dir.join(METRICS_CSV);
+    if let Err(source) = std::fs::metadata(&path) {
+        return Err(MetricsError::Open { path, source });
+    }
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_schema(Some(Arc::new(metrics_schema())))
+        .try_into_reader_with_file_path(Some(path.clone()))
+        .and_then(|reader| reader.finish())
+        .map_err(|source| MetricsError::Read { path, source })
+}
+
+/// Reads `table` and converts it to rows, naming the file on any error.
+fn read_rows<R>(
+    run_dir: &Path,
+    table: Table,
+    convert: fn(&DataFrame) -> PolarsResult<Vec<R>>,
+) -> Result<Vec<R>, MetricsError> {
+    let df = read_table(run_dir, table)?;
+    convert(&df).map_err(|source| MetricsError::Read { path: run_dir.join(table.file_name()), source })
+}
+
+/// The metric rows of a run directory (`metrics.parquet`).
+pub fn read_metric_rows(run_dir: &Path) -> Result<Vec<MetricRow>, MetricsError> {
+    read_rows(run_dir, Table::Metrics, metric_rows_from_frame)
+}
+
+/// The training curves of a run directory (`training.parquet`).
+pub fn read_curve_points(run_dir: &Path) -> Result<Vec<CurvePoint>, MetricsError> {
+    read_rows(run_dir, Table::Training, curve_points_from_frame)
+}
+
+/// The raw latency samples of a run directory (`latency.parquet`).
+pub fn read_latency_samples(run_dir: &Path) -> Result<Vec<LatencySample>, MetricsError> {
+    read_rows(run_dir, Table::Latency, latency_samples_from_frame)
+}
+
+/// The throughput rows of a run directory (`throughput.parquet`).
+pub fn read_throughput_rows(run_dir: &Path) -> Result<Vec<ThroughputRow>, MetricsError> {
+    read_rows(run_dir, Table::Throughput, throughput_rows_from_frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric(variant: &str, sparsity: f64) -> MetricRow {
+        MetricRow {
+            variant: variant.into(),
+            stage: "eval".into(),
+            technique: "prune-magnitude".into(),
+            model: "seed-cnn".into(),
+            model_kind: "seed-cnn".into(),
+            dataset: "mnist".into(),
+            device: "cpu".into(),
+            precision: "fp32".into(),
+            compute_precision: "fp32".into(),
+            sparsity,
+            accuracy: 0.9601,
+            test_images: 10_000,
+            latency_p50_us: 194.1,
+            latency_p90_us: 210.5,
+            latency_p99_us: 250.25,
+            latency_mean_us: 196.0,
+            latency_iters: 1000,
+            latency_warmup: 100,
+            threads: 2,
+            throughput_ips: 51_234.5,
+            batch_size: 256,
+            file_size_bytes: u64::MAX - 1, // beyond i64: must survive as u64
+            params: 20_410,
+            nonzero_params: 2_041,
+            peak_rss_bytes: 123_456_789,
+            train_time_s: 12.5,
+            notes: "comma, \"quote\" and\nnewline".into(),
+        }
+    }
+
+    fn records() -> Records {
+        Records {
+            metrics: vec![metric("train", 0.0), metric("prune[sparsity=0.9]", 0.9)],
+            curves: (1..=3)
+                .map(|i| CurvePoint {
+                    stage: "train".into(),
+                    variant: "train".into(),
+                    epoch: 1,
+                    step: i * 100,
+                    split: if i == 3 { "test" } else { "train" }.into(),
+                    loss: 1.0 / i as f64,
+                    accuracy: 0.3 * i as f64,
+                    elapsed_s: i as f64,
+                })
+                .collect(),
+            latency: (0..5)
+                .map(|i| LatencySample {
+                    variant: "train".into(),
+                    batch_size: 1,
+                    iter: i,
+                    micros: 190.0 + i as f64,
+                })
+                .collect(),
+            throughput: vec![
+                ThroughputRow {
+                    variant: "train".into(),
+                    batch_size: 1,
+                    repeats: 50,
+                    p50_ms: 0.2,
+                    images_per_s: 5000.0,
+                },
+                ThroughputRow {
+                    variant: "train".into(),
+                    batch_size: 256,
+                    repeats: 50,
+                    p50_ms: 5.0,
+                    images_per_s: 51_200.0,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn frames_have_one_typed_column_per_field() {
+        let df = metrics_frame(&records().metrics).unwrap();
+        assert_eq!(df.height(), 2);
+        assert_eq!(df.width(), 27);
+        assert_eq!(df.column("variant").unwrap().dtype(), &DataType::String);
+        assert_eq!(df.column("accuracy").unwrap().dtype(), &DataType::Float64);
+        assert_eq!(df.column("params").unwrap().dtype(), &DataType::UInt64);
+        assert_eq!(
+            curves_frame(&records().curves).unwrap().column("epoch").unwrap().dtype(),
+            &DataType::UInt32
+        );
+    }
+
+    #[test]
+    fn empty_frames_keep_their_schema() {
+        for (df, table) in [
+            (metrics_frame(&[]).unwrap(), Table::Metrics),
+            (curves_frame(&[]).unwrap(), Table::Training),
+            (latency_frame(&[]).unwrap(), Table::Latency),
+            (throughput_frame(&[]).unwrap(), Table::Throughput),
+        ] {
+            assert_eq!(df.height(), 0);
+            assert_eq!(**df.schema(), table.schema(), "{}", table.name());
+            assert!(df.width() > 0);
+        }
+    }
+
+    #[test]
+    fn tables_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = records();
+        let written = write_tables(dir.path(), &recs).unwrap();
+        let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["metrics.parquet", "metrics.csv", "training.parquet", "latency.parquet", "throughput.parquet"]
+        );
+        assert_eq!(read_metric_rows(dir.path()).unwrap(), recs.metrics);
+        assert_eq!(read_curve_points(dir.path()).unwrap(), recs.curves);
+        assert_eq!(read_latency_samples(dir.path()).unwrap(), recs.latency);
+        assert_eq!(read_throughput_rows(dir.path()).unwrap(), recs.throughput);
+        for table in Table::ALL {
+            assert_eq!(**read_table(dir.path(), table).unwrap().schema(), table.schema());
+        }
+    }
+
+    #[test]
+    fn metrics_round_trip_through_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = records();
+        write_tables(dir.path(), &recs).unwrap();
+        let df = read_metrics_csv(dir.path()).unwrap();
+        assert_eq!(**df.schema(), metrics_schema());
+        assert_eq!(metric_rows_from_frame(&df).unwrap(), recs.metrics);
+    }
+
+    #[test]
+    fn empty_records_write_readable_empty_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tables(dir.path(), &Records::default()).unwrap();
+        assert!(read_metric_rows(dir.path()).unwrap().is_empty());
+        assert!(read_curve_points(dir.path()).unwrap().is_empty());
+        assert_eq!(**read_metrics_csv(dir.path()).unwrap().schema(), metrics_schema());
+    }
+
+    #[test]
+    fn writes_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tables(dir.path(), &records()).unwrap();
+        // Twice: replacing existing files must not leave anything behind either.
+        write_tables(dir.path(), &records()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["latency.parquet", "metrics.csv", "metrics.parquet", "throughput.parquet", "training.parquet"]
+        );
+    }
+
+    #[test]
+    fn missing_columns_take_defaults_and_bad_types_fail() {
+        let df = DataFrame::new(1, vec![Column::new("variant".into(), ["old"])]).unwrap();
+        let rows = metric_rows_from_frame(&df).unwrap();
+        assert_eq!(rows[0].variant, "old");
+        assert_eq!(rows[0].params, 0);
+
+        let df = DataFrame::new(1, vec![Column::new("params".into(), ["many"])]).unwrap();
+        assert!(metric_rows_from_frame(&df).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_metric_rows(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("metrics.parquet"), "{err}");
+
+        std::fs::write(dir.path().join("metrics.parquet"), b"not parquet").unwrap();
+        let err = read_metric_rows(dir.path()).unwrap_err().to_string();
+        assert!(err.starts_with("reading ") && err.contains("metrics.parquet"), "{err}");
+    }
+}

@@ -1,0 +1,850 @@
+//! The report's charts, drawn once per chart by functions generic over the plotters
+//! backend, so the PNG (bitmap backend) and the SVG (SVG backend, also inlined into
+//! the HTML) are the same picture.
+//!
+//! Variant names come from user YAML and are passed to plotters as they are: the SVG
+//! backend escapes `<`, `>`, `&`, `"` and `'` in text and attributes (see the
+//! `svg_text_is_escaped` test), and a bitmap has nothing to escape.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use slimbench_core::fsutil;
+use slimbench_core::records::{CurvePoint, MetricRow};
+
+use crate::{ChartFormat, ReportError, ReportInput};
+
+/// The charts a report can contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChartKind {
+    /// Accuracy vs model file size (log KB), one labelled point per variant.
+    AccuracyVsSize,
+    /// Accuracy vs batch-1 p50 latency, with the Pareto front.
+    AccuracyVsLatency,
+    /// Loss and accuracy vs optimizer step for every trained variant.
+    TrainingCurves,
+    /// Accuracy vs sparsity of the pruned variants and their dense baselines.
+    AccuracyVsSparsity,
+    /// Images per second vs batch size (log-log).
+    Throughput,
+}
+
+impl ChartKind {
+    /// Every chart, in report order.
+    pub const ALL: [ChartKind; 5] = [
+        ChartKind::AccuracyVsSize,
+        ChartKind::AccuracyVsLatency,
+        ChartKind::TrainingCurves,
+        ChartKind::AccuracyVsSparsity,
+        ChartKind::Throughput,
+    ];
+
+    /// File stem under `charts/` (`accuracy_vs_size`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChartKind::AccuracyVsSize => "accuracy_vs_size",
+            ChartKind::AccuracyVsLatency => "accuracy_vs_latency",
+            ChartKind::TrainingCurves => "training_curves",
+            ChartKind::AccuracyVsSparsity => "accuracy_vs_sparsity",
+            ChartKind::Throughput => "throughput",
+        }
+    }
+
+    /// The chart's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            ChartKind::AccuracyVsSize => "Accuracy vs model size",
+            ChartKind::AccuracyVsLatency => "Accuracy vs batch-1 latency",
+            ChartKind::TrainingCurves => "Training curves",
+            ChartKind::AccuracyVsSparsity => "Accuracy vs sparsity",
+            ChartKind::Throughput => "Throughput vs batch size",
+        }
+    }
+
+    /// Width and height in pixels.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            ChartKind::TrainingCurves => (1100, 520),
+            _ => (900, 560),
+        }
+    }
+}
+
+/// File extension of a chart format.
+pub(crate) fn extension(format: ChartFormat) -> &'static str {
+    match format {
+        ChartFormat::Png => "png",
+        ChartFormat::Svg => "svg",
+    }
+}
+
+/// One chart of the report: its SVG markup, or why it was skipped.
+#[derive(Debug)]
+pub(crate) struct Chart {
+    pub(crate) kind: ChartKind,
+    pub(crate) svg: Option<String>,
+    pub(crate) skipped: Option<&'static str>,
+}
+
+/// Tableau 10: distinct, colour-blind-friendly enough, dark enough on white.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0x4E, 0x79, 0xA7),
+    RGBColor(0xF2, 0x8E, 0x2B),
+    RGBColor(0xE1, 0x57, 0x59),
+    RGBColor(0x76, 0xB7, 0xB2),
+    RGBColor(0x59, 0xA1, 0x4F),
+    RGBColor(0xED, 0xC9, 0x48),
+    RGBColor(0xB0, 0x7A, 0xA1),
+    RGBColor(0xFF, 0x9D, 0xA7),
+    RGBColor(0x9C, 0x75, 0x5F),
+    RGBColor(0xBA, 0xB0, 0xAC),
+];
+const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+const MUTED: RGBColor = RGBColor(0x88, 0x88, 0x88);
+const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
+/// Registered with plotters under this name (any string is a valid key), which the SVG
+/// then asks the browser for: the embedded font where installed, a sans-serif elsewhere.
+const FONT: &str = "DejaVu Sans, sans-serif";
+
+/// The input plus what every chart shares: each variant's colour, assigned in the order
+/// variants first appear (metrics, then curves, then throughput) so a variant has the
+/// same colour in every chart and in the HTML table.
+pub(crate) struct ChartData<'a> {
+    input: &'a ReportInput,
+    colours: HashMap<&'a str, RGBColor>,
+}
+
+impl<'a> ChartData<'a> {
+    pub(crate) fn new(input: &'a ReportInput) -> Self {
+        let names = input
+            .metrics
+            .iter()
+            .map(|m| m.variant.as_str())
+            .chain(input.curves.iter().map(|c| c.variant.as_str()))
+            .chain(input.throughput.iter().map(|t| t.variant.as_str()));
+        let mut colours = HashMap::new();
+        for name in names {
+            let next = PALETTE[colours.len() % PALETTE.len()];
+            colours.entry(name).or_insert(next);
+        }
+        ChartData { input, colours }
+    }
+
+    fn colour(&self, variant: &str) -> RGBColor {
+        self.colours.get(variant).copied().unwrap_or(MUTED)
+    }
+
+    /// The variant's colour as `#rrggbb`, for the HTML.
+    pub(crate) fn colour_hex(&self, variant: &str) -> String {
+        let RGBColor(r, g, b) = self.colour(variant);
+        format!("#{r:02x}{g:02x}{b:02x}")
+    }
+
+    /// Why `kind` cannot be drawn from this run, if it cannot.
+    pub(crate) fn skip_reason(&self, kind: ChartKind) -> Option<&'static str> {
+        let input = self.input;
+        let empty = match kind {
+            ChartKind::AccuracyVsSize => size_points(&input.metrics).next().is_none(),
+            ChartKind::AccuracyVsLatency => crate::latency_points(&input.metrics).next().is_none(),
+            ChartKind::TrainingCurves => curve_points(&input.curves).next().is_none(),
+            ChartKind::AccuracyVsSparsity => !input.metrics.iter().any(is_pruned),
+            ChartKind::Throughput => throughput_points(self).next().is_none(),
+        };
+        empty.then_some(match kind {
+            ChartKind::AccuracyVsSize => "no variant has both an accuracy and a model file size",
+            ChartKind::AccuracyVsLatency => "no batch-1 latency was measured",
+            ChartKind::TrainingCurves => "no training curves were recorded",
+            ChartKind::AccuracyVsSparsity => "no pruned variant (sparsity > 0) in this run",
+            ChartKind::Throughput => "no throughput was measured",
+        })
+    }
+}
+
+/// Draw every chart as SVG (the HTML inlines them all), noting the ones without data.
+pub(crate) fn draw_svgs(data: &ChartData<'_>) -> Result<Vec<Chart>, ReportError> {
+    register_font();
+    ChartKind::ALL
+        .iter()
+        .map(|&kind| {
+            if let Some(reason) = data.skip_reason(kind) {
+                return Ok(Chart { kind, svg: None, skipped: Some(reason) });
+            }
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, kind.size()).into_drawing_area();
+                draw(data, kind, &root).map_err(chart_error(kind))?;
+                root.present().map_err(chart_error(kind))?;
+            }
+            Ok(Chart { kind, svg: Some(svg), skipped: None })
+        })
+        .collect()
+}
+
+/// Draw `kind` as a PNG at `path`, atomically: drawn into an RGB buffer, encoded with
+/// `png` (plotters' own file output would pull in the whole `image` crate and write in
+/// place).
+pub(crate) fn write_png(data: &ChartData<'_>, kind: ChartKind, path: &Path) -> Result<(), ReportError> {
+    register_font();
+    let (width, height) = kind.size();
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        draw(data, kind, &root).map_err(chart_error(kind))?;
+        root.present().map_err(chart_error(kind))?;
+    }
+    fsutil::atomic_write_with(path, |file| {
+        let mut encoder = png::Encoder::new(file, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&rgb)?;
+        Ok(writer.finish()?)
+    })?;
+    Ok(())
+}
+
+fn chart_error<E: std::fmt::Display>(kind: ChartKind) -> impl Fn(E) -> ReportError {
+    move |e| ReportError::Chart { chart: kind.name(), message: e.to_string() }
+}
+
+/// Plotters' `ab_glyph` text needs fonts registered by name; slim images have none.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // A failure surfaces as a "font unavailable" drawing error, naming the chart.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    kind: ChartKind,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    match kind {
+        ChartKind::AccuracyVsSize => accuracy_vs_size(data, root),
+        ChartKind::AccuracyVsLatency => accuracy_vs_latency(data, root),
+        ChartKind::TrainingCurves => training_curves(data, root),
+        ChartKind::AccuracyVsSparsity => accuracy_vs_sparsity(data, root),
+        ChartKind::Throughput => throughput(data, root),
+    }
+}
+
+// ---- styles ---------------------------------------------------------------------
+
+fn title_style() -> TextStyle<'static> {
+    (FONT, 22).into_font().style(FontStyle::Bold).color(&INK)
+}
+
+fn subtitle_style() -> TextStyle<'static> {
+    (FONT, 16).into_font().style(FontStyle::Bold).color(&INK)
+}
+
+fn label_style() -> TextStyle<'static> {
+    (FONT, 13).into_font().color(&INK)
+}
+
+/// Grid, axis descriptions and tick labels, the same on every chart. A macro rather
+/// than a function because plotters' mesh bounds differ per coordinate type.
+macro_rules! mesh {
+    ($chart:expr, $x_desc:expr, $y_desc:expr, $x_fmt:expr, $y_fmt:expr) => {
+        $chart
+            .configure_mesh()
+            .x_desc($x_desc)
+            .y_desc($y_desc)
+            .axis_desc_style((FONT, 15).into_font().color(&INK))
+            .label_style((FONT, 13).into_font().color(&INK))
+            .axis_style(MUTED)
+            .bold_line_style(GRID)
+            // A minor grid every tenth of a tick is noise at these sizes.
+            .max_light_lines(0)
+            .x_label_formatter($x_fmt)
+            .y_label_formatter($y_fmt)
+            .draw()?
+    };
+}
+
+/// Legend box, placed in the corner of the plot that covers the fewest of `pixels`.
+macro_rules! legend {
+    ($chart:expr, $pixels:expr) => {{
+        let corner = emptiest_corner(&$chart.plotting_area().get_pixel_range(), $pixels);
+        $chart
+            .configure_series_labels()
+            .position(corner)
+            .margin(12)
+            .label_font((FONT, 13).into_font().color(&INK))
+            .background_style(WHITE.mix(0.9))
+            .border_style(GRID)
+            .draw()?
+    }};
+}
+
+// ---- axes -----------------------------------------------------------------------
+
+fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// Accuracy axis: the data plus some air, within [0, 1] unless a point sits at 100%.
+fn accuracy_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = min_max(values).unwrap_or((0.0, 1.0));
+    let pad = ((hi - lo) * 0.12).max(0.005);
+    let top = if hi + pad / 2.0 <= 1.0 { (hi + pad).min(1.0) } else { hi + pad };
+    (lo - pad).max(0.0)..top
+}
+
+/// Linear axis around non-negative values, with some air each side but not below 0.
+fn padded_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = min_max(values).unwrap_or((0.0, 1.0));
+    let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.05).max(1e-9);
+    (lo - pad).max(0.0)..hi + pad
+}
+
+/// Log axis around positive values, with half a factor of two of air each side.
+fn log_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+    let (lo, hi) = min_max(values.into_iter().filter(|v| *v > 0.0)).unwrap_or((1.0, 10.0));
+    (lo / 1.5)..(hi * 1.5)
+}
+
+/// Ticks for a log axis: powers of ten, else 1-2-5, else every integer multiple,
+/// whichever first gives at least three ticks inside the range (plotters' own log
+/// ticks leave a range under a decade with one tick or none).
+fn log_ticks(range: &Range<f64>) -> Vec<f64> {
+    let (lo, hi) = (range.start, range.end);
+    let ticks = |mults: &[f64]| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut decade = 10f64.powf(lo.log10().floor());
+        while decade <= hi {
+            out.extend(mults.iter().map(|m| m * decade).filter(|t| (lo..=hi).contains(t)));
+            decade *= 10.0;
+        }
+        out
+    };
+    let mut chosen = Vec::new();
+    for mults in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
+        chosen = ticks(mults);
+        if chosen.len() >= 3 {
+            break;
+        }
+    }
+    // Very wide ranges: every other (third, ...) power of ten.
+    let stride = chosen.len().div_ceil(10).max(1);
+    chosen.into_iter().step_by(stride).collect()
+}
+
+/// Decimals that tell apart the ticks plotters puts on an axis spanning `span`: it
+/// picks the smallest 1-2-5 step that gives at most ten ticks.
+fn decimals(span: f64) -> usize {
+    let raw = span / 9.0;
+    if !raw.is_finite() || raw <= 0.0 {
+        return 0;
+    }
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw * (1.0 - 1e-9));
+    let step = step.unwrap_or(raw);
+    if step >= 1.0 { 0 } else { ((-step.log10()) - 1e-9).ceil() as usize }
+}
+
+/// Tick labels of a linear axis: the same number of decimals on every tick.
+fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+    let d = decimals(range.end - range.start);
+    move |v: &f64| {
+        if d == 0 && v.abs() >= 1000.0 {
+            let sign = if *v < 0.0 { "-" } else { "" };
+            format!("{sign}{}", crate::format::thousands(v.abs().round() as u64))
+        } else {
+            format!("{v:.d$}")
+        }
+    }
+}
+
+/// Tick labels of a fraction axis shown as percentages.
+fn percent_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+    let d = decimals((range.end - range.start) * 100.0);
+    move |v: &f64| format!("{:.d$}%", v * 100.0)
+}
+
+/// Tick labels of a log axis (1-2-5 values): integers with separators, small values
+/// without trailing zeros.
+fn log_tick(v: &f64) -> String {
+    if *v >= 1.0 {
+        crate::format::thousands(v.round() as u64)
+    } else {
+        let s = format!("{v:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+// ---- placement ------------------------------------------------------------------
+
+/// The plot corner whose quadrant holds the fewest of `pixels` (ties: upper left,
+/// upper right, lower right, lower left).
+fn emptiest_corner(plot: &(Range<i32>, Range<i32>), pixels: &[(i32, i32)]) -> SeriesLabelPosition {
+    let (xs, ys) = plot;
+    let (mx, my) = ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2);
+    let count = |left: bool, upper: bool| {
+        pixels.iter().filter(|&&(x, y)| (x < mx) == left && (y < my) == upper).count()
+    };
+    [
+        (count(true, true), SeriesLabelPosition::UpperLeft),
+        (count(false, true), SeriesLabelPosition::UpperRight),
+        (count(false, false), SeriesLabelPosition::LowerRight),
+        (count(true, false), SeriesLabelPosition::LowerLeft),
+    ]
+    .into_iter()
+    .min_by_key(|(n, _)| *n)
+    .map(|(_, corner)| corner)
+    .unwrap_or(SeriesLabelPosition::UpperRight)
+}
+
+#[derive(Clone, Copy)]
+struct Rect {
+    x0: i32,
+    y0: i32,
+    x1: i32,
+    y1: i32,
+}
+
+impl Rect {
+    fn overlaps(&self, o: &Rect) -> bool {
+        self.x0 < o.x1 && o.x0 < self.x1 && self.y0 < o.y1 && o.y0 < self.y1
+    }
+    fn inside(&self, o: &Rect) -> bool {
+        self.x0 >= o.x0 && self.x1 <= o.x1 && self.y0 >= o.y0 && self.y1 <= o.y1
+    }
+}
+
+/// A square of half-width `r` around a pixel.
+fn around((x, y): (i32, i32), r: i32) -> Rect {
+    Rect { x0: x - r, y0: y - r, x1: x + r, y1: y + r }
+}
+
+/// Label every point with its variant name, next to it: the first of sixteen positions
+/// around the point (eight directions, near then farther out) that stays inside the plot
+/// and clear of every point, obstacle and label placed so far; failing that, the
+/// position that needs the shortest push down to get clear, with a leader line back to
+/// its point. `points` and `obstacles` are in backend pixels.
+fn draw_point_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    plot: (Range<i32>, Range<i32>),
+    points: &[((i32, i32), &str)],
+    obstacles: &[Rect],
+) -> DrawResult<DB> {
+    const R: i32 = 7; // a marker's half-width
+    let style = label_style();
+    let bounds = Rect { x0: plot.0.start, y0: plot.1.start, x1: plot.0.end, y1: plot.1.end };
+    let mut taken: Vec<Rect> = points.iter().map(|&(p, _)| around(p, R)).collect();
+    taken.extend_from_slice(obstacles);
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by_key(|&i| (points[i].0.1, points[i].0.0));
+    for i in order {
+        let ((ax, ay), text) = points[i];
+        let (w, h) = root.estimate_text_size(text, &style)?;
+        let (w, h) = (w as i32, h as i32);
+        let at = |x: i32, y: i32| Rect { x0: x, y0: y, x1: x + w, y1: y + h };
+        let candidates: Vec<Rect> = [R + 3, R + 9]
+            .into_iter()
+            .flat_map(|d| {
+                let diag = d * 2 / 3;
+                [
+                    at(ax + d, ay - h / 2),
+                    at(ax + diag, ay - h - diag),
+                    at(ax + diag, ay + diag),
+                    at(ax - d - w, ay - h / 2),
+                    at(ax - diag - w, ay - h - diag),
+                    at(ax - diag - w, ay + diag),
+                    at(ax - w / 2, ay - h - d),
+                    at(ax - w / 2, ay + d),
+                ]
+            })
+            .collect();
+        let clear = |r: &Rect| !taken.iter().any(|t| t.overlaps(r));
+        let rect = match candidates.iter().find(|r| r.inside(&bounds) && clear(r)) {
+            Some(r) => *r,
+            None => {
+                let pushed = |mut r: Rect| {
+                    while let Some(t) = taken.iter().find(|t| t.overlaps(&r)) {
+                        r = at(r.x0, t.y1 + 1);
+                    }
+                    r
+                };
+                let r = candidates
+                    .iter()
+                    .filter(|r| r.inside(&bounds))
+                    .map(|&r| pushed(r))
+                    .min_by_key(|r| (r.y0 - ay).abs())
+                    .unwrap_or_else(|| pushed(candidates[0]));
+                let end = if r.x0 > ax { (r.x0 - 2, r.y0 + h / 2) } else { (r.x1 + 2, r.y0 + h / 2) };
+                root.draw(&PathElement::new(vec![(ax, ay), end], MUTED.stroke_width(1)))?;
+                r
+            }
+        };
+        root.draw(&Text::new(text, (rect.x0, rect.y0), style.clone()))?;
+        taken.push(rect);
+    }
+    Ok(())
+}
+
+/// Pixels every few pixels along a polyline, so that legends and labels can avoid
+/// the line and not only its vertices.
+fn sample_line(pixels: &[(i32, i32)]) -> Vec<(i32, i32)> {
+    let mut out: Vec<(i32, i32)> = pixels.first().copied().into_iter().collect();
+    for pair in pixels.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        let n = ((x1 - x0).abs().max((y1 - y0).abs()) / 6).max(1);
+        out.extend((1..=n).map(|k| (x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n)));
+    }
+    out
+}
+
+// ---- the charts -------------------------------------------------------------------
+
+/// (size in KB, accuracy, row) of rows with both measured.
+fn size_points(metrics: &[MetricRow]) -> impl Iterator<Item = (f64, f64, &MetricRow)> {
+    metrics
+        .iter()
+        .filter(|m| m.file_size_bytes > 0 && m.accuracy.is_finite())
+        .map(|m| (m.file_size_bytes as f64 / 1e3, m.accuracy, m))
+}
+
+fn accuracy_vs_size<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let points: Vec<_> = size_points(&data.input.metrics).collect();
+    let x_range = log_range(points.iter().map(|p| p.0));
+    let y_range = accuracy_range(points.iter().map(|p| p.1));
+    let x_ticks = log_ticks(&x_range);
+    let y_fmt = percent_ticks(&y_range);
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::AccuracyVsSize.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range.log_scale().with_key_points(x_ticks), y_range)?;
+    mesh!(chart, "Model file size (KB, log scale)", "Top-1 accuracy (test set)", &log_tick, &y_fmt);
+    chart.draw_series(
+        points.iter().map(|&(x, y, m)| Circle::new((x, y), 6, data.colour(&m.variant).filled())),
+    )?;
+    let labels: Vec<_> =
+        points.iter().map(|&(x, y, m)| (chart.backend_coord(&(x, y)), m.variant.as_str())).collect();
+    draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &[])
+}
+
+fn accuracy_vs_latency<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let metrics = &data.input.metrics;
+    let (rows, points): (Vec<usize>, Vec<(f64, f64)>) = crate::latency_points(metrics).unzip();
+    let front = crate::pareto_front(&points);
+    let x_range = padded_range(points.iter().map(|p| p.0));
+    let y_range = accuracy_range(points.iter().map(|p| p.1));
+    let (x_fmt, y_fmt) = (fixed_ticks(&x_range), percent_ticks(&y_range));
+    let x_end = x_range.end;
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::AccuracyVsLatency.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range, y_range)?;
+    mesh!(chart, "Batch-1 latency, median (µs)", "Top-1 accuracy (test set)", &x_fmt, &y_fmt);
+
+    // The best accuracy reachable within a latency budget: a step up at each optimal
+    // variant, flat to the right edge after the last.
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for &i in &front {
+        if let Some(&(_, prev)) = steps.last() {
+            steps.push((points[i].0, prev));
+        }
+        steps.push(points[i]);
+    }
+    if let Some(&(_, last)) = steps.last() {
+        steps.push((x_end, last));
+    }
+    let front_style = INK.mix(0.75).stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(steps.clone(), front_style))?
+        .label("Pareto front")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], front_style));
+    chart
+        .draw_series(front.iter().map(|&i| Circle::new(points[i], 10, INK.stroke_width(2))))?
+        .label("Pareto-optimal variant")
+        .legend(|(x, y)| Circle::new((x + 10, y), 6, INK.stroke_width(2)));
+    chart.draw_series(
+        rows.iter().zip(&points).map(|(&r, &p)| Circle::new(p, 6, data.colour(&metrics[r].variant).filled())),
+    )?;
+
+    let labels: Vec<_> = rows
+        .iter()
+        .zip(&points)
+        .map(|(&r, p)| (chart.backend_coord(p), metrics[r].variant.as_str()))
+        .collect();
+    let step_pixels = sample_line(&steps.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>());
+    // Labels keep clear of the rings and of the front's line.
+    let mut obstacles: Vec<Rect> =
+        front.iter().map(|&i| around(chart.backend_coord(&points[i]), 11)).collect();
+    obstacles.extend(step_pixels.iter().map(|&p| around(p, 2)));
+    draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)?;
+    let mut occupied = step_pixels;
+    occupied.extend(labels.iter().map(|l| l.0));
+    legend!(chart, &occupied);
+    Ok(())
+}
+
+/// Curve points with a finite loss or accuracy.
+fn curve_points(curves: &[CurvePoint]) -> impl Iterator<Item = &CurvePoint> {
+    curves.iter().filter(|c| c.loss.is_finite() || c.accuracy.is_finite())
+}
+
+/// Distinct values in first-seen order.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// One panel of the training curves: `value` against step, the train split as lines,
+/// the test split as markers; the legend names the variants or explains the encoding.
+struct Panel<'p> {
+    title: &'p str,
+    y_desc: &'p str,
+    y_range: Range<f64>,
+    y_fmt: &'p dyn Fn(&f64) -> String,
+    value: fn(&CurvePoint) -> f64,
+    variant_legend: bool,
+}
+
+fn training_curves<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let area = root.titled(ChartKind::TrainingCurves.title(), title_style())?;
+    let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
+    let curves: Vec<&CurvePoint> = curve_points(&data.input.curves).collect();
+    let max_loss = min_max(curves.iter().map(|c| c.loss)).map_or(1.0, |(_, hi)| hi.max(1e-3));
+    let loss_range = 0.0..max_loss * 1.08;
+    let acc_range = accuracy_range(curves.iter().map(|c| c.accuracy));
+    let (loss_fmt, acc_fmt) = (fixed_ticks(&loss_range), percent_ticks(&acc_range));
+    let loss = Panel {
+        title: "Loss",
+        y_desc: "Mean loss",
+        y_range: loss_range,
+        y_fmt: &loss_fmt,
+        value: |c| c.loss,
+        variant_legend: true,
+    };
+    let accuracy = Panel {
+        title: "Accuracy",
+        y_desc: "Accuracy",
+        y_range: acc_range,
+        y_fmt: &acc_fmt,
+        value: |c| c.accuracy,
+        variant_legend: false,
+    };
+    curve_panel(data, &curves, &left, loss)?;
+    curve_panel(data, &curves, &right, accuracy)
+}
+
+fn curve_panel<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    curves: &[&CurvePoint],
+    area: &DrawingArea<DB, Shift>,
+    panel: Panel<'_>,
+) -> DrawResult<DB> {
+    let max_step = curves.iter().map(|c| c.step).max().unwrap_or(0).max(1) as f64;
+    let x_range = 0.0..max_step * 1.03;
+    let x_fmt = fixed_ticks(&x_range);
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, subtitle_style())
+        .margin(14)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range, panel.y_range)?;
+    mesh!(chart, "Optimizer step", panel.y_desc, &x_fmt, panel.y_fmt);
+    let mut occupied = Vec::new();
+    for variant in distinct(curves.iter().map(|c| c.variant.as_str())) {
+        let colour = data.colour(variant);
+        let split = |split: &str| {
+            let mut pts: Vec<(f64, f64)> = curves
+                .iter()
+                .filter(|c| c.variant == variant && c.split == split && (panel.value)(c).is_finite())
+                .map(|c| (c.step as f64, (panel.value)(c)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts
+        };
+        let (train, test) = (split("train"), split("test"));
+        occupied.extend(sample_line(&train.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        occupied.extend(test.iter().map(|p| chart.backend_coord(p)));
+        let line = chart.draw_series(LineSeries::new(train, colour.stroke_width(2)))?;
+        if panel.variant_legend {
+            line.label(variant)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        }
+        chart.draw_series(test.into_iter().map(|p| Circle::new(p, 5, colour.filled())))?;
+    }
+    if !panel.variant_legend {
+        // The other panel names the variants; this one explains the encoding.
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("train split (running mean)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MUTED.stroke_width(2)));
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("test split (end of epoch)")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, MUTED.filled()));
+    }
+    legend!(chart, &occupied);
+    Ok(())
+}
+
+/// A pruned variant: some weights are zero.
+fn is_pruned(m: &MetricRow) -> bool {
+    m.sparsity.is_finite() && m.sparsity > 0.0 && m.accuracy.is_finite()
+}
+
+/// A dense baseline the pruned variants are compared against.
+fn is_dense_baseline(m: &MetricRow) -> bool {
+    m.sparsity == 0.0 && m.technique == "baseline" && m.accuracy.is_finite()
+}
+
+fn accuracy_vs_sparsity<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let rows: Vec<&MetricRow> =
+        data.input.metrics.iter().filter(|m| is_pruned(m) || is_dense_baseline(m)).collect();
+    let x_range = -0.03..1.03;
+    let y_range = accuracy_range(rows.iter().map(|m| m.accuracy));
+    let y_fmt = percent_ticks(&y_range);
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::AccuracyVsSparsity.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range, y_range)?;
+    mesh!(
+        chart,
+        "Sparsity (share of zero weights in conv/linear layers)",
+        "Top-1 accuracy (test set)",
+        &|v: &f64| format!("{:.0}%", v * 100.0),
+        &y_fmt
+    );
+    // One sweep line per model: its baseline through its pruned variants.
+    let mut obstacles = Vec::new();
+    for model in distinct(rows.iter().map(|m| m.model.as_str())) {
+        let mut sweep: Vec<(f64, f64)> =
+            rows.iter().filter(|m| m.model == model).map(|m| (m.sparsity, m.accuracy)).collect();
+        sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if sweep.len() > 1 {
+            let pixels: Vec<_> = sweep.iter().map(|p| chart.backend_coord(p)).collect();
+            obstacles.extend(sample_line(&pixels).into_iter().map(|p| around(p, 2)));
+            chart.draw_series(LineSeries::new(sweep, MUTED.stroke_width(1)))?;
+        }
+    }
+    chart.draw_series(
+        rows.iter().map(|m| Circle::new((m.sparsity, m.accuracy), 6, data.colour(&m.variant).filled())),
+    )?;
+    let labels: Vec<_> =
+        rows.iter().map(|m| (chart.backend_coord(&(m.sparsity, m.accuracy)), m.variant.as_str())).collect();
+    draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)
+}
+
+/// (variant, batch size, images/s) of the measured throughput rows.
+fn throughput_points<'a>(data: &'a ChartData<'_>) -> impl Iterator<Item = (&'a str, f64, f64)> {
+    data.input
+        .throughput
+        .iter()
+        .filter(|t| t.batch_size > 0 && t.images_per_s.is_finite() && t.images_per_s > 0.0)
+        .map(|t| (t.variant.as_str(), t.batch_size as f64, t.images_per_s))
+}
+
+fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let points: Vec<_> = throughput_points(data).collect();
+    let x_range = log_range(points.iter().map(|p| p.1));
+    let y_range = log_range(points.iter().map(|p| p.2));
+    // Tick the batch sizes that were measured, unless there are too many to read.
+    let mut batches: Vec<f64> = points.iter().map(|p| p.1).collect();
+    batches.sort_by(f64::total_cmp);
+    batches.dedup();
+    let x_ticks = if batches.len() <= 10 { batches } else { log_ticks(&x_range) };
+    let y_ticks = log_ticks(&y_range);
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::Throughput.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(
+            x_range.log_scale().with_key_points(x_ticks),
+            y_range.log_scale().with_key_points(y_ticks),
+        )?;
+    mesh!(chart, "Batch size (images, log scale)", "Throughput (images/s, log scale)", &log_tick, &log_tick);
+    let mut occupied = Vec::new();
+    for variant in distinct(points.iter().map(|p| p.0)) {
+        let colour = data.colour(variant);
+        let mut series: Vec<(f64, f64)> =
+            points.iter().filter(|p| p.0 == variant).map(|&(_, bs, ips)| (bs, ips)).collect();
+        series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        occupied.extend(sample_line(&series.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        chart
+            .draw_series(LineSeries::new(series.clone(), colour.stroke_width(2)))?
+            .label(variant)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(series.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+    }
+    legend!(chart, &occupied);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_readable() {
+        assert_eq!(log_ticks(&(0.5..2000.0)), [1.0, 10.0, 100.0, 1000.0]);
+        assert_eq!(log_ticks(&(29.0..124.0)), [30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]);
+        assert_eq!(log_ticks(&(15.0..600.0)), [20.0, 50.0, 100.0, 200.0, 500.0]);
+        assert!(log_ticks(&(1e-3..1e30)).len() <= 10);
+    }
+
+    #[test]
+    fn tick_labels_share_decimals() {
+        let f = fixed_ticks(&(0.0..2.0));
+        assert_eq!((f(&0.2), f(&1.0)), ("0.2".to_owned(), "1.0".to_owned()));
+        let f = fixed_ticks(&(0.0..2000.0));
+        assert_eq!(f(&1200.0), "1,200");
+        let p = percent_ticks(&(0.90..0.97));
+        assert_eq!((p(&0.9), p(&0.955)), ("90%".to_owned(), "96%".to_owned()));
+        let p = percent_ticks(&(0.95..0.97));
+        assert_eq!(p(&0.955), "95.5%");
+        let f = fixed_ticks(&(0.0..0.05));
+        assert_eq!((f(&0.0), f(&0.03)), ("0.00".to_owned(), "0.03".to_owned()));
+        assert_eq!((log_tick(&20000.0), log_tick(&0.05)), ("20,000".to_owned(), "0.05".to_owned()));
+    }
+
+    #[test]
+    fn legend_goes_where_the_data_is_not() {
+        let plot = (0..100, 0..100);
+        let pts = [(10, 10), (90, 10), (90, 90)];
+        assert_eq!(emptiest_corner(&plot, &pts), SeriesLabelPosition::LowerLeft);
+        assert_eq!(emptiest_corner(&plot, &[]), SeriesLabelPosition::UpperLeft);
+    }
+}
