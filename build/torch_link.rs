@@ -32,8 +32,9 @@ fn main() {
     let version = std::fs::read_to_string(lib.join("../version.py"))
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+            text.lines().find_map(|l| {
+                l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string())
+            })
         })
         .or_else(|| std::fs::read_to_string(lib.join("../build-version")).ok().map(|v| v.trim().to_string()))
         .unwrap_or_else(|| "unknown".into());

@@ -25,7 +25,9 @@ pub struct Distillation<'a> {
 pub fn soft_kl(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f64) -> Tensor {
     let log_p_student = (student_logits / temperature).log_softmax(-1, Kind::Float);
     let log_p_teacher = (teacher_logits / temperature).log_softmax(-1, Kind::Float);
-    (log_p_teacher.exp() * (&log_p_teacher - log_p_student)).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float)
+    (log_p_teacher.exp() * (&log_p_teacher - log_p_student))
+        .sum_dim_intlist(-1, false, Kind::Float)
+        .mean(Kind::Float)
 }
 
 impl Objective for Distillation<'_> {
@@ -59,11 +61,11 @@ mod tests {
         let ours = soft_kl(&s, &t, 2.0).double_value(&[]);
         // kl_div(input=log q, target=log p, log_target) sums p*(log p - log q); mean over all
         // elements divides by 80, batchmean by 8.
-        let theirs = (&s / 2.0).log_softmax(-1, Kind::Float).kl_div(
-            &(&t / 2.0).log_softmax(-1, Kind::Float),
-            tch::Reduction::Sum,
-            true,
-        ).double_value(&[]) / 8.0;
+        let theirs = (&s / 2.0)
+            .log_softmax(-1, Kind::Float)
+            .kl_div(&(&t / 2.0).log_softmax(-1, Kind::Float), tch::Reduction::Sum, true)
+            .double_value(&[])
+            / 8.0;
         assert!((ours - theirs).abs() < 1e-5, "{ours} vs {theirs}");
     }
 }

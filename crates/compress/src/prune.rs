@@ -31,7 +31,8 @@ fn keep_mask(scores: &Tensor, k: i64) -> Tensor {
 pub fn magnitude_masks(model: &Model, sparsity: f64, scope: PruneScope) -> Masks {
     let _g = tch::no_grad_guard();
     let weights = model.prunable();
-    let flat: Vec<Tensor> = weights.iter().map(|(_, w)| w.abs().to_kind(Kind::Float).flatten(0, -1)).collect();
+    let flat: Vec<Tensor> =
+        weights.iter().map(|(_, w)| w.abs().to_kind(Kind::Float).flatten(0, -1)).collect();
     let masks = match scope {
         PruneScope::Global => {
             let all = Tensor::cat(&flat, 0);
@@ -93,7 +94,8 @@ mod tests {
 
     fn mlp() -> Model {
         let io = IoShape { channels: 1, height: 8, width: 8, classes: 10 };
-        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![32] }), io, Device::Cpu, Some(5)).unwrap()
+        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![32] }), io, Device::Cpu, Some(5))
+            .unwrap()
     }
 
     #[test]
@@ -106,13 +108,19 @@ mod tests {
         assert!((m.sparsity() - 0.9).abs() < 1.0 / total as f64 + 1e-9, "{}", m.sparsity());
         // Every surviving weight is at least as large as every removed one.
         let all_before = Tensor::cat(&before.iter().map(|w| w.abs().flatten(0, -1)).collect::<Vec<_>>(), 0);
-        let all_after = Tensor::cat(&m.prunable().iter().map(|(_, w)| w.abs().flatten(0, -1)).collect::<Vec<_>>(), 0);
+        let all_after =
+            Tensor::cat(&m.prunable().iter().map(|(_, w)| w.abs().flatten(0, -1)).collect::<Vec<_>>(), 0);
         let kept = all_after.ne(0.0);
         let min_kept = all_before.masked_select(&kept).min().double_value(&[]);
         let max_removed = all_before.masked_select(&kept.logical_not()).max().double_value(&[]);
         assert!(min_kept >= max_removed);
         // Biases untouched.
-        assert!(m.named().iter().filter(|(n, _)| n.ends_with(".bias")).all(|(_, b)| b.count_nonzero(None::<i64>).int64_value(&[]) > 0));
+        assert!(
+            m.named()
+                .iter()
+                .filter(|(n, _)| n.ends_with(".bias"))
+                .all(|(_, b)| b.count_nonzero(None::<i64>).int64_value(&[]) > 0)
+        );
     }
 
     #[test]

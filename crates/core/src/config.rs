@@ -274,8 +274,16 @@ impl StageParams {
             }
             StageParams::Evaluate(p) => {
                 need(p.batch_size >= 1, "batch_size", "must be at least 1");
-                need(!p.latency.batch_sizes.is_empty(), "latency.batch_sizes", "must list at least one batch size");
-                need(p.latency.batch_sizes.iter().all(|&b| b >= 1), "latency.batch_sizes", "batch sizes must be at least 1");
+                need(
+                    !p.latency.batch_sizes.is_empty(),
+                    "latency.batch_sizes",
+                    "must list at least one batch size",
+                );
+                need(
+                    p.latency.batch_sizes.iter().all(|&b| b >= 1),
+                    "latency.batch_sizes",
+                    "batch sizes must be at least 1",
+                );
                 need(p.latency.repeats >= 1, "latency.repeats", "must be at least 1");
                 need(p.latency.iters.is_none_or(|i| i >= 1), "latency.iters", "must be at least 1");
             }
@@ -650,7 +658,8 @@ mod tests {
 
     #[test]
     fn range_checks_name_the_field() {
-        let p = StageParams::deserialize_kind("prune", serde_json::json!({"sparsity": 1.5})).unwrap().unwrap();
+        let p =
+            StageParams::deserialize_kind("prune", serde_json::json!({"sparsity": 1.5})).unwrap().unwrap();
         assert_eq!(p.check(), vec![("sparsity".to_string(), "must be in [0, 1)".to_string())]);
     }
 }

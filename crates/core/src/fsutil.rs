@@ -59,7 +59,8 @@ pub fn atomic_write_with(
 
 /// Serialize `value` as pretty JSON into `path`, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| FsError::new("encoding JSON for", path, e.into()))?;
+    let text =
+        serde_json::to_vec_pretty(value).map_err(|e| FsError::new("encoding JSON for", path, e.into()))?;
     atomic_write(path, &text)
 }
 
@@ -152,7 +153,9 @@ pub fn sweep_stale(dir: &Path) -> usize {
         if !name.to_string_lossy().starts_with(PARTIAL_PREFIX) || !entry.path().is_dir() {
             continue;
         }
-        let pid = std::fs::read_to_string(entry.path().join(PID_FILE)).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        let pid = std::fs::read_to_string(entry.path().join(PID_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
         let alive = match pid {
             Some(pid) if pid == std::process::id() => true,
             Some(pid) => process_alive(pid),

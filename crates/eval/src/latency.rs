@@ -95,7 +95,12 @@ pub struct Throughput {
 
 /// Time `repeats` forwards of a batch of `batch_size` test images (repeated if the
 /// split is smaller), after two untimed ones.
-pub fn throughput(model: &Model, split: &Split, batch_size: usize, repeats: usize) -> Result<Throughput, Cancelled> {
+pub fn throughput(
+    model: &Model,
+    split: &Split,
+    batch_size: usize,
+    repeats: usize,
+) -> Result<Throughput, Cancelled> {
     let _guard = tch::no_grad_guard();
     let (device, kind) = (model.device(), model.kind());
     let n = batch_size.min(split.len()).max(1);
@@ -120,5 +125,10 @@ pub fn throughput(model: &Model, split: &Split, batch_size: usize, repeats: usiz
         drop(y);
     }
     let p50_ms = percentile(&samples, 50.0);
-    Ok(Throughput { batch_size, images_per_s: batch_size as f64 / (p50_ms / 1e3), p50_ms, samples_ms: samples })
+    Ok(Throughput {
+        batch_size,
+        images_per_s: batch_size as f64 / (p50_ms / 1e3),
+        p50_ms,
+        samples_ms: samples,
+    })
 }

@@ -83,7 +83,11 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         notes.push(format!(
             "weights stored in {0}, upcast to fp32 at load: compute ran in fp32{1}",
             stored.as_str(),
-            if meta.compute == ComputeMode::Auto { " (CPUs lack native half-precision arithmetic; set compute: native to force it)" } else { "" }
+            if meta.compute == ComputeMode::Auto {
+                " (CPUs lack native half-precision arithmetic; set compute: native to force it)"
+            } else {
+                ""
+            }
         ));
         format!("fp32 (upcast from {})", stored.as_str())
     } else {
@@ -98,7 +102,11 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
             let _ = model.forward(&x);
         }));
         if let Err(e) = probe {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             return Err(EvalError::Compute {
                 variant: v.name.to_string(),
                 msg: format!(
@@ -169,7 +177,12 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         .samples_us
         .iter()
         .enumerate()
-        .map(|(i, &us)| LatencySample { variant: v.name.to_string(), batch_size: 1, iter: i as u64, micros: us })
+        .map(|(i, &us)| LatencySample {
+            variant: v.name.to_string(),
+            batch_size: 1,
+            iter: i as u64,
+            micros: us,
+        })
         .collect();
     Ok(VariantResult { row, latency, throughput })
 }

@@ -123,7 +123,9 @@ impl Model {
 
     /// Number of parameters that are not zero.
     pub fn nonzero_count(&self) -> u64 {
-        tch::no_grad(|| self.named().iter().map(|(_, t)| t.count_nonzero(None::<i64>).int64_value(&[]) as u64).sum())
+        tch::no_grad(|| {
+            self.named().iter().map(|(_, t)| t.count_nonzero(None::<i64>).int64_value(&[]) as u64).sum()
+        })
     }
 
     /// Fraction of zeros among the prunable weights.
@@ -168,7 +170,8 @@ mod tests {
 
     #[test]
     fn seed_cnn_has_the_seed_parameter_count() {
-        let m = Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig {}), MNIST, Device::Cpu, Some(1)).unwrap();
+        let m =
+            Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig {}), MNIST, Device::Cpu, Some(1)).unwrap();
         // conv 12*1*3*3 + 12, dense 12*13*13*10 + 10
         assert_eq!(m.param_count(), 108 + 12 + 20280 + 10);
         let y = m.forward(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)));

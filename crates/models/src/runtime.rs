@@ -21,7 +21,10 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
                      use `device: cpu` or `auto`"
                 ))
             } else {
-                Err(format!("device cuda:{i} was requested but only {n} CUDA device(s) exist (cuda:0..cuda:{})", n - 1))
+                Err(format!(
+                    "device cuda:{i} was requested but only {n} CUDA device(s) exist (cuda:0..cuda:{})",
+                    n - 1
+                ))
             }
         }
     }
@@ -39,7 +42,11 @@ pub fn device_name(d: Device) -> String {
 
 /// Set libtorch's intra-op threads (0: one per logical core) and return the number in use.
 pub fn set_threads(threads: usize) -> usize {
-    let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        threads
+    };
     tch::set_num_threads(n as i32);
     tch::get_num_threads() as usize
 }

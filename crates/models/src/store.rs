@@ -104,7 +104,9 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
     }
     let views = owned
         .iter()
-        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| fmt_err(e.to_string()))?)))
+        .map(|(n, d, s, b)| {
+            Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| fmt_err(e.to_string()))?))
+        })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let mut info = HashMap::new();
     info.insert(META_KEY.to_string(), serde_json::to_string(meta).expect("meta serializes"));
@@ -119,8 +121,10 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
 /// Read only the metadata of a model file.
 pub fn read_meta(path: &Path) -> Result<ModelMeta, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| fsutil::FsError::new("reading", path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| ModelError::Format { path: path.display().to_string(), msg: format!("not a safetensors file: {e}") })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Format {
+        path: path.display().to_string(),
+        msg: format!("not a safetensors file: {e}"),
+    })?;
     parse_meta(path, header.metadata())
 }
 
@@ -137,31 +141,40 @@ fn parse_meta(path: &Path, info: &Option<HashMap<String, String>>) -> Result<Mod
 pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelError> {
     let fmt_err = |msg: String| ModelError::Format { path: path.display().to_string(), msg };
     let bytes = std::fs::read(path).map_err(|e| fsutil::FsError::new("reading", path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fmt_err(format!("not a safetensors file: {e}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| fmt_err(format!("not a safetensors file: {e}")))?;
     let meta = parse_meta(path, header.metadata())?;
-    let sparse: BTreeMap<String, Vec<usize>> = match header.metadata().as_ref().and_then(|m| m.get(SPARSE_KEY)) {
-        Some(s) => serde_json::from_str(s).map_err(|e| fmt_err(format!("bad sparse table: {e}")))?,
-        None => BTreeMap::new(),
-    };
+    let sparse: BTreeMap<String, Vec<usize>> =
+        match header.metadata().as_ref().and_then(|m| m.get(SPARSE_KEY)) {
+            Some(s) => serde_json::from_str(s).map_err(|e| fmt_err(format!("bad sparse table: {e}")))?,
+            None => BTreeMap::new(),
+        };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(e.to_string()))?;
     let mut model = Model::build(&meta.model, &meta.config, meta.io, Device::Cpu, None)?;
     model.set_kind(kind_of(meta.precision));
     for (name, var) in model.named() {
         let src = match sparse.get(&name) {
             Some(shape) => {
-                let mask = st.tensor(&format!("{name}{MASK}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
-                let values = st.tensor(&format!("{name}{VALUES}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+                let mask =
+                    st.tensor(&format!("{name}{MASK}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+                let values =
+                    st.tensor(&format!("{name}{VALUES}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
                 let kind = kind_of_dtype(values.dtype()).map_err(&fmt_err)?;
                 let es = kind.elt_size_in_bytes();
                 let n: usize = shape.iter().product();
                 if mask.data().len() != n.div_ceil(8) {
-                    return Err(fmt_err(format!("{name}: mask has {} bytes for {n} elements", mask.data().len())));
+                    return Err(fmt_err(format!(
+                        "{name}: mask has {} bytes for {n} elements",
+                        mask.data().len()
+                    )));
                 }
                 let mut dense = vec![0u8; n * es];
                 let mut vals = values.data().chunks_exact(es);
                 for i in 0..n {
                     if mask.data()[i / 8] >> (i % 8) & 1 == 1 {
-                        let v = vals.next().ok_or_else(|| fmt_err(format!("{name}: fewer values than mask bits")))?;
+                        let v = vals
+                            .next()
+                            .ok_or_else(|| fmt_err(format!("{name}: fewer values than mask bits")))?;
                         dense[i * es..(i + 1) * es].copy_from_slice(v);
                     }
                 }
@@ -176,7 +189,11 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
             }
         };
         if src.size() != var.size() {
-            return Err(fmt_err(format!("{name}: shape {:?} in the file, {:?} in the model", src.size(), var.size())));
+            return Err(fmt_err(format!(
+                "{name}: shape {:?} in the file, {:?} in the model",
+                src.size(),
+                var.size()
+            )));
         }
         tch::no_grad(|| var.shallow_clone().f_copy_(&src))?;
     }

@@ -106,8 +106,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -137,8 +137,10 @@ mod tests {
         let err = SpecError {
             file: "p.yaml".into(),
             text: "name: x\nstages:\n  - id: a\n    uses: tran\n".into(),
-            diagnostics: vec![Diagnostic::at(Some(Pos { line: 4, col: 11 }), "unknown stage kind `tran`")
-                .hint("did you mean `train`?")],
+            diagnostics: vec![
+                Diagnostic::at(Some(Pos { line: 4, col: 11 }), "unknown stage kind `tran`")
+                    .hint("did you mean `train`?"),
+            ],
         };
         insta::assert_snapshot!(err.to_string(), @r"
         error: unknown stage kind `tran`

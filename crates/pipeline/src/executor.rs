@@ -124,7 +124,9 @@ pub enum RunError {
         source: BoxError,
     },
     /// Ctrl-C.
-    #[error("interrupted during stage `{stage}`; finished stages are cached and the next run resumes after them")]
+    #[error(
+        "interrupted during stage `{stage}`; finished stages are cached and the next run resumes after them"
+    )]
     Interrupted {
         /// The stage that was running.
         stage: String,
@@ -320,7 +322,10 @@ impl<'a> Executor<'a> {
         fsutil::create_dir_all(&pipeline_dir)?;
         let swept = fsutil::sweep_stale(&pipeline_dir);
         if swept > 0 {
-            tracing::info!("removed {swept} unfinished run director{} left by killed runs", if swept == 1 { "y" } else { "ies" });
+            tracing::info!(
+                "removed {swept} unfinished run director{} left by killed runs",
+                if swept == 1 { "y" } else { "ies" }
+            );
         }
         let run_id = new_run_id(&pipeline_dir, started);
         let staging = StagingDir::new(&pipeline_dir.join(&run_id))?;
@@ -359,7 +364,10 @@ impl<'a> Executor<'a> {
             }
             let inputs = self.inputs_of(stage, &done);
             let key = self.key_for(stage, &inputs);
-            let (dir, manifest, status) = match (!self.forced(stage)).then(|| self.cache.lookup(stage, &key)).flatten() {
+            let (dir, manifest, status) = match (!self.forced(stage))
+                .then(|| self.cache.lookup(stage, &key))
+                .flatten()
+            {
                 Some((dir, manifest)) => {
                     tracing::info!(stage = %stage.id, "cached ({:.1} s when it ran)", manifest.duration_s);
                     (dir, manifest, StageStatus::Cached)
@@ -379,7 +387,10 @@ impl<'a> Executor<'a> {
                 duration_s: manifest.duration_s,
                 key: key.clone(),
             });
-            done.insert(stage.id.clone(), StageInput { id: stage.id.clone(), base_id: stage.base_id.clone(), dir, manifest });
+            done.insert(
+                stage.id.clone(),
+                StageInput { id: stage.id.clone(), base_id: stage.base_id.clone(), dir, manifest },
+            );
         }
 
         self.runner
@@ -419,7 +430,12 @@ impl<'a> Executor<'a> {
         Ok(RunSummary { dir, info })
     }
 
-    fn context<'c>(&'c self, stage: &'c PlannedStage, out_dir: &'c Path, inputs: &'c [StageInput]) -> StageContext<'c> {
+    fn context<'c>(
+        &'c self,
+        stage: &'c PlannedStage,
+        out_dir: &'c Path,
+        inputs: &'c [StageInput],
+    ) -> StageContext<'c> {
         StageContext {
             plan: self.plan,
             stage,
@@ -432,7 +448,12 @@ impl<'a> Executor<'a> {
     }
 
     /// Run one stage into a staging directory and commit it to the cache.
-    fn run_one(&self, stage: &PlannedStage, key: &str, inputs: &[StageInput]) -> Result<(PathBuf, StageManifest), RunError> {
+    fn run_one(
+        &self,
+        stage: &PlannedStage,
+        key: &str,
+        inputs: &[StageInput],
+    ) -> Result<(PathBuf, StageManifest), RunError> {
         let dest = self.cache.entry_dir(stage, key);
         let staging = StagingDir::new(&dest)?;
         tracing::info!(stage = %stage.id, kind = stage.kind(), "running");
@@ -446,7 +467,8 @@ impl<'a> Executor<'a> {
             }
         })?;
         let duration_s = t.elapsed().as_secs_f64();
-        let files = hash_files(staging.path()).map_err(|e| FsError::new("hashing outputs in", staging.path(), e))?;
+        let files =
+            hash_files(staging.path()).map_err(|e| FsError::new("hashing outputs in", staging.path(), e))?;
         let manifest = StageManifest {
             stage: stage.id.clone(),
             kind: stage.kind().to_string(),
@@ -485,7 +507,9 @@ fn update_latest(pipeline_dir: &Path, run_id: &str) {
     {
         let tmp = pipeline_dir.join(format!(".latest-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        if std::os::unix::fs::symlink(run_id, &tmp).is_ok() && std::fs::rename(&tmp, pipeline_dir.join("latest")).is_err() {
+        if std::os::unix::fs::symlink(run_id, &tmp).is_ok()
+            && std::fs::rename(&tmp, pipeline_dir.join("latest")).is_err()
+        {
             let _ = std::fs::remove_file(&tmp);
         }
     }

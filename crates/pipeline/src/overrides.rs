@@ -10,9 +10,8 @@ use crate::yaml::YamlPath;
 
 /// Apply one override; returns the path it replaced (with stage ids turned into indices).
 pub fn apply(doc: &mut Value, assignment: &str) -> Result<YamlPath, String> {
-    let (path, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| format!("`{assignment}` is not of the form PATH=VALUE"))?;
+    let (path, raw) =
+        assignment.split_once('=').ok_or_else(|| format!("`{assignment}` is not of the form PATH=VALUE"))?;
     let segs: Vec<&str> = path.trim().split('.').collect();
     if segs.iter().any(|s| s.is_empty()) {
         return Err(format!("`{path}` is not a valid path (e.g. stages.train.with.epochs)"));
@@ -30,7 +29,8 @@ pub fn apply(doc: &mut Value, assignment: &str) -> Result<YamlPath, String> {
                     map.insert(Value::String(seg.to_string()), new);
                     return Ok(at);
                 }
-                map.entry(Value::String(seg.to_string())).or_insert_with(|| Value::Mapping(Default::default()))
+                map.entry(Value::String(seg.to_string()))
+                    .or_insert_with(|| Value::Mapping(Default::default()))
             }
             Value::Sequence(items) => {
                 let idx = match seg.parse::<usize>() {
@@ -59,7 +59,8 @@ pub fn apply(doc: &mut Value, assignment: &str) -> Result<YamlPath, String> {
                     map.insert(Value::String(seg.to_string()), new);
                     return Ok(at);
                 }
-                map.entry(Value::String(seg.to_string())).or_insert_with(|| Value::Mapping(Default::default()))
+                map.entry(Value::String(seg.to_string()))
+                    .or_insert_with(|| Value::Mapping(Default::default()))
             }
             _ => return Err(format!("cannot set `{path}`: `{at}` is a single value, not a mapping")),
         };
@@ -72,7 +73,8 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        serde_yaml::from_str("name: x\nstages:\n  - id: train\n    with: {epochs: 1}\n  - id: eval\n").unwrap()
+        serde_yaml::from_str("name: x\nstages:\n  - id: train\n    with: {epochs: 1}\n  - id: eval\n")
+            .unwrap()
     }
 
     #[test]

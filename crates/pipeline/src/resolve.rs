@@ -140,11 +140,13 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
             );
         }
         if let Some(first) = seen.insert(&s.id, s.index) {
-            diags.push(src.at(&stage_path(s).key("id"), format!("duplicate stage id `{}`", s.id)).hint(format!(
-                "stage ids must be unique; `{}` is already the id of stage {} (counting from 1)",
-                s.id,
-                first + 1
-            )));
+            diags.push(src.at(&stage_path(s).key("id"), format!("duplicate stage id `{}`", s.id)).hint(
+                format!(
+                    "stage ids must be unique; `{}` is already the id of stage {} (counting from 1)",
+                    s.id,
+                    first + 1
+                ),
+            ));
         }
     }
 
@@ -173,7 +175,8 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
     // Needs: expand base ids to instances; unknown ids are errors.
     let mut by_base: IndexMap<&str, Vec<String>> = IndexMap::new();
     for (_, p) in &instances {
-        by_base.entry(spec.stages.iter().find(|s| s.id == p.base_id).map(|s| s.id.as_str()).unwrap_or_default())
+        by_base
+            .entry(spec.stages.iter().find(|s| s.id == p.base_id).map(|s| s.id.as_str()).unwrap_or_default())
             .or_default()
             .push(p.id.clone());
     }
@@ -182,7 +185,11 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
     for s in &spec.stages {
         let mut needs = Vec::new();
         for (j, n) in s.needs.iter().enumerate() {
-            let at = if s.needs.len() == 1 { stage_path(s).key("needs") } else { stage_path(s).key("needs").index(j) };
+            let at = if s.needs.len() == 1 {
+                stage_path(s).key("needs")
+            } else {
+                stage_path(s).key("needs").index(j)
+            };
             if n == &s.id {
                 diags.push(src.at(&at, format!("stage `{}` needs itself", s.id)));
             } else if let Some(ids) = by_base.get(n.as_str()) {
@@ -194,7 +201,9 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
                     Some(k) => format!("did you mean `{k}`?"),
                     None => format!("stage ids: {}", by_base.keys().copied().collect::<Vec<_>>().join(", ")),
                 };
-                diags.push(src.at(&at, format!("stage `{}` needs `{n}`, which is not a stage", s.id)).hint(hint));
+                diags.push(
+                    src.at(&at, format!("stage `{}` needs `{n}`, which is not a stage", s.id)).hint(hint),
+                );
             }
         }
         resolved_needs.insert(s.id.clone(), needs);
@@ -210,17 +219,22 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
     let order = match topo_order(&instances) {
         Ok(o) => o,
         Err(cycle) => {
-            let first = spec.stages.iter().find(|s| s.id == base_of(&instances, &cycle[0])).expect("stage exists");
+            let first =
+                spec.stages.iter().find(|s| s.id == base_of(&instances, &cycle[0])).expect("stage exists");
             let shown: Vec<String> = cycle.iter().map(|id| base_of(&instances, id).to_string()).collect();
             return Err(src.error(vec![
-                src.at(&stage_path(first).key("needs"), format!("stages form a cycle: {}", shown.join(" -> ")))
-                    .hint("a stage can only need stages that do not (indirectly) need it"),
+                src.at(
+                    &stage_path(first).key("needs"),
+                    format!("stages form a cycle: {}", shown.join(" -> ")),
+                )
+                .hint("a stage can only need stages that do not (indirectly) need it"),
             ]));
         }
     };
     let mut by_id: HashMap<String, (usize, PlannedStage)> =
         instances.into_iter().map(|(i, p)| (p.id.clone(), (i, p))).collect();
-    let stages: Vec<(usize, PlannedStage)> = order.iter().map(|id| by_id.remove(id).expect("ordered ids exist")).collect();
+    let stages: Vec<(usize, PlannedStage)> =
+        order.iter().map(|id| by_id.remove(id).expect("ordered ids exist")).collect();
 
     // Cross-references.
     for (index, st) in &stages {
@@ -284,13 +298,18 @@ fn expand(spec: &Spec, s: &StageSpec, path: &YamlPath) -> Result<Vec<PlannedStag
             with.insert(Value::String((*key).clone()), (*v).clone());
             coords.insert((*key).clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
         }
-        let params = src.deserialize_with(&path.key("with"), Value::Mapping(with), |d| StageParams::deserialize_kind(&s.uses, d));
+        let params = src.deserialize_with(&path.key("with"), Value::Mapping(with), |d| {
+            StageParams::deserialize_kind(&s.uses, d)
+        });
         let params = match params {
             Ok(Some(p)) => p,
             Ok(None) => unreachable!("kinds were checked"),
             Err(mut d) => {
                 // Point errors about a swept key at the matrix value that caused them.
-                if let Some((j, key, _)) = combo.iter().find(|(_, k, _)| d.message.contains(&format!("`{k}`")) || d.pos == src.spans.value(&path.key("with").key(k))) {
+                if let Some((j, key, _)) = combo.iter().find(|(_, k, _)| {
+                    d.message.contains(&format!("`{k}`"))
+                        || d.pos == src.spans.value(&path.key("with").key(k))
+                }) {
                     let better = src.at(&path.key("matrix").key(key).index(*j), d.message.clone());
                     d.pos = better.pos;
                 }
@@ -339,8 +358,10 @@ fn topo_order(instances: &[(usize, PlannedStage)]) -> Result<Vec<String>, Vec<St
             // Follow unmet needs until a stage repeats: that is the cycle.
             let mut path: Vec<String> = vec![remaining[0].id.clone()];
             loop {
-                let cur = remaining.iter().find(|p| &p.id == path.last().expect("non-empty")).expect("remaining");
-                let next = cur.needs.iter().find(|n| !done.contains(*n)).expect("a blocked stage has an unmet need");
+                let cur =
+                    remaining.iter().find(|p| &p.id == path.last().expect("non-empty")).expect("remaining");
+                let next =
+                    cur.needs.iter().find(|n| !done.contains(*n)).expect("a blocked stage has an unmet need");
                 if let Some(start) = path.iter().position(|p| p == next) {
                     let mut cycle = path[start..].to_vec();
                     cycle.push(next.clone());
@@ -377,32 +398,46 @@ fn check_references(
     };
     let kind_of = |id: &str| stages.iter().find(|(_, p)| p.id == id).map(|(_, p)| p.kind()).unwrap_or("");
     let model_needs: Vec<&String> = st.needs.iter().filter(|n| produces_models(kind_of(n))).collect();
-    let base_matches = |n: &str, want: &str| {
-        n == want || stages.iter().any(|(_, p)| p.id == n && p.base_id == want)
-    };
+    let base_matches =
+        |n: &str, want: &str| n == want || stages.iter().any(|(_, p)| p.id == n && p.base_id == want);
     // A stage taking one model input: an explicit `input`/`teacher` among its needs, or
     // exactly one model-producing need.
-    let single_input = |field: &str, chosen: &Option<String>, what: &str, diags: &mut Vec<Diagnostic>| match chosen {
-        Some(c) => {
-            let hits = model_needs.iter().filter(|n| base_matches(n, c)).count();
-            if hits == 0 {
-                diags.push(
-                    src.at(&with.key(field), format!("`{field}: {c}` of stage `{}` is not one of its model-producing needs", st.base_id))
+    let single_input = |field: &str, chosen: &Option<String>, what: &str, diags: &mut Vec<Diagnostic>| {
+        match chosen {
+            Some(c) => {
+                let hits = model_needs.iter().filter(|n| base_matches(n, c)).count();
+                if hits == 0 {
+                    diags.push(
+                        src.at(
+                            &with.key(field),
+                            format!(
+                                "`{field}: {c}` of stage `{}` is not one of its model-producing needs",
+                                st.base_id
+                            ),
+                        )
                         .hint("add it to `needs`, or name a train/quantize/prune/distill stage listed there"),
-                );
-            } else if hits > 1 {
-                diags.push(src.at(&with.key(field), format!("`{field}: {c}` of stage `{}` matches {hits} matrix instances; name one, e.g. `{}`", st.base_id, model_needs.iter().find(|n| base_matches(n, c)).expect("hits > 1"))));
+                    );
+                } else if hits > 1 {
+                    diags.push(src.at(&with.key(field), format!("`{field}: {c}` of stage `{}` matches {hits} matrix instances; name one, e.g. `{}`", st.base_id, model_needs.iter().find(|n| base_matches(n, c)).expect("hits > 1"))));
+                }
             }
+            None if model_needs.len() != 1 => {
+                let msg = if model_needs.is_empty() {
+                    format!("stage `{}` needs a stage that produces a model ({what})", st.base_id)
+                } else {
+                    format!(
+                        "stage `{}` has {} model-producing needs; say which is the {what} with `{field}:`",
+                        st.base_id,
+                        model_needs.len()
+                    )
+                };
+                diags.push(
+                    src.at(&path.key("needs"), msg)
+                        .hint("list a train, quantize, prune or distill stage in `needs`"),
+                );
+            }
+            None => {}
         }
-        None if model_needs.len() != 1 => {
-            let msg = if model_needs.is_empty() {
-                format!("stage `{}` needs a stage that produces a model ({what})", st.base_id)
-            } else {
-                format!("stage `{}` has {} model-producing needs; say which is the {what} with `{field}:`", st.base_id, model_needs.len())
-            };
-            diags.push(src.at(&path.key("needs"), msg).hint("list a train, quantize, prune or distill stage in `needs`"));
-        }
-        None => {}
     };
     match &st.params {
         StageParams::Train(p) => {
@@ -426,13 +461,19 @@ fn check_references(
         StageParams::Evaluate(p) => {
             if model_needs.is_empty() {
                 diags.push(
-                    src.at(&path.key("needs"), format!("evaluate stage `{}` has no model to evaluate", st.base_id))
-                        .hint("list the train/quantize/prune/distill stages to measure in `needs`"),
+                    src.at(
+                        &path.key("needs"),
+                        format!("evaluate stage `{}` has no model to evaluate", st.base_id),
+                    )
+                    .hint("list the train/quantize/prune/distill stages to measure in `needs`"),
                 );
             }
             for (j, inp) in p.inputs.iter().flatten().enumerate() {
                 if !model_needs.iter().any(|n| base_matches(n, inp)) {
-                    diags.push(src.at(&with.key("inputs").index(j), format!("`{inp}` is not a model-producing need of stage `{}`", st.base_id)));
+                    diags.push(src.at(
+                        &with.key("inputs").index(j),
+                        format!("`{inp}` is not a model-producing need of stage `{}`", st.base_id),
+                    ));
                 }
             }
         }

@@ -93,7 +93,11 @@ impl Source {
 
     /// Deserialize `value` (found at `path`) as `T`, turning a failure into a
     /// diagnostic at the failing node.
-    pub fn deserialize<T: serde::de::DeserializeOwned>(&self, path: &YamlPath, value: Value) -> Result<T, Diagnostic> {
+    pub fn deserialize<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &YamlPath,
+        value: Value,
+    ) -> Result<T, Diagnostic> {
         self.deserialize_with(path, value, |d| T::deserialize(d))
     }
 
@@ -109,11 +113,7 @@ impl Source {
         result.map_err(|e| {
             let at = path.join_serde(&track.path());
             let msg = humanize(&yaml_message(&e.to_string()), &at);
-            if msg.starts_with("unknown field") {
-                self.at_key(&at, msg)
-            } else {
-                self.at(&at, msg)
-            }
+            if msg.starts_with("unknown field") { self.at_key(&at, msg) } else { self.at(&at, msg) }
         })
     }
 }
@@ -121,7 +121,8 @@ impl Source {
 /// serde's "invalid type: string \"two\", expected u32" as "`epochs` expects a whole
 /// number, found string \"two\"".
 fn humanize(msg: &str, at: &YamlPath) -> String {
-    let Some(rest) = msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: ")) else {
+    let Some(rest) = msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: "))
+    else {
         return msg.to_string();
     };
     let Some((found, expected)) = rest.rsplit_once(", expected ") else { return msg.to_string() };
@@ -196,8 +197,10 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Spec, SpecError> {
     let text = std::fs::read_to_string(path).map_err(|e| SpecError {
         file: file.clone(),
         text: "".into(),
-        diagnostics: vec![Diagnostic::at(None, format!("cannot read the pipeline file: {e}"))
-            .hint("pass the path of a pipeline YAML, e.g. pipelines/quickstart.yaml")],
+        diagnostics: vec![
+            Diagnostic::at(None, format!("cannot read the pipeline file: {e}"))
+                .hint("pass the path of a pipeline YAML, e.g. pipelines/quickstart.yaml"),
+        ],
     })?;
     parse(&file, &text, overrides)
 }
@@ -206,11 +209,13 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Spec, SpecError> {
 pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecError> {
     let text: Arc<str> = text.into();
     let fail = |d: Diagnostic| SpecError { file: file.to_string(), text: text.clone(), diagnostics: vec![d] };
-    let (mut value, spans) = yaml::load(&text)
-        .map_err(|e| fail(Diagnostic::at(e.pos, format!("invalid YAML: {}", e.message))))?;
+    let (mut value, spans) =
+        yaml::load(&text).map_err(|e| fail(Diagnostic::at(e.pos, format!("invalid YAML: {}", e.message))))?;
     if value.is_null() {
-        return Err(fail(Diagnostic::at(Some(Pos { line: 1, col: 1 }), "the pipeline file is empty")
-            .hint("a pipeline needs at least `name:` and `stages:`")));
+        return Err(fail(
+            Diagnostic::at(Some(Pos { line: 1, col: 1 }), "the pipeline file is empty")
+                .hint("a pipeline needs at least `name:` and `stages:`"),
+        ));
     }
     let mut applied = Vec::new();
     for o in overrides {
@@ -229,7 +234,10 @@ pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecE
     if !is_slug(&raw.name) {
         diags.push(
             source
-                .at(&root.key("name"), format!("pipeline name `{}` cannot be used as a directory name", raw.name))
+                .at(
+                    &root.key("name"),
+                    format!("pipeline name `{}` cannot be used as a directory name", raw.name),
+                )
                 .hint("use letters, digits, `-`, `_` and `.` only"),
         );
     }
@@ -260,7 +268,11 @@ pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecE
         })
         .collect::<Vec<_>>();
     if stages.is_empty() {
-        diags.push(source.at(&root.key("stages"), "the pipeline has no stages").hint("add at least one stage, e.g. `- { id: train, uses: train, with: {...} }`"));
+        diags.push(
+            source
+                .at(&root.key("stages"), "the pipeline has no stages")
+                .hint("add at least one stage, e.g. `- { id: train, uses: train, with: {...} }`"),
+        );
     }
     if !diags.is_empty() {
         return Err(source.error(diags));
@@ -290,21 +302,25 @@ fn parse_kinds<K: KindSet>(
             continue;
         };
         let names: Vec<&str> = K::kinds().iter().map(|k| k.name).collect();
-        let kind = match map.remove("kind") {
-            Some(Value::String(k)) => k,
-            Some(_) => {
-                diags.push(source.at(&path.key("kind"), format!("`kind` must be a string, one of {}", names.join(", "))));
-                continue;
-            }
-            None => {
-                diags.push(
-                    source
-                        .at_key(&path, format!("`{name}` has no `kind`"))
-                        .hint(format!("add `kind:` with one of {}", names.join(", "))),
-                );
-                continue;
-            }
-        };
+        let kind =
+            match map.remove("kind") {
+                Some(Value::String(k)) => k,
+                Some(_) => {
+                    diags.push(source.at(
+                        &path.key("kind"),
+                        format!("`kind` must be a string, one of {}", names.join(", ")),
+                    ));
+                    continue;
+                }
+                None => {
+                    diags.push(
+                        source
+                            .at_key(&path, format!("`{name}` has no `kind`"))
+                            .hint(format!("add `kind:` with one of {}", names.join(", "))),
+                    );
+                    continue;
+                }
+            };
         match source.deserialize_with(&path, Value::Mapping(map), |d| K::deserialize_kind(&kind, d)) {
             Ok(Some(cfg)) => {
                 out.insert(name, cfg);

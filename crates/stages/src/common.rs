@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use slimbench_core::artifact::{IoShape, ModelMeta, Precision, VariantOut};
 use slimbench_data::Dataset;
-use slimbench_models::store::{self, Encoding};
 use slimbench_models::Model;
+use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageInput};
 use slimbench_pipeline::resolve::produces_models;
 use tch::Kind;
@@ -15,20 +15,27 @@ use crate::TorchRunner;
 
 /// A loaded dataset by name.
 pub fn dataset(ctx: &StageContext<'_>, name: &str) -> Result<Arc<Dataset>, StageError> {
-    ctx.datasets
-        .get(name)
-        .cloned()
-        .ok_or_else(|| StageError::Input(format!("dataset `{name}` was not loaded for stage `{}`", ctx.stage.id)))
+    ctx.datasets.get(name).cloned().ok_or_else(|| {
+        StageError::Input(format!("dataset `{name}` was not loaded for stage `{}`", ctx.stage.id))
+    })
 }
 
 /// The model input/output shape a dataset implies (single-channel images).
 pub fn io_of(ds: &Dataset) -> IoShape {
-    IoShape { channels: 1, height: ds.train.rows as i64, width: ds.train.cols as i64, classes: ds.classes as i64 }
+    IoShape {
+        channels: 1,
+        height: ds.train.rows as i64,
+        width: ds.train.cols as i64,
+        classes: ds.classes as i64,
+    }
 }
 
 /// The one model a stage takes: the primary variant of the model-producing need named
 /// by `chosen` (an id as written or an instance id), or of the only such need.
-pub fn single_input<'c>(ctx: &'c StageContext<'_>, chosen: Option<&str>) -> Result<(&'c StageInput, &'c VariantOut), StageError> {
+pub fn single_input<'c>(
+    ctx: &'c StageContext<'_>,
+    chosen: Option<&str>,
+) -> Result<(&'c StageInput, &'c VariantOut), StageError> {
     let candidates: Vec<&StageInput> = ctx
         .inputs
         .iter()
@@ -51,7 +58,11 @@ pub fn single_input<'c>(ctx: &'c StageContext<'_>, chosen: Option<&str>) -> Resu
 }
 
 /// Load an input model on the run's device, in fp32 (compression works on full precision).
-pub fn load_fp32(runner: &TorchRunner, input: &StageInput, v: &VariantOut) -> Result<(Model, ModelMeta), BoxError> {
+pub fn load_fp32(
+    runner: &TorchRunner,
+    input: &StageInput,
+    v: &VariantOut,
+) -> Result<(Model, ModelMeta), BoxError> {
     let (mut model, meta) = store::load(&input.variant_path(v), runner.device)?;
     if meta.precision != Precision::Fp32 {
         tracing::warn!(input = %input.id, "input model is stored in {}; working on an fp32 copy", meta.precision.as_str());
@@ -60,18 +71,34 @@ pub fn load_fp32(runner: &TorchRunner, input: &StageInput, v: &VariantOut) -> Re
     Ok((model, meta))
 }
 
+/// How a model is saved as a variant of a stage.
+pub struct Saved<'a> {
+    /// Variant name.
+    pub name: String,
+    /// File name in the stage directory.
+    pub file: &'a str,
+    /// Whether it is the stage's main output.
+    pub primary: bool,
+    /// Training seconds spent producing it.
+    pub train_time_s: f64,
+    /// Dense, or sparse where smaller.
+    pub encoding: Encoding,
+}
+
 /// Save a model into the stage directory and describe it as a variant.
 pub fn save_variant(
     ctx: &StageContext<'_>,
     model: &Model,
     meta: ModelMeta,
-    file: &str,
-    name: String,
-    primary: bool,
-    train_time_s: f64,
-    encoding: Encoding,
+    s: Saved<'_>,
 ) -> Result<VariantOut, BoxError> {
-    let size = store::save(model, &meta, &ctx.out_dir.join(file), encoding)?;
-    tracing::info!(variant = %name, bytes = size, "saved {file}");
-    Ok(VariantOut { name, file: file.to_string(), primary, meta, train_time_s })
+    let size = store::save(model, &meta, &ctx.out_dir.join(s.file), s.encoding)?;
+    tracing::info!(variant = %s.name, bytes = size, "saved {}", s.file);
+    Ok(VariantOut {
+        name: s.name,
+        file: s.file.to_string(),
+        primary: s.primary,
+        meta,
+        train_time_s: s.train_time_s,
+    })
 }

@@ -1,15 +1,15 @@
 //! `distill`: a student trained on a frozen teacher's soft targets, and the same
 //! student trained alone with the same budget (same initial weights, same batches).
 
+use slimbench_compress::distill::Distillation;
 use slimbench_core::artifact::{ModelMeta, Precision};
 use slimbench_core::config::{ComputeMode, DistillParams, OptimSettings};
-use slimbench_compress::distill::Distillation;
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 use slimbench_train::{CrossEntropy, TrainConfig, train};
 
-use crate::common::{dataset, io_of, load_fp32, save_variant, single_input};
+use crate::common::{Saved, dataset, io_of, load_fp32, save_variant, single_input};
 use crate::{StageError, TorchRunner};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> Result<StageOutput, BoxError> {
@@ -64,23 +64,34 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
 
     let name = ctx.stage.id.clone();
     let mut objective = Distillation { teacher: &teacher, temperature: p.temperature, alpha: p.alpha };
-    let out = train(&mut student, &ds.train, &ds.test, &cfg(name.clone()), &mut objective, None, ctx.progress)?;
+    let out =
+        train(&mut student, &ds.train, &ds.test, &cfg(name.clone()), &mut objective, None, ctx.progress)?;
     output.records.curves.extend(out.curves);
     let distilled_acc = out.test_accuracy;
     output.variants.push(save_variant(
         ctx,
         &student,
         meta("distill-response"),
-        "student.safetensors",
-        name.clone(),
-        true,
-        out.train_time_s,
-        Encoding::Dense,
+        Saved {
+            name: name.clone(),
+            file: "student.safetensors",
+            primary: true,
+            train_time_s: out.train_time_s,
+            encoding: Encoding::Dense,
+        },
     )?);
 
     if p.baseline {
         let base_name = format!("{name}/student-alone");
-        let out = train(&mut alone, &ds.train, &ds.test, &cfg(base_name.clone()), &mut CrossEntropy, None, ctx.progress)?;
+        let out = train(
+            &mut alone,
+            &ds.train,
+            &ds.test,
+            &cfg(base_name.clone()),
+            &mut CrossEntropy,
+            None,
+            ctx.progress,
+        )?;
         output.records.curves.extend(out.curves);
         output.notes.push(format!(
             "{name}: distilled student {:.4} vs student alone {:.4} ({:+.2} points) after {} epoch(s), T={}, alpha={}",
@@ -95,11 +106,13 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
             ctx,
             &alone,
             meta("student-alone"),
-            "baseline.safetensors",
-            base_name,
-            false,
-            out.train_time_s,
-            Encoding::Dense,
+            Saved {
+                name: base_name,
+                file: "baseline.safetensors",
+                primary: false,
+                train_time_s: out.train_time_s,
+                encoding: Encoding::Dense,
+            },
         )?);
     }
     Ok(output)

@@ -8,10 +8,16 @@ use slimbench_pipeline::resolve::produces_models;
 use crate::TorchRunner;
 use crate::common::dataset;
 
-pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &EvaluateParams) -> Result<StageOutput, BoxError> {
+pub fn run(
+    runner: &TorchRunner,
+    ctx: &StageContext<'_>,
+    p: &EvaluateParams,
+) -> Result<StageOutput, BoxError> {
     let mut output = StageOutput::default();
-    let wanted = |id: &str, base: &str| p.inputs.as_ref().is_none_or(|l| l.iter().any(|w| w == id || w == base));
-    for input in ctx.inputs.iter().filter(|i| produces_models(&i.manifest.kind) && wanted(&i.id, &i.base_id)) {
+    let wanted =
+        |id: &str, base: &str| p.inputs.as_ref().is_none_or(|l| l.iter().any(|w| w == id || w == base));
+    for input in ctx.inputs.iter().filter(|i| produces_models(&i.manifest.kind) && wanted(&i.id, &i.base_id))
+    {
         for v in &input.manifest.variants {
             let ds = dataset(ctx, &v.meta.dataset)?;
             let file = input.variant_path(v);

@@ -6,7 +6,7 @@ use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 use slimbench_train::{CrossEntropy, TrainConfig, train};
 
 use crate::TorchRunner;
-use crate::common::{dataset, load_fp32, save_variant, single_input};
+use crate::common::{Saved, dataset, load_fp32, save_variant, single_input};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
@@ -43,7 +43,8 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
             stage: ctx.stage.id.clone(),
             variant: ctx.stage.id.clone(),
         };
-        let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, Some(&mut masks), ctx.progress)?;
+        let out =
+            train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, Some(&mut masks), ctx.progress)?;
         train_time_s = out.train_time_s;
         output.records.curves = out.curves;
     }
@@ -51,8 +52,11 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     meta.sparsity = model.sparsity();
     meta.technique = "prune-magnitude".into();
     meta.optim = Some(optim);
-    let layers: Vec<String> =
-        masks.layer_sparsity().iter().map(|(n, s)| format!("{} {:.1}%", n.trim_end_matches(".weight"), s * 100.0)).collect();
+    let layers: Vec<String> = masks
+        .layer_sparsity()
+        .iter()
+        .map(|(n, s)| format!("{} {:.1}%", n.trim_end_matches(".weight"), s * 100.0))
+        .collect();
     output.notes.push(format!(
         "{}: {} magnitude pruning to {:.1}% zeros ({}), {} fine-tuning epoch(s)",
         ctx.stage.id,
@@ -64,8 +68,18 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
         layers.join(", "),
         p.finetune_epochs
     ));
-    let variant =
-        save_variant(ctx, &model, meta, "model.safetensors", ctx.stage.id.clone(), true, train_time_s, Encoding::Sparse)?;
+    let variant = save_variant(
+        ctx,
+        &model,
+        meta,
+        Saved {
+            name: ctx.stage.id.clone(),
+            file: "model.safetensors",
+            primary: true,
+            train_time_s,
+            encoding: Encoding::Sparse,
+        },
+    )?;
     output.variants.push(variant);
     Ok(output)
 }

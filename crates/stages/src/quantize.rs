@@ -5,9 +5,13 @@ use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 
 use crate::TorchRunner;
-use crate::common::{load_fp32, save_variant, single_input};
+use crate::common::{Saved, load_fp32, save_variant, single_input};
 
-pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &QuantizeParams) -> Result<StageOutput, BoxError> {
+pub fn run(
+    runner: &TorchRunner,
+    ctx: &StageContext<'_>,
+    p: &QuantizeParams,
+) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
     let precision = slimbench_compress::quantize::convert(&mut model, p.method);
@@ -18,6 +22,17 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &QuantizeParams) -> 
         QuantMethod::Bf16 => "bf16",
     }
     .into();
-    let variant = save_variant(ctx, &model, meta, "model.safetensors", ctx.stage.id.clone(), true, 0.0, Encoding::Dense)?;
+    let variant = save_variant(
+        ctx,
+        &model,
+        meta,
+        Saved {
+            name: ctx.stage.id.clone(),
+            file: "model.safetensors",
+            primary: true,
+            train_time_s: 0.0,
+            encoding: Encoding::Dense,
+        },
+    )?;
     Ok(StageOutput { variants: vec![variant], ..Default::default() })
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use slimbench_core::config::{Defaults, StageParams};
 use slimbench_core::records::Records;
 use slimbench_models::runtime::{self, TORCH_VERSION};
-use slimbench_pipeline::executor::{BoxError, RunEnv, StageContext, StageOutput};
 use slimbench_pipeline::StageRunner;
+use slimbench_pipeline::executor::{BoxError, RunEnv, StageContext, StageOutput};
 use tch::Device;
 
 /// Errors raised by the stage wiring itself (the domain crates bring their own).
@@ -33,9 +33,17 @@ impl TorchRunner {
         let device = runtime::resolve_device(defaults.device).map_err(StageError::Device)?;
         let threads = runtime::set_threads(defaults.threads);
         if let Device::Cuda(i) = device {
-            tracing::info!("computing on cuda:{i} ({} CUDA device(s), cuDNN {})", tch::Cuda::device_count(), tch::Cuda::cudnn_is_available());
+            tracing::info!(
+                "computing on cuda:{i} ({} CUDA device(s), cuDNN {})",
+                tch::Cuda::device_count(),
+                tch::Cuda::cudnn_is_available()
+            );
         } else {
-            tracing::info!(threads, "computing on the CPU{}", if tch::Cuda::is_available() { "" } else { " (no CUDA device found)" });
+            tracing::info!(
+                threads,
+                "computing on the CPU{}",
+                if tch::Cuda::is_available() { "" } else { " (no CUDA device found)" }
+            );
         }
         Ok(TorchRunner {
             env: RunEnv {

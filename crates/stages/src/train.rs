@@ -2,13 +2,13 @@
 
 use slimbench_core::artifact::{ModelMeta, Precision};
 use slimbench_core::config::{ComputeMode, TrainParams};
-use slimbench_models::store::Encoding;
 use slimbench_models::Model;
+use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 use slimbench_train::{CrossEntropy, TrainConfig, train};
 
 use crate::TorchRunner;
-use crate::common::{dataset, io_of, save_variant};
+use crate::common::{Saved, dataset, io_of, save_variant};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Result<StageOutput, BoxError> {
     let ds = dataset(ctx, &p.dataset)?;
@@ -39,8 +39,18 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         sparsity: 0.0,
         optim: Some(p.optim()),
     };
-    let variant =
-        save_variant(ctx, &model, meta, "model.safetensors", ctx.stage.id.clone(), true, out.train_time_s, Encoding::Dense)?;
+    let variant = save_variant(
+        ctx,
+        &model,
+        meta,
+        Saved {
+            name: ctx.stage.id.clone(),
+            file: "model.safetensors",
+            primary: true,
+            train_time_s: out.train_time_s,
+            encoding: Encoding::Dense,
+        },
+    )?;
     let mut output = StageOutput { variants: vec![variant], ..Default::default() };
     output.records.curves = out.curves;
     output.notes.push(format!(

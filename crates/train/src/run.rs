@@ -125,11 +125,15 @@ pub fn train(
             step += 1;
             acc.add(&loss, &logits, &ys, batch.n);
             bar.inc(1);
-            if step % cfg.log_every as u64 == 0 {
+            if step.is_multiple_of(cfg.log_every as u64) {
                 let elapsed = started.elapsed().as_secs_f64() - eval_time;
                 if let Some(p) = acc.take(cfg, epoch, step, elapsed) {
                     if !p.loss.is_finite() {
-                        return Err(TrainError::Diverged { variant: cfg.variant.clone(), step, loss: p.loss });
+                        return Err(TrainError::Diverged {
+                            variant: cfg.variant.clone(),
+                            step,
+                            loss: p.loss,
+                        });
                     }
                     bar.message(format!("loss {:.4} acc {:.3}", p.loss, p.accuracy));
                     out.curves.push(p);

@@ -67,8 +67,13 @@ fn resolve<'a>(s: &'a Value, defs: &'a Value) -> &'a Value {
 /// The parameters of an object schema, flattening nested objects as `outer.inner`.
 fn fields(schema: &Value, defs: &Value, prefix: &str) -> Vec<Field> {
     let schema = resolve(schema, defs);
-    let required: Vec<&str> =
-        schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let Some(props) = schema.get("properties").and_then(Value::as_object) else { return vec![] };
     let mut out = Vec::new();
     for (name, p) in props {
@@ -83,7 +88,8 @@ fn fields(schema: &Value, defs: &Value, prefix: &str) -> Vec<Field> {
             Some(Value::Null) | None => "optional".to_string(),
             Some(d) => format!("= {d}"),
         };
-        let doc = p.get("description").or_else(|| target.get("description")).and_then(Value::as_str).unwrap_or("");
+        let doc =
+            p.get("description").or_else(|| target.get("description")).and_then(Value::as_str).unwrap_or("");
         out.push(Field { name: full, ty: type_name(p, defs), default, doc: doc.replace('\n', " ") });
     }
     out
@@ -93,7 +99,11 @@ fn fields(schema: &Value, defs: &Value, prefix: &str) -> Vec<Field> {
 fn type_name(s: &Value, defs: &Value) -> String {
     let s = resolve(s, defs);
     if let Some(e) = s.get("enum").and_then(Value::as_array) {
-        return e.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(" | ");
+        return e
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .collect::<Vec<_>>()
+            .join(" | ");
     }
     if let Some(c) = s.get("const") {
         return c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string());
@@ -110,11 +120,15 @@ fn type_name(s: &Value, defs: &Value) -> String {
     }
     let ty = match s.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("any").to_string(),
+        Some(Value::Array(ts)) => {
+            ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("any").to_string()
+        }
         _ => s.get("description").and_then(Value::as_str).unwrap_or("any").to_string(),
     };
     match ty.as_str() {
-        "array" => format!("list of {}", s.get("items").map(|i| type_name(i, defs)).unwrap_or_else(|| "any".into())),
+        "array" => {
+            format!("list of {}", s.get("items").map(|i| type_name(i, defs)).unwrap_or_else(|| "any".into()))
+        }
         "object" => "mapping".into(),
         _ => ty,
     }

@@ -35,8 +35,10 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// datasets. Any failure here is invalid input (exit 2) and happens before any output
 /// directory exists.
 pub fn prepare(a: &PipelineArgs) -> Result<(Plan, TorchRunner, Datasets), Failure> {
-    let plan = slimbench_pipeline::load_plan(&a.pipeline, &a.overrides()).map_err(|e| Failure::Invalid(e.to_string()))?;
-    let runner = TorchRunner::new(&plan.defaults, GIT_REVISION).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let plan = slimbench_pipeline::load_plan(&a.pipeline, &a.overrides())
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let runner =
+        TorchRunner::new(&plan.defaults, GIT_REVISION).map_err(|e| Failure::Invalid(e.to_string()))?;
     let lookup = DataLookup::from_env(a.data_dir.clone());
     let datasets = load_datasets(&plan, &lookup).map_err(|e| Failure::Invalid(chain(&e)))?;
     Ok((plan, runner, datasets))

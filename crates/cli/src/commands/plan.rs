@@ -17,7 +17,12 @@ pub fn run(a: PlanArgs) -> Result<(), Failure> {
     }
     let opts = RunOptions { results_dir: a.pipeline.results.clone(), ..Default::default() };
     let exec = Executor::new(&plan, &runner, &datasets, &NoProgress, opts);
-    println!("pipeline `{}`: {} stage(s), results in {}", plan.name, plan.stages.len(), exec.pipeline_dir().display());
+    println!(
+        "pipeline `{}`: {} stage(s), results in {}",
+        plan.name,
+        plan.stages.len(),
+        exec.pipeline_dir().display()
+    );
     if !plan.description.is_empty() {
         println!("{}", plan.description.trim());
     }
@@ -27,7 +32,9 @@ pub fn run(a: PlanArgs) -> Result<(), Failure> {
     for (stage, (_, status)) in plan.stages.iter().zip(exec.statuses()) {
         let needs = if stage.needs.is_empty() { "-".to_string() } else { stage.needs.join(", ") };
         let status = match status {
-            PlannedStatus::Cached { key, duration_s } => format!("cached ({}, ran {duration_s:.1} s)", &key[..12]),
+            PlannedStatus::Cached { key, duration_s } => {
+                format!("cached ({}, ran {duration_s:.1} s)", &key[..12])
+            }
             PlannedStatus::WillRun(why) => format!("will run ({why})"),
             PlannedStatus::Renders => "renders every run".into(),
         };

@@ -22,7 +22,8 @@ pub fn run(a: ReportArgs) -> Result<(), Failure> {
     } else if input.title.is_empty() {
         input.title = input.run.pipeline.clone();
     }
-    let files = slimbench_report::render(&input, &a.run_dir, &formats).map_err(|e| Failure::Failed(super::chain(&e)))?;
+    let files = slimbench_report::render(&input, &a.run_dir, &formats)
+        .map_err(|e| Failure::Failed(super::chain(&e)))?;
     for f in files {
         println!("{}", f.display());
     }

@@ -13,7 +13,10 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
     for f in &a.force_stage {
         if !plan.stages.iter().any(|s| &s.id == f || &s.base_id == f) {
             let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
-            return Err(Failure::Invalid(format!("--force-stage {f}: no such stage (stages: {})", ids.join(", "))));
+            return Err(Failure::Invalid(format!(
+                "--force-stage {f}: no such stage (stages: {})",
+                ids.join(", ")
+            )));
         }
     }
     let text = std::fs::read_to_string(&a.pipeline.pipeline).unwrap_or_default();
@@ -33,8 +36,14 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
         )),
     })?;
     progress.clear();
-    let ran = summary.info.stages.iter().filter(|s| s.status == slimbench_core::artifact::StageStatus::Ran).count();
-    let cached = summary.info.stages.iter().filter(|s| s.status == slimbench_core::artifact::StageStatus::Cached).count();
+    let ran =
+        summary.info.stages.iter().filter(|s| s.status == slimbench_core::artifact::StageStatus::Ran).count();
+    let cached = summary
+        .info
+        .stages
+        .iter()
+        .filter(|s| s.status == slimbench_core::artifact::StageStatus::Cached)
+        .count();
     tracing::info!(ran, cached, "run {} finished in {:.1} s", summary.info.run_id, summary.info.duration_s);
     if let Ok(md) = std::fs::read_to_string(summary.dir.join("summary.md")) {
         println!("{md}");

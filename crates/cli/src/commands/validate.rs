@@ -8,7 +8,9 @@ pub fn run(a: ValidateArgs) -> Result<(), Failure> {
     let mut bad = 0;
     for file in &a.pipelines {
         match slimbench_pipeline::load_plan(file, &a.set) {
-            Ok(plan) => println!("ok: {} (pipeline `{}`, {} stages)", file.display(), plan.name, plan.stages.len()),
+            Ok(plan) => {
+                println!("ok: {} (pipeline `{}`, {} stages)", file.display(), plan.name, plan.stages.len())
+            }
             Err(e) => {
                 bad += 1;
                 eprint!("{e}");

@@ -67,7 +67,10 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     }
     // stdout carries the summary table and where the results are.
     assert!(stdout(&out).contains("| variant |"), "{}", stdout(&out));
-    assert!(stdout(&out).contains(&format!("results: results/quickstart/{}", run.file_name().unwrap().to_string_lossy())));
+    assert!(
+        stdout(&out)
+            .contains(&format!("results: results/quickstart/{}", run.file_name().unwrap().to_string_lossy()))
+    );
 
     let rows = metrics(run);
     let mut names: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
@@ -87,7 +90,12 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     );
     for r in &rows {
         assert!((0.0..=1.0).contains(&r.accuracy), "{r:?}");
-        assert!(r.latency_p50_us > 0.0 && r.latency_p50_us <= r.latency_p90_us && r.latency_p90_us <= r.latency_p99_us, "{r:?}");
+        assert!(
+            r.latency_p50_us > 0.0
+                && r.latency_p50_us <= r.latency_p90_us
+                && r.latency_p90_us <= r.latency_p99_us,
+            "{r:?}"
+        );
         assert_eq!(r.latency_iters, 200);
         assert_eq!(r.test_images, 300);
         assert!(r.throughput_ips > 0.0 && r.batch_size == 32, "{r:?}");
@@ -139,7 +147,11 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     let runs = env.runs("quickstart");
     assert_eq!(runs.len(), 2);
     let second = &runs[1];
-    assert!(statuses(second).iter().all(|(id, s)| if id == "report" { s == "rendered" } else { s == "cached" }), "{:?}", statuses(second));
+    assert!(
+        statuses(second).iter().all(|(id, s)| if id == "report" { s == "rendered" } else { s == "cached" }),
+        "{:?}",
+        statuses(second)
+    );
     assert_eq!(metrics(second), rows);
     assert_eq!(
         std::fs::read_link(env.path().join("results/quickstart/latest")).unwrap(),
@@ -216,7 +228,21 @@ fn list_names_every_kind() {
     let out = env.run(&["list"]);
     assert_code(&out, 0);
     let text = stdout(&out);
-    for k in ["train", "quantize", "prune", "distill", "evaluate", "report", "seed-cnn", "mlp", "dsconv", "cnn", "mnist", "fashion-mnist", "synthetic-digits"] {
+    for k in [
+        "train",
+        "quantize",
+        "prune",
+        "distill",
+        "evaluate",
+        "report",
+        "seed-cnn",
+        "mlp",
+        "dsconv",
+        "cnn",
+        "mnist",
+        "fashion-mnist",
+        "synthetic-digits",
+    ] {
         assert!(text.lines().any(|l| l.trim_start().starts_with(k)), "{k} missing from:\n{text}");
     }
     let out = env.run(&["list", "--json"]);
@@ -235,7 +261,9 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 fn cache_has(env: &Env, stage: &str) -> bool {
     let dir = env.path().join("results/quickstart/cache").join(stage);
-    std::fs::read_dir(dir).map(|rd| rd.flatten().any(|e| e.path().join("stage.json").exists())).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().any(|e| e.path().join("stage.json").exists()))
+        .unwrap_or(false)
 }
 
 #[test]

@@ -27,7 +27,12 @@ fn mnist_seed_reproduces_the_seed_experiment() {
     let p90 = row(&rows, "prune[sparsity=0.9]");
     assert_eq!(fp32.test_images, 10_000);
     assert!(fp32.accuracy >= 0.96, "fp32 accuracy {}", fp32.accuracy);
-    assert!((fp16.accuracy - fp32.accuracy).abs() <= 0.001, "fp16 {} vs fp32 {}", fp16.accuracy, fp32.accuracy);
+    assert!(
+        (fp16.accuracy - fp32.accuracy).abs() <= 0.001,
+        "fp16 {} vs fp32 {}",
+        fp16.accuracy,
+        fp32.accuracy
+    );
     assert!(fp16.file_size_bytes as f64 <= 0.52 * fp32.file_size_bytes as f64);
     assert!(p90.accuracy >= 0.96, "90% pruned accuracy {}", p90.accuracy);
     assert!(p90.file_size_bytes as f64 <= 0.2 * fp32.file_size_bytes as f64);

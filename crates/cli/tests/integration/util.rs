@@ -53,7 +53,9 @@ impl Env {
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(|c: char| c.is_ascii_digit()))
+                    .filter(|p| {
+                        p.file_name().unwrap().to_string_lossy().starts_with(|c: char| c.is_ascii_digit())
+                    })
                     .collect()
             })
             .unwrap_or_default();

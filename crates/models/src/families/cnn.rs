@@ -37,7 +37,12 @@ impl Cnn {
         } else {
             (None, flat)
         };
-        Ok(Cnn { convs, hidden, fc: nn::linear(p / "fc", fc_in, io.classes, Default::default()), dropout: c.dropout })
+        Ok(Cnn {
+            convs,
+            hidden,
+            fc: nn::linear(p / "fc", fc_in, io.classes, Default::default()),
+            dropout: c.dropout,
+        })
     }
 }
 
