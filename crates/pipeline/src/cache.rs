@@ -39,8 +39,17 @@ pub struct KeyInputs<'a> {
     pub datasets: BTreeMap<String, String>,
     /// Configs of the models it builds.
     pub models: BTreeMap<String, &'a ModelConfig>,
-    /// For each input stage, the content hashes of its files.
-    pub inputs: BTreeMap<String, &'a BTreeMap<String, String>>,
+    /// For each input stage, the content hashes of its files and of its variant list.
+    pub inputs: BTreeMap<String, InputKey<'a>>,
+}
+
+/// What a stage's key takes from one input stage.
+#[derive(Debug, Serialize)]
+pub struct InputKey<'a> {
+    /// Content hash of each file.
+    pub files: &'a BTreeMap<String, String>,
+    /// Hash of the variants it declared (names and metadata).
+    pub variants: String,
 }
 
 impl KeyInputs<'_> {

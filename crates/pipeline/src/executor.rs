@@ -25,7 +25,7 @@ use slimbench_core::records::Records;
 use slimbench_core::{TOOL_VERSION, cancel};
 use slimbench_data::{DataError, DataLookup, Dataset};
 
-use crate::cache::{Cache, KeyInputs, hash_files};
+use crate::cache::{Cache, InputKey, KeyInputs, hash_files};
 use crate::resolve::{Plan, PlannedStage, explicit_dataset};
 
 /// Error type stage runners return.
@@ -269,7 +269,16 @@ impl<'a> Executor<'a> {
             threads: env.threads,
             datasets,
             models,
-            inputs: inputs.iter().map(|i| (i.id.clone(), &i.manifest.files)).collect(),
+            inputs: inputs
+                .iter()
+                .map(|i| {
+                    let key = InputKey {
+                        files: &i.manifest.files,
+                        variants: slimbench_core::hash::json(&i.manifest.variants),
+                    };
+                    (i.id.clone(), key)
+                })
+                .collect(),
         }
         .key()
     }

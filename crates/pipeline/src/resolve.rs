@@ -501,3 +501,92 @@ fn unknown_ref<'a>(
     };
     src.at(at, format!("unknown {what} `{name}`")).hint(hint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Result<Plan, SpecError> {
+        resolve(&crate::spec::parse("p.yaml", text, &[])?)
+    }
+
+    const HEAD: &str = "name: p\ndatasets:\n  d: { kind: synthetic-digits }\nmodels:\n  m: { kind: seed-cnn }\n  t: { kind: cnn }\nstages:\n";
+
+    #[test]
+    fn matrix_expands_and_needs_follow_every_instance() {
+        let p = plan(&format!(
+            "{HEAD}  - {{ id: eval, uses: evaluate, needs: [prune] }}\n  - {{ id: prune, uses: prune, needs: train, matrix: {{ sparsity: [0.5, 0.9], finetune_epochs: [0, 1] }} }}\n  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\n"
+        ))
+        .unwrap();
+        let ids: Vec<&str> = p.stages.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "train",
+                "prune[sparsity=0.5,finetune_epochs=0]",
+                "prune[sparsity=0.5,finetune_epochs=1]",
+                "prune[sparsity=0.9,finetune_epochs=0]",
+                "prune[sparsity=0.9,finetune_epochs=1]",
+                "eval"
+            ]
+        );
+        assert_eq!(p.stage("eval").unwrap().needs.len(), 4);
+        let StageParams::Prune(pp) = &p.stages[4].params else { panic!() };
+        assert_eq!((pp.sparsity, pp.finetune_epochs), (0.9, 1));
+        assert_eq!(p.stages[4].slug(), "prune@sparsity-0.9+finetune_epochs-1");
+        // The resolved plan lists defaults that were filled in.
+        assert!(p.to_yaml().contains("log_every: 50"));
+    }
+
+    #[test]
+    fn a_single_matrix_instance_can_be_needed() {
+        let p = plan(&format!(
+            "{HEAD}  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\n  - {{ id: prune, uses: prune, needs: train, matrix: {{ sparsity: [0.5, 0.9] }} }}\n  - {{ id: fp16, uses: quantize, needs: 'prune[sparsity=0.9]', with: {{ method: fp16 }} }}\n"
+        ))
+        .unwrap();
+        assert_eq!(p.stage("fp16").unwrap().needs, ["prune[sparsity=0.9]"]);
+    }
+
+    #[test]
+    fn ambiguous_inputs_need_naming() {
+        let two = format!(
+            "{HEAD}  - {{ id: a, uses: train, with: {{ model: m, dataset: d }} }}\n  - {{ id: b, uses: train, with: {{ model: t, dataset: d }} }}\n"
+        );
+        let err =
+            plan(&format!("{two}  - {{ id: q, uses: quantize, needs: [a, b], with: {{ method: fp16 }} }}\n"))
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("has 2 model-producing needs; say which is the input with `input:`"),
+            "{err}"
+        );
+        plan(&format!(
+            "{two}  - {{ id: q, uses: quantize, needs: [a, b], with: {{ method: fp16, input: b }} }}\n"
+        ))
+        .unwrap();
+        let err = plan(&format!(
+            "{two}  - {{ id: k, uses: distill, needs: [a, b], with: {{ student: m, teacher: c }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`teacher: c` of stage `k` is not one of its model-producing needs"),
+            "{err}"
+        );
+        let err = plan(&format!("{two}  - {{ id: e, uses: evaluate, needs: [] }}\n")).unwrap_err();
+        assert!(err.to_string().contains("has no model to evaluate"), "{err}");
+    }
+
+    #[test]
+    fn matrix_keys_cannot_also_be_set_in_with() {
+        let err = plan(&format!(
+            "{HEAD}  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\n  - {{ id: p, uses: prune, needs: train, with: {{ sparsity: 0.5 }}, matrix: {{ sparsity: [0.9] }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("`sparsity` is set both in `with` and in `matrix`"), "{err}");
+    }
+
+    #[test]
+    fn slugs_are_directory_safe() {
+        assert_eq!(slug("prune[sparsity=0.5]"), "prune@sparsity-0.5");
+        assert_eq!(slug("a b/c"), "a_b_c");
+    }
+}
