@@ -51,3 +51,33 @@ pub fn accuracy(model: &Model, split: &Split, batch_size: usize) -> Accuracy {
     let n = split.len().max(1);
     Accuracy { loss: loss_sum / n as f64, accuracy: correct as f64 / n as f64, n: split.len() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimbench_core::artifact::IoShape;
+    use slimbench_core::config::{MlpConfig, ModelConfig};
+
+    #[test]
+    fn counts_correct_predictions_over_uneven_batches() {
+        let io = IoShape { channels: 1, height: 2, width: 2, classes: 3 };
+        let m = Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![] }), io, Device::Cpu, Some(1))
+            .unwrap();
+        // Zero weights and a bias favouring class 2: every prediction is 2.
+        tch::no_grad(|| {
+            for (name, t) in m.named() {
+                let mut t = t.shallow_clone();
+                if name.ends_with("bias") {
+                    t.copy_(&Tensor::from_slice(&[0.0f32, 0.0, 1.0]));
+                } else {
+                    let _ = t.zero_();
+                }
+            }
+        });
+        let split = Split { images: vec![0; 7 * 4], labels: vec![2, 2, 0, 1, 2, 0, 2], rows: 2, cols: 2 };
+        let a = accuracy(&m, &split, 3);
+        assert_eq!(a.n, 7);
+        assert!((a.accuracy - 4.0 / 7.0).abs() < 1e-12);
+        assert!(a.loss > 0.0);
+    }
+}

@@ -132,3 +132,42 @@ pub fn throughput(
         samples_ms: samples,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimbench_core::artifact::IoShape;
+    use slimbench_core::config::{ModelConfig, SeedCnnConfig};
+    use slimbench_core::progress::NoProgress;
+    use tch::Device;
+
+    fn split(n: usize) -> Split {
+        Split {
+            images: (0..n * 784).map(|i| (i % 251) as u8).collect(),
+            labels: vec![0; n],
+            rows: 28,
+            cols: 28,
+        }
+    }
+
+    fn model() -> Model {
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        Model::build("m", &ModelConfig::SeedCnn(SeedCnnConfig {}), io, Device::Cpu, Some(1)).unwrap()
+    }
+
+    #[test]
+    fn batch1_times_every_iteration_and_orders_percentiles() {
+        let lat = batch1(&model(), &split(30), 5, 70, &NoProgress).unwrap();
+        assert_eq!(lat.samples_us.len(), 70);
+        assert!(lat.samples_us.iter().all(|&s| s > 0.0));
+        assert!(lat.p50_us <= lat.p90_us && lat.p90_us <= lat.p99_us);
+        assert_eq!(lat.warmup, 5);
+    }
+
+    #[test]
+    fn throughput_repeats_small_splits_up_to_the_batch() {
+        let t = throughput(&model(), &split(10), 64, 4).unwrap();
+        assert_eq!((t.batch_size, t.samples_ms.len()), (64, 4));
+        assert!((t.images_per_s - 64.0 / (t.p50_ms / 1e3)).abs() < 1e-6);
+    }
+}

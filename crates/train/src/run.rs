@@ -216,3 +216,88 @@ impl Interval {
         Some(point)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CrossEntropy;
+    use slimbench_core::artifact::IoShape;
+    use slimbench_core::config::{MlpConfig, ModelConfig, OptimizerKind, SyntheticDigitsConfig};
+    use slimbench_core::progress::NoProgress;
+    use tch::Device;
+
+    fn digits() -> (Arc<Split>, Arc<Split>) {
+        let cfg = SyntheticDigitsConfig { train_size: 1200, test_size: 300, ..Default::default() };
+        let ds = slimbench_data::synthetic::dataset("d", &cfg, 1).unwrap();
+        (ds.train.clone(), ds.test.clone())
+    }
+
+    fn config(epochs: u32) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            optim: OptimSettings {
+                optimizer: OptimizerKind::Adam,
+                lr: 3e-3,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                batch_size: 32,
+            },
+            seed: 3,
+            workers: 1,
+            log_every: 10,
+            eval_batch_size: 100,
+            stage: "s".into(),
+            variant: "v".into(),
+        }
+    }
+
+    #[test]
+    fn learns_records_curves_and_calls_the_hook_every_step() {
+        let (train_split, test_split) = digits();
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        let mut model =
+            Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
+                .unwrap();
+        let before = slimbench_eval::accuracy(&model, &test_split, 100).accuracy;
+        let mut calls = 0u64;
+        let mut hook = |_: &Model| calls += 1;
+        let out = train(
+            &mut model,
+            &train_split,
+            &test_split,
+            &config(2),
+            &mut CrossEntropy,
+            Some(&mut hook),
+            &NoProgress,
+        )
+        .unwrap();
+        // 1200 images at batch 32: 38 steps per epoch.
+        assert_eq!(out.steps, 76);
+        assert_eq!(calls, 76);
+        assert!(out.test_accuracy > before + 0.2, "{before} -> {}", out.test_accuracy);
+        let tests: Vec<_> = out.curves.iter().filter(|c| c.split == "test").collect();
+        assert_eq!(tests.len(), 2);
+        assert_eq!(tests[1].accuracy, out.test_accuracy);
+        // Every 10 steps, plus the remainder of each epoch.
+        let trains: Vec<_> = out.curves.iter().filter(|c| c.split == "train").collect();
+        assert_eq!(trains.iter().map(|c| c.step).collect::<Vec<_>>(), [10, 20, 30, 38, 40, 50, 60, 70, 76]);
+        assert!(trains.iter().all(|c| c.loss.is_finite() && (0.0..=1.0).contains(&c.accuracy)));
+        assert!(trains.first().unwrap().loss > trains.last().unwrap().loss);
+    }
+
+    #[test]
+    fn divergence_is_an_error() {
+        let (train_split, test_split) = digits();
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        let mut model =
+            Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
+                .unwrap();
+        let mut cfg = config(1);
+        cfg.optim.optimizer = OptimizerKind::Sgd;
+        cfg.optim.lr = 1e9;
+        let err = train(&mut model, &train_split, &test_split, &cfg, &mut CrossEntropy, None, &NoProgress)
+            .unwrap_err();
+        assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
+        assert!(err.to_string().contains("lower the learning rate"));
+    }
+}
