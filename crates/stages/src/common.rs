@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use slimbench_core::artifact::{IoShape, ModelMeta, Precision, VariantOut};
+use slimbench_core::config::OptimSettings;
 use slimbench_data::Dataset;
 use slimbench_models::Model;
 use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageInput};
 use slimbench_pipeline::resolve::produces_models;
+use slimbench_train::TrainConfig;
 use tch::Kind;
 
 use crate::StageError;
@@ -83,6 +85,36 @@ pub struct Saved<'a> {
     pub train_time_s: f64,
     /// Dense, or sparse where smaller.
     pub encoding: Encoding,
+}
+
+impl Saved<'static> {
+    /// The stage's main model: `model.safetensors`, named after the stage.
+    pub fn main(ctx: &StageContext<'_>, train_time_s: f64, encoding: Encoding) -> Self {
+        Saved { name: ctx.stage.id.clone(), file: "model.safetensors", primary: true, train_time_s, encoding }
+    }
+}
+
+/// The training-loop settings of a stage that trains `variant` (train, prune
+/// fine-tuning, distill); the seed defaults to the pipeline's.
+pub fn loop_config(
+    ctx: &StageContext<'_>,
+    variant: String,
+    epochs: u32,
+    optim: OptimSettings,
+    seed: Option<u64>,
+    workers: usize,
+    log_every: usize,
+) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        optim,
+        seed: seed.unwrap_or(ctx.plan.defaults.seed),
+        workers,
+        log_every,
+        eval_batch_size: 1000,
+        stage: ctx.stage.id.clone(),
+        variant,
+    }
 }
 
 /// Save a model into the stage directory and describe it as a variant.

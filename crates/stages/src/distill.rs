@@ -7,9 +7,9 @@ use slimbench_core::config::{ComputeMode, DistillParams, OptimSettings};
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
-use slimbench_train::{CrossEntropy, TrainConfig, train};
+use slimbench_train::{CrossEntropy, train};
 
-use crate::common::{Saved, dataset, io_of, load_fp32, save_variant, single_input};
+use crate::common::{Saved, dataset, io_of, load_fp32, loop_config, save_variant, single_input};
 use crate::{StageError, TorchRunner};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> Result<StageOutput, BoxError> {
@@ -35,16 +35,8 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
         weight_decay: 0.0,
         batch_size: p.batch_size,
     };
-    let cfg = |variant: String| TrainConfig {
-        epochs: p.epochs,
-        optim: optim.clone(),
-        seed,
-        workers: p.workers,
-        log_every: p.log_every,
-        eval_batch_size: 1000,
-        stage: ctx.stage.id.clone(),
-        variant,
-    };
+    let cfg =
+        |variant: String| loop_config(ctx, variant, p.epochs, optim.clone(), p.seed, p.workers, p.log_every);
     let meta = |technique: &str| ModelMeta {
         model: p.student.clone(),
         config: config.clone(),

@@ -3,10 +3,10 @@
 use slimbench_core::config::{OptimSettings, PruneParams, PruneScope};
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
-use slimbench_train::{CrossEntropy, TrainConfig, train};
+use slimbench_train::{CrossEntropy, train};
 
 use crate::TorchRunner;
-use crate::common::{Saved, dataset, load_fp32, save_variant, single_input};
+use crate::common::{Saved, dataset, load_fp32, loop_config, save_variant, single_input};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
@@ -32,17 +32,15 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     let mut train_time_s = 0.0;
     if p.finetune_epochs > 0 {
         let ds = dataset(ctx, p.dataset.as_deref().unwrap_or(&meta.dataset))?;
-        let seed = p.seed.unwrap_or(ctx.plan.defaults.seed);
-        let cfg = TrainConfig {
-            epochs: p.finetune_epochs,
-            optim: optim.clone(),
-            seed,
-            workers: p.workers,
-            log_every: p.log_every,
-            eval_batch_size: 1000,
-            stage: ctx.stage.id.clone(),
-            variant: ctx.stage.id.clone(),
-        };
+        let cfg = loop_config(
+            ctx,
+            ctx.stage.id.clone(),
+            p.finetune_epochs,
+            optim.clone(),
+            p.seed,
+            p.workers,
+            p.log_every,
+        );
         let out =
             train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, Some(&mut masks), ctx.progress)?;
         train_time_s = out.train_time_s;
@@ -68,18 +66,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
         layers.join(", "),
         p.finetune_epochs
     ));
-    let variant = save_variant(
-        ctx,
-        &model,
-        meta,
-        Saved {
-            name: ctx.stage.id.clone(),
-            file: "model.safetensors",
-            primary: true,
-            train_time_s,
-            encoding: Encoding::Sparse,
-        },
-    )?;
+    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, train_time_s, Encoding::Sparse))?;
     output.variants.push(variant);
     Ok(output)
 }

@@ -22,17 +22,6 @@ pub fn run(
         QuantMethod::Bf16 => "bf16",
     }
     .into();
-    let variant = save_variant(
-        ctx,
-        &model,
-        meta,
-        Saved {
-            name: ctx.stage.id.clone(),
-            file: "model.safetensors",
-            primary: true,
-            train_time_s: 0.0,
-            encoding: Encoding::Dense,
-        },
-    )?;
+    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, 0.0, Encoding::Dense))?;
     Ok(StageOutput { variants: vec![variant], ..Default::default() })
 }

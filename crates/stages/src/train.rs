@@ -5,10 +5,10 @@ use slimbench_core::config::{ComputeMode, TrainParams};
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
-use slimbench_train::{CrossEntropy, TrainConfig, train};
+use slimbench_train::{CrossEntropy, train};
 
 use crate::TorchRunner;
-use crate::common::{Saved, dataset, io_of, save_variant};
+use crate::common::{Saved, dataset, io_of, loop_config, save_variant};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Result<StageOutput, BoxError> {
     let ds = dataset(ctx, &p.dataset)?;
@@ -17,16 +17,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
     let config = &ctx.plan.models[&p.model];
     let mut model = Model::build(&p.model, config, io, runner.device, Some(seed))?;
     tracing::info!(model = %p.model, params = model.param_count(), dataset = %p.dataset, "training");
-    let cfg = TrainConfig {
-        epochs: p.epochs,
-        optim: p.optim(),
-        seed,
-        workers: p.workers,
-        log_every: p.log_every,
-        eval_batch_size: 1000,
-        stage: ctx.stage.id.clone(),
-        variant: ctx.stage.id.clone(),
-    };
+    let cfg = loop_config(ctx, ctx.stage.id.clone(), p.epochs, p.optim(), p.seed, p.workers, p.log_every);
     let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, ctx.progress)?;
     let meta = ModelMeta {
         model: p.model.clone(),
@@ -39,18 +30,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         sparsity: 0.0,
         optim: Some(p.optim()),
     };
-    let variant = save_variant(
-        ctx,
-        &model,
-        meta,
-        Saved {
-            name: ctx.stage.id.clone(),
-            file: "model.safetensors",
-            primary: true,
-            train_time_s: out.train_time_s,
-            encoding: Encoding::Dense,
-        },
-    )?;
+    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, out.train_time_s, Encoding::Dense))?;
     let mut output = StageOutput { variants: vec![variant], ..Default::default() };
     output.records.curves = out.curves;
     output.notes.push(format!(
