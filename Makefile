@@ -29,9 +29,9 @@ seed: setup
 distill: setup
 	$(SLIMBENCH) run pipelines/fashion-distill.yaml --data-dir $(DATA_DIR)
 
-## Speed figures (epoch time, batch-1 latency), side by side, printed at the end.
+## Speed of the seed CNN: slimbench next to PyTorch (Python), medians and ratios.
 bench: setup
-	$(SLIMBENCH) run pipelines/bench-seed.yaml --data-dir $(DATA_DIR) --force
+	scripts/bench.sh $(DATA_DIR)
 
 ## Formatting, lints and every test.
 test: setup lint
