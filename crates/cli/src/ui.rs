@@ -28,7 +28,7 @@ impl Progress for UiProgress {
     fn bar(&self, label: &str, total: u64) -> Box<dyn Bar> {
         let pb = self.multi.add(ProgressBar::new(total));
         pb.set_style(
-            ProgressStyle::with_template("{prefix:>24.cyan} [{bar:30}] {pos}/{len} {per_sec:>11} {msg}")
+            ProgressStyle::with_template("{prefix:>24.cyan} [{bar:30}] {pos}/{len} [{elapsed}<{eta}] {msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );

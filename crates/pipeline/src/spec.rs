@@ -202,7 +202,19 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Spec, SpecError> {
                 .hint("pass the path of a pipeline YAML, e.g. pipelines/quickstart.yaml"),
         ],
     })?;
-    parse(&file, &text, overrides)
+    let mut spec = parse(&file, &text, overrides)?;
+    // A relative dataset `path:` means relative to the pipeline file, as in most tools
+    // that read YAML, so a pipeline and its data can move together.
+    let base = path.parent().unwrap_or(Path::new(""));
+    for cfg in spec.datasets.values_mut() {
+        if let DatasetConfig::Mnist(c) | DatasetConfig::FashionMnist(c) = cfg
+            && let Some(p) = c.path.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(spec)
 }
 
 /// Parse pipeline text (`file` is only used in messages).
