@@ -89,7 +89,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
                 ""
             }
         ));
-        format!("fp32 (upcast from {})", stored.as_str())
+        "fp32 (upcast)".to_string()
     } else {
         stored.as_str().to_string()
     };

@@ -111,7 +111,7 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     let fp16 = row(&rows, "fp16");
     assert!((fp16.file_size_bytes as f64) <= 0.52 * train.file_size_bytes as f64);
     assert_eq!(fp16.precision, "fp16");
-    assert_eq!(fp16.compute_precision, "fp32 (upcast from fp16)");
+    assert_eq!(fp16.compute_precision, "fp32 (upcast)");
     assert!((fp16.accuracy - train.accuracy).abs() <= 0.01);
     // Pruning: the sparsity asked for, the non-zeros that implies, a file that shrinks.
     let p90 = row(&rows, "prune[sparsity=0.9]");
