@@ -285,6 +285,16 @@ mod tests {
         assert!(trains.first().unwrap().loss > trains.last().unwrap().loss);
     }
 
+    /// Cross-entropy times NaN: the loss is not finite from the first step.
+    struct Poisoned;
+
+    impl Objective for Poisoned {
+        fn loss(&mut self, model: &Model, xs: &Tensor, ys: &Tensor) -> (Tensor, Tensor) {
+            let (loss, logits) = CrossEntropy.loss(model, xs, ys);
+            (loss * f64::NAN, logits)
+        }
+    }
+
     #[test]
     fn divergence_is_an_error() {
         let (train_split, test_split) = digits();
@@ -292,12 +302,9 @@ mod tests {
         let mut model =
             Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
                 .unwrap();
-        let mut cfg = config(1);
-        cfg.optim.optimizer = OptimizerKind::Sgd;
-        cfg.optim.lr = 1e9;
-        let err = train(&mut model, &train_split, &test_split, &cfg, &mut CrossEntropy, None, &NoProgress)
+        let err = train(&mut model, &train_split, &test_split, &config(1), &mut Poisoned, None, &NoProgress)
             .unwrap_err();
-        assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
+        assert!(matches!(err, TrainError::Diverged { step: 10, .. }), "{err}");
         assert!(err.to_string().contains("lower the learning rate"));
     }
 }
