@@ -410,6 +410,8 @@ impl<'a> Executor<'a> {
             info.duration_s = t0.elapsed().as_secs_f64();
             fsutil::write_json(&run_dir.join("run.json"), info)
         };
+        // Reports are listed (as rendered) in the run.json they themselves read.
+        let first_report = info.stages.len();
         for stage in &reports {
             info.stages.push(StageSummary {
                 id: stage.id.clone(),
@@ -429,8 +431,7 @@ impl<'a> Executor<'a> {
                 .render_report(&ctx, &run_dir)
                 .map_err(|source| RunError::Stage { stage: stage.id.clone(), source })?;
             tracing::info!(stage = %stage.id, files = files.len(), "rendered in {:.2} s", t.elapsed().as_secs_f64());
-            let n = info.stages.len() - reports.len() + i;
-            info.stages[n].duration_s = t.elapsed().as_secs_f64();
+            info.stages[first_report + i].duration_s = t.elapsed().as_secs_f64();
         }
         write_info(&mut info)?;
 
