@@ -153,10 +153,6 @@ pub struct RunOptions {
     pub force: bool,
     /// Rerun these stages (ids as written, or instance ids).
     pub force_stages: Vec<String>,
-    /// The pipeline file, for run.json.
-    pub pipeline_file: String,
-    /// Its text (after nothing: overrides are visible in plan.resolved.yaml).
-    pub pipeline_text: String,
 }
 
 /// A finished run.
@@ -339,7 +335,7 @@ impl<'a> Executor<'a> {
         let run_id = new_run_id(&pipeline_dir, started);
         let staging = StagingDir::new(&pipeline_dir.join(&run_id))?;
         let run_dir = staging.path().to_path_buf();
-        fsutil::atomic_write(&run_dir.join("pipeline.yaml"), self.opts.pipeline_text.as_bytes())?;
+        fsutil::atomic_write(&run_dir.join("pipeline.yaml"), self.plan.text.as_bytes())?;
         fsutil::atomic_write(&run_dir.join("plan.resolved.yaml"), self.plan.to_yaml().as_bytes())?;
 
         let env = self.runner.env();
@@ -347,7 +343,7 @@ impl<'a> Executor<'a> {
             run_id: run_id.clone(),
             pipeline: self.plan.name.clone(),
             description: self.plan.description.clone(),
-            pipeline_file: self.opts.pipeline_file.clone(),
+            pipeline_file: self.plan.file.clone(),
             tool_version: TOOL_VERSION.to_string(),
             git_revision: env.git_revision.clone(),
             torch_version: env.torch_version.clone(),

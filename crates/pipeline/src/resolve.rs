@@ -28,6 +28,12 @@ pub struct Plan {
     pub models: IndexMap<String, ModelConfig>,
     /// Stages in execution order (dependencies first).
     pub stages: Vec<PlannedStage>,
+    /// The file the plan was read from, as given.
+    #[serde(skip)]
+    pub file: String,
+    /// That file's text, copied into every run directory as `pipeline.yaml`.
+    #[serde(skip)]
+    pub text: std::sync::Arc<str>,
 }
 
 /// One stage instance (a matrix stage yields one per combination).
@@ -252,6 +258,8 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
         datasets: spec.datasets.clone(),
         models: spec.models.clone(),
         stages: stages.into_iter().map(|(_, p)| p).collect(),
+        file: src.file.clone(),
+        text: src.text.clone(),
     })
 }
 

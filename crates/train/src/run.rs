@@ -232,6 +232,12 @@ mod tests {
         (ds.train.clone(), ds.test.clone())
     }
 
+    fn mlp() -> Model {
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
+            .unwrap()
+    }
+
     fn config(epochs: u32) -> TrainConfig {
         TrainConfig {
             epochs,
@@ -254,10 +260,7 @@ mod tests {
     #[test]
     fn learns_records_curves_and_calls_the_hook_every_step() {
         let (train_split, test_split) = digits();
-        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        let mut model =
-            Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
-                .unwrap();
+        let mut model = mlp();
         let before = slimbench_eval::accuracy(&model, &test_split, 100).accuracy;
         let mut calls = 0u64;
         let mut hook = |_: &Model| calls += 1;
@@ -298,10 +301,7 @@ mod tests {
     #[test]
     fn divergence_is_an_error() {
         let (train_split, test_split) = digits();
-        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        let mut model =
-            Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
-                .unwrap();
+        let mut model = mlp();
         let err = train(&mut model, &train_split, &test_split, &config(1), &mut Poisoned, None, &NoProgress)
             .unwrap_err();
         assert!(matches!(err, TrainError::Diverged { step: 10, .. }), "{err}");

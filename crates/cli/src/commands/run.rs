@@ -19,13 +19,10 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
             )));
         }
     }
-    let text = std::fs::read_to_string(&a.pipeline.pipeline).unwrap_or_default();
     let opts = RunOptions {
         results_dir: a.pipeline.results.clone(),
         force: a.force,
         force_stages: a.force_stage.clone(),
-        pipeline_file: a.pipeline.pipeline.display().to_string(),
-        pipeline_text: text,
     };
     let exec = Executor::new(&plan, &runner, &datasets, progress, opts);
     let summary = exec.run().map_err(|e| match e {

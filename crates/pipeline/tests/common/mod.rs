@@ -106,8 +106,7 @@ pub fn run(
     let spec = slimbench_pipeline::spec::parse("fake.yaml", PIPELINE, overrides).unwrap();
     let plan = slimbench_pipeline::resolve(&spec).unwrap();
     let datasets = Datasets::new();
-    let mut o =
-        RunOptions { results_dir: root.to_path_buf(), pipeline_text: PIPELINE.into(), ..Default::default() };
+    let mut o = RunOptions { results_dir: root.to_path_buf(), ..Default::default() };
     opts(&mut o);
     Executor::new(&plan, runner, &datasets, &NoProgress, o).run().map(|s| s.dir)
 }
