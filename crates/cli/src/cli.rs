@@ -53,6 +53,10 @@ pub enum Command {
     List(ListArgs),
     /// Re-render charts, report.html and summary.md of a finished run from its tables.
     Report(ReportArgs),
+    /// Compare a candidate run with a baseline run; exit 1 when a gate is crossed.
+    Compare(CompareArgs),
+    /// Follow a pipeline's metrics over its runs: trend table, charts and pages.
+    History(HistoryArgs),
 }
 
 /// Where data and results live, and overrides; shared by `run` and `plan`.
@@ -70,11 +74,15 @@ pub struct PipelineArgs {
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
     /// Shorthand for `--set defaults.device=DEVICE` (cpu, cuda, cuda:N, auto).
-    #[arg(long)]
+    #[arg(long, env = "SLIMBENCH_DEVICE")]
     pub device: Option<String>,
     /// Shorthand for `--set defaults.threads=N`.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run only shard I of N (0-based): matrix instances are dealt out round-robin,
+    /// with what they need (e.g. `--shard $(JOB_COMPLETION_INDEX)/4` in an Indexed Job).
+    #[arg(long, value_name = "I/N", env = "SLIMBENCH_SHARD")]
+    pub shard: Option<slimbench_pipeline::Shard>,
 }
 
 impl PipelineArgs {
@@ -146,4 +154,50 @@ pub struct ReportArgs {
     /// Report title (default: the pipeline's name).
     #[arg(long)]
     pub title: Option<String>,
+}
+
+/// `slimbench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run: `results/<pipeline>/<run-id>`, `results/<pipeline>/latest`, or
+    /// `results/<pipeline>` (its latest run).
+    pub baseline: PathBuf,
+    /// The candidate run, in the same forms.
+    pub candidate: PathBuf,
+    /// Take the gates from this pipeline file instead of the candidate run's
+    /// `pipeline.yaml`.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_yaml_gates")]
+    pub pipeline: Option<PathBuf>,
+    /// Gate a metric, replacing the YAML's rule for it (repeatable; several flags for one
+    /// metric combine), e.g. `--gate accuracy:max_drop=0.005`,
+    /// `--gate latency_p50_us:max_increase=10%`.
+    #[arg(long = "gate", value_name = "METRIC:RULE=VALUE")]
+    pub gates: Vec<String>,
+    /// Ignore the pipeline's `gates:`; only `--gate` flags apply.
+    #[arg(long)]
+    pub no_yaml_gates: bool,
+    /// Fail when a variant of the baseline is missing from the candidate.
+    #[arg(long)]
+    pub require_all: bool,
+    /// Where to write compare.md, compare.html, compare.parquet/.csv and charts
+    /// (default: the candidate run directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `slimbench history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// A pipeline's results folder (`results/<pipeline>`).
+    pub pipeline_dir: PathBuf,
+    /// Keep only the newest N runs.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// A metric to follow (repeatable; default: accuracy, latency_p50_us, throughput_ips,
+    /// file_size_bytes, peak_rss_bytes).
+    #[arg(long = "metric", value_name = "METRIC")]
+    pub metrics: Vec<String>,
+    /// Output folder (default: `<pipeline-dir>/history`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -4,8 +4,9 @@
 //! per subcommand in [`commands`]; logging and progress bars in [`ui`]. Data (tables,
 //! paths) goes to stdout, logs and progress to stderr.
 //!
-//! Exit codes: 0 success, 1 a run failed, 2 invalid input (a pipeline, a dataset, a
-//! device that is not there), 130 interrupted.
+//! Exit codes: 0 success, 1 a run failed (or `compare` found a regression), 2 invalid
+//! input (a pipeline, a dataset, a device or a run directory that is not there), 130
+//! interrupted.
 
 mod cli;
 mod commands;
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
         cli::Command::Plan(a) => commands::plan::run(a),
         cli::Command::List(a) => commands::list::run(a),
         cli::Command::Report(a) => commands::report::run(a),
+        cli::Command::Compare(a) => commands::compare::run(a),
+        cli::Command::History(a) => commands::history::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

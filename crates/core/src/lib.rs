@@ -11,14 +11,19 @@
 //!   that become Polars tables.
 //! * [`artifact`]: what a finished stage leaves behind ([`artifact::StageManifest`],
 //!   [`artifact::ModelMeta`]).
+//! * [`gates`]: regression gates ([`gates::Gates`], [`gates::GateRule`],
+//!   [`gates::Threshold`]): what `gates:` in a pipeline and `slimbench compare --gate` say.
 //! * [`fsutil`]: atomic writes and directories: nothing is ever half-written.
+//! * [`dist`]: the MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK contract of distributed launches.
 //! * [`hash`], [`device`], [`progress`], [`cancel`]: small shared pieces.
 
 pub mod artifact;
 pub mod cancel;
 pub mod config;
 pub mod device;
+pub mod dist;
 pub mod fsutil;
+pub mod gates;
 pub mod hash;
 pub mod progress;
 pub mod records;

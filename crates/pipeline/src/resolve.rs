@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_yaml::Value;
 use slimbench_core::config::{DatasetConfig, Defaults, KindSet, ModelConfig, StageParams};
+use slimbench_core::gates::Gates;
 
 use crate::diag::{Diagnostic, SpecError, did_you_mean};
 use crate::spec::{Spec, StageSpec, is_slug};
@@ -28,6 +29,9 @@ pub struct Plan {
     pub models: IndexMap<String, ModelConfig>,
     /// Stages in execution order (dependencies first).
     pub stages: Vec<PlannedStage>,
+    /// Regression gates for `slimbench compare`, by metric.
+    #[serde(skip_serializing_if = "Gates::is_empty")]
+    pub gates: Gates,
     /// The file the plan was read from, as given.
     #[serde(skip)]
     pub file: String,
@@ -258,6 +262,7 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
         datasets: spec.datasets.clone(),
         models: spec.models.clone(),
         stages: stages.into_iter().map(|(_, p)| p).collect(),
+        gates: spec.gates.clone(),
         file: src.file.clone(),
         text: src.text.clone(),
     })
@@ -590,6 +595,44 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("`sparsity` is set both in `with` and in `matrix`"), "{err}");
+    }
+
+    #[test]
+    fn gates_are_typed_and_kept_in_the_resolved_plan() {
+        let p = plan(&format!(
+            "{HEAD}  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\ngates:\n  accuracy: {{ max_drop: 0.005 }}\n  latency_p50_us: {{ max_increase: 10% }}\n"
+        ))
+        .unwrap();
+        use slimbench_core::gates::Threshold;
+        assert_eq!(p.gates["accuracy"].max_drop, Some(Threshold::Absolute(0.005)));
+        assert_eq!(p.gates["latency_p50_us"].max_increase, Some(Threshold::Relative(0.1)));
+        let yaml = p.to_yaml();
+        assert!(yaml.contains("gates:\n  accuracy:\n    max_drop: 0.005\n"), "{yaml}");
+        assert!(yaml.contains("max_increase: 10%"), "{yaml}");
+        // No gates, no `gates:` key.
+        let p = plan(&format!("{HEAD}  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\n"))
+            .unwrap();
+        assert!(p.gates.is_empty() && !p.to_yaml().contains("gates"));
+    }
+
+    #[test]
+    fn gate_errors_point_at_their_node() {
+        let err = plan(&format!(
+            "{HEAD}  - {{ id: train, uses: train, with: {{ model: m, dataset: d }} }}\ngates:\n  acuracy: {{ max_drop: 0.005 }}\n  sparsity: {{}}\n  params: {{ max_increase: -3 }}\n  latency_p90_us: {{ max_increase: lots% }}\n  throughput_ips:\n"
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.diagnostics.len(), 5, "{text}");
+        assert!(text.contains("unknown metric `acuracy` in `gates`\n  --> p.yaml:10:3"), "{text}");
+        assert!(text.contains("did you mean `accuracy`?"), "{text}");
+        assert!(text.contains("gate `sparsity` sets no rule\n  --> p.yaml:11:3"), "{text}");
+        assert!(
+            text.contains("`max_increase` expects a threshold of 0 or more, found integer `-3`"),
+            "{text}"
+        );
+        assert!(text.contains("p.yaml:13:35"), "{text}");
+        assert!(text.contains("found string \"lots%\""), "{text}");
+        assert!(text.contains("gate `throughput_ips` sets no rule"), "{text}");
     }
 
     #[test]

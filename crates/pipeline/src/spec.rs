@@ -1,8 +1,9 @@
 //! Parse: pipeline YAML -> [`Spec`], a typed mirror of the file.
 //!
-//! Model and dataset kinds are dispatched here (`kind:`); stage parameters are typed in
-//! [`crate::resolve`], after matrix expansion. Every error carries the file position of
-//! the node it is about (see [`crate::yaml`]).
+//! Model and dataset kinds are dispatched here (`kind:`), and `gates:` (the regression
+//! gates of `slimbench compare`, [`slimbench_core::gates`]) are typed and checked here;
+//! stage parameters are typed in [`crate::resolve`], after matrix expansion. Every error
+//! carries the file position of the node it is about (see [`crate::yaml`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 use slimbench_core::config::{DatasetConfig, Defaults, KindSet, ModelConfig};
+use slimbench_core::gates::{self, GateRule, Gates};
 
 use crate::diag::{Diagnostic, SpecError, did_you_mean};
 use crate::yaml::{self, Pos, SpanIndex, YamlPath};
@@ -31,6 +33,8 @@ pub struct Spec {
     pub models: IndexMap<String, ModelConfig>,
     /// Stages in file order.
     pub stages: Vec<StageSpec>,
+    /// Regression gates for `slimbench compare`, by metric.
+    pub gates: Gates,
     /// Where the spec came from, for error messages.
     pub source: Source,
 }
@@ -166,6 +170,8 @@ struct RawDoc {
     #[serde(default)]
     models: IndexMap<String, Value>,
     stages: Vec<RawStage>,
+    #[serde(default)]
+    gates: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +268,7 @@ pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecE
     };
     let datasets = parse_kinds::<DatasetConfig>(&source, "datasets", raw.datasets, &mut diags);
     let models = parse_kinds::<ModelConfig>(&source, "models", raw.models, &mut diags);
+    let gates = raw.gates.map(|v| parse_gates(&source, v, &mut diags)).unwrap_or_default();
     let stages = raw
         .stages
         .into_iter()
@@ -289,7 +296,71 @@ pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecE
     if !diags.is_empty() {
         return Err(source.error(diags));
     }
-    Ok(Spec { name: raw.name, description: raw.description, defaults, datasets, models, stages, source })
+    Ok(Spec {
+        name: raw.name,
+        description: raw.description,
+        defaults,
+        datasets,
+        models,
+        stages,
+        gates,
+        source,
+    })
+}
+
+/// `gates:` — metric name -> rule. Unknown metrics, rules that set nothing and bad
+/// thresholds are reported at their node; the other gates are still checked.
+fn parse_gates(source: &Source, value: Value, diags: &mut Vec<Diagnostic>) -> Gates {
+    let path = YamlPath::root().key("gates");
+    if value.is_null() {
+        return Gates::new();
+    }
+    let entries: IndexMap<String, Value> = match source.deserialize(&path, value) {
+        Ok(e) => e,
+        Err(d) => {
+            diags.push(d.hint("`gates:` maps metric names to rules, e.g. `accuracy: { max_drop: 0.005 }`"));
+            return Gates::new();
+        }
+    };
+    let mut out = Gates::new();
+    for (metric, value) in entries {
+        let at = path.key(&metric);
+        if !gates::METRICS.contains(&metric.as_str()) {
+            let hint = match did_you_mean(&metric, gates::METRICS) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!("metrics that can be gated: {}", gates::METRICS.join(", ")),
+            };
+            diags.push(source.at_key(&at, format!("unknown metric `{metric}` in `gates`")).hint(hint));
+            continue;
+        }
+        // `accuracy:` with nothing after it is a rule that sets nothing, said as such.
+        let rule = if value.is_null() { Ok(GateRule::default()) } else { source.deserialize(&at, value) };
+        let rule: GateRule = match rule {
+            Ok(r) => r,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        for (field, msg) in rule.check() {
+            let d = if field.is_empty() {
+                let example = match metric.as_str() {
+                    "accuracy" => "max_drop: 0.005",
+                    "throughput_ips" => "max_drop: 10%",
+                    _ => "max_increase: 10%",
+                };
+                source.at_key(&at, format!("gate `{metric}` {msg}")).hint(format!(
+                    "set `max_drop` (higher is better), `max_increase` (lower is better), `min` or `max`, \
+                     e.g. `{metric}: {{ {example} }}`"
+                ))
+            } else {
+                source.at(&at.key(field), format!("gate `{metric}` {msg}"))
+            };
+            diags.push(d);
+        }
+        out.insert(metric, rule);
+    }
+    out
 }
 
 /// Names that are safe as directory names.

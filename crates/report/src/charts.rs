@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use slimbench_core::fsutil;
 use slimbench_core::records::{CurvePoint, MetricRow};
@@ -91,7 +92,7 @@ pub(crate) struct Chart {
 }
 
 /// Tableau 10: distinct, colour-blind-friendly enough, dark enough on white.
-const PALETTE: [RGBColor; 10] = [
+pub const PALETTE: [RGBColor; 10] = [
     RGBColor(0x4E, 0x79, 0xA7),
     RGBColor(0xF2, 0x8E, 0x2B),
     RGBColor(0xE1, 0x57, 0x59),
@@ -103,12 +104,15 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(0x9C, 0x75, 0x5F),
     RGBColor(0xBA, 0xB0, 0xAC),
 ];
-const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
-const MUTED: RGBColor = RGBColor(0x88, 0x88, 0x88);
-const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
+/// Text and axes.
+pub const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+/// Secondary lines and markers.
+pub const MUTED: RGBColor = RGBColor(0x88, 0x88, 0x88);
+/// Grid lines.
+pub const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
 /// Registered with plotters under this name (any string is a valid key), which the SVG
 /// then asks the browser for: the embedded font where installed, a sans-serif elsewhere.
-const FONT: &str = "DejaVu Sans, sans-serif";
+pub const FONT: &str = "DejaVu Sans, sans-serif";
 
 /// The input plus what every chart shares: each variant's colour, assigned in the order
 /// variants first appear (metrics, then curves, then throughput) so a variant has the
@@ -164,38 +168,82 @@ impl<'a> ChartData<'a> {
     }
 }
 
+/// A chart that can be drawn on any plotters backend, so that its PNG and its SVG are
+/// the same picture. The report's charts are one; `slimbench-compare` draws its own.
+pub trait Drawing {
+    /// The chart's name, for errors (`accuracy_vs_size`, `compare-accuracy`).
+    fn name(&self) -> String;
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draw onto `root`, already filled white.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+/// One of the report's charts.
+pub(crate) struct ReportChart<'a, 'd> {
+    pub(crate) data: &'a ChartData<'d>,
+    pub(crate) kind: ChartKind,
+}
+
+impl Drawing for ReportChart<'_, '_> {
+    fn name(&self) -> String {
+        self.kind.name().to_string()
+    }
+    fn size(&self) -> (u32, u32) {
+        self.kind.size()
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let data = self.data;
+        match self.kind {
+            ChartKind::AccuracyVsSize => accuracy_vs_size(data, root),
+            ChartKind::AccuracyVsLatency => accuracy_vs_latency(data, root),
+            ChartKind::TrainingCurves => training_curves(data, root),
+            ChartKind::AccuracyVsSparsity => accuracy_vs_sparsity(data, root),
+            ChartKind::Throughput => throughput(data, root),
+        }
+    }
+}
+
 /// Draw every chart as SVG (the HTML inlines them all), noting the ones without data.
 pub(crate) fn draw_svgs(data: &ChartData<'_>) -> Result<Vec<Chart>, ReportError> {
-    register_font();
     ChartKind::ALL
         .iter()
         .map(|&kind| {
             if let Some(reason) = data.skip_reason(kind) {
                 return Ok(Chart { kind, svg: None, skipped: Some(reason) });
             }
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, kind.size()).into_drawing_area();
-                draw(data, kind, &root).map_err(chart_error(kind))?;
-                root.present().map_err(chart_error(kind))?;
-            }
-            Ok(Chart { kind, svg: Some(svg), skipped: None })
+            Ok(Chart { kind, svg: Some(svg(&ReportChart { data, kind })?), skipped: None })
         })
         .collect()
 }
 
-/// Draw `kind` as a PNG at `path`, atomically: drawn into an RGB buffer, encoded with
+/// Fill, draw and present `chart` on `root`.
+fn paint<DB: DrawingBackend>(chart: &impl Drawing, root: &DrawingArea<DB, Shift>) -> Result<(), ReportError> {
+    let fail = |e: DrawingAreaErrorKind<DB::ErrorType>| ReportError::Chart {
+        chart: chart.name(),
+        message: e.to_string(),
+    };
+    root.fill(&WHITE).map_err(fail)?;
+    chart.draw(root).map_err(fail)?;
+    root.present().map_err(fail)
+}
+
+/// `chart` as SVG markup.
+pub fn svg(chart: &impl Drawing) -> Result<String, ReportError> {
+    register_font();
+    let mut svg = String::new();
+    paint(chart, &SVGBackend::with_string(&mut svg, chart.size()).into_drawing_area())?;
+    Ok(svg)
+}
+
+/// Draw `chart` as a PNG at `path`, atomically: drawn into an RGB buffer, encoded with
 /// `png` (plotters' own file output would pull in the whole `image` crate and write in
 /// place).
-pub(crate) fn write_png(data: &ChartData<'_>, kind: ChartKind, path: &Path) -> Result<(), ReportError> {
+pub fn write_png(chart: &impl Drawing, path: &Path) -> Result<(), ReportError> {
     register_font();
-    let (width, height) = kind.size();
+    let (width, height) = chart.size();
     let mut rgb = vec![0u8; width as usize * height as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
-        draw(data, kind, &root).map_err(chart_error(kind))?;
-        root.present().map_err(chart_error(kind))?;
-    }
+    paint(chart, &BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area())?;
     fsutil::atomic_write_with(path, |file| {
         let mut encoder = png::Encoder::new(file, width, height);
         encoder.set_color(png::ColorType::Rgb);
@@ -208,8 +256,18 @@ pub(crate) fn write_png(data: &ChartData<'_>, kind: ChartKind, path: &Path) -> R
     Ok(())
 }
 
-fn chart_error<E: std::fmt::Display>(kind: ChartKind) -> impl Fn(E) -> ReportError {
-    move |e| ReportError::Chart { chart: kind.name(), message: e.to_string() }
+/// Write `chart` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`; returns the SVG markup
+/// (for inlining into a page) and the two paths.
+pub fn write_chart(
+    chart: &impl Drawing,
+    dir: &Path,
+    stem: &str,
+) -> Result<(String, [PathBuf; 2]), ReportError> {
+    let markup = svg(chart)?;
+    let (png_path, svg_path) = (dir.join(format!("{stem}.png")), dir.join(format!("{stem}.svg")));
+    write_png(chart, &png_path)?;
+    fsutil::atomic_write(&svg_path, markup.as_bytes())?;
+    Ok((markup, [png_path, svg_path]))
 }
 
 /// Plotters' `ab_glyph` text needs fonts registered by name; slim images have none.
@@ -222,75 +280,98 @@ fn register_font() {
     });
 }
 
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-
-fn draw<DB: DrawingBackend>(
-    data: &ChartData<'_>,
-    kind: ChartKind,
-    root: &DrawingArea<DB, Shift>,
-) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    match kind {
-        ChartKind::AccuracyVsSize => accuracy_vs_size(data, root),
-        ChartKind::AccuracyVsLatency => accuracy_vs_latency(data, root),
-        ChartKind::TrainingCurves => training_curves(data, root),
-        ChartKind::AccuracyVsSparsity => accuracy_vs_sparsity(data, root),
-        ChartKind::Throughput => throughput(data, root),
-    }
-}
+/// What drawing on a plotters backend returns.
+pub type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 // ---- styles ---------------------------------------------------------------------
 
-fn title_style() -> TextStyle<'static> {
+/// Chart titles.
+pub fn title_style() -> TextStyle<'static> {
     (FONT, 22).into_font().style(FontStyle::Bold).color(&INK)
 }
 
-fn subtitle_style() -> TextStyle<'static> {
+/// Panel titles.
+pub fn subtitle_style() -> TextStyle<'static> {
     (FONT, 16).into_font().style(FontStyle::Bold).color(&INK)
 }
 
-fn label_style() -> TextStyle<'static> {
+/// Point labels and small text.
+pub fn label_style() -> TextStyle<'static> {
     (FONT, 13).into_font().color(&INK)
 }
 
-/// Grid, axis descriptions and tick labels, the same on every chart. A macro rather
-/// than a function because plotters' mesh bounds differ per coordinate type.
-macro_rules! mesh {
-    ($chart:expr, $x_desc:expr, $y_desc:expr, $x_fmt:expr, $y_fmt:expr) => {
-        $chart
-            .configure_mesh()
-            .x_desc($x_desc)
-            .y_desc($y_desc)
-            .axis_desc_style((FONT, 15).into_font().color(&INK))
-            .label_style((FONT, 13).into_font().color(&INK))
-            .axis_style(MUTED)
-            .bold_line_style(GRID)
-            // A minor grid every tenth of a tick is noise at these sizes.
-            .max_light_lines(0)
-            .x_label_formatter($x_fmt)
-            .y_label_formatter($y_fmt)
-            .draw()?
-    };
+/// Grid, axis descriptions and tick labels, the same on every chart, whatever the
+/// coordinate types.
+pub fn mesh<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    x_fmt: &dyn Fn(&X::ValueType) -> String,
+    y_fmt: &dyn Fn(&Y::ValueType) -> String,
+) -> DrawResult<DB>
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style((FONT, 15).into_font().color(&INK))
+        .label_style((FONT, 13).into_font().color(&INK))
+        .axis_style(MUTED)
+        .bold_line_style(GRID)
+        // A minor grid every tenth of a tick is noise at these sizes.
+        .max_light_lines(0)
+        .x_label_formatter(x_fmt)
+        .y_label_formatter(y_fmt)
+        .draw()
 }
 
 /// Legend box, placed in the corner of the plot that covers the fewest of `pixels`.
-macro_rules! legend {
-    ($chart:expr, $pixels:expr) => {{
-        let corner = emptiest_corner(&$chart.plotting_area().get_pixel_range(), $pixels);
-        $chart
-            .configure_series_labels()
-            .position(corner)
-            .margin(12)
-            .label_font((FONT, 13).into_font().color(&INK))
-            .background_style(WHITE.mix(0.9))
-            .border_style(GRID)
-            .draw()?
-    }};
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pixels: &[(i32, i32)],
+) -> DrawResult<DB> {
+    let corner = emptiest_corner(&chart.plotting_area().get_pixel_range(), pixels);
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .margin(12)
+        .label_font((FONT, 13).into_font().color(&INK))
+        .background_style(WHITE.mix(0.9))
+        .border_style(GRID)
+        .draw()
+}
+
+/// A labelled line with a dot at each point; its pixels are added to `occupied`, for
+/// [`legend`] to keep clear of.
+pub fn labelled_line<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    label: &str,
+    occupied: &mut Vec<(i32, i32)>,
+) -> DrawResult<DB>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    occupied.extend(sample_line(&points.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+    chart
+        .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+    Ok(())
 }
 
 // ---- axes -----------------------------------------------------------------------
 
-fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+/// The smallest and largest finite values, if any.
+pub fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
@@ -298,7 +379,7 @@ fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// Accuracy axis: the data plus some air, within [0, 1] unless a point sits at 100%.
-fn accuracy_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+pub fn accuracy_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
     let (lo, hi) = min_max(values).unwrap_or((0.0, 1.0));
     let pad = ((hi - lo) * 0.12).max(0.005);
     let top = if hi + pad / 2.0 <= 1.0 { (hi + pad).min(1.0) } else { hi + pad };
@@ -306,7 +387,7 @@ fn accuracy_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
 }
 
 /// Linear axis around non-negative values, with some air each side but not below 0.
-fn padded_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
+pub fn padded_range(values: impl IntoIterator<Item = f64>) -> Range<f64> {
     let (lo, hi) = min_max(values).unwrap_or((0.0, 1.0));
     let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.05).max(1e-9);
     (lo - pad).max(0.0)..hi + pad
@@ -358,7 +439,7 @@ fn decimals(span: f64) -> usize {
 }
 
 /// Tick labels of a linear axis: the same number of decimals on every tick.
-fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+pub fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
     let d = decimals(range.end - range.start);
     move |v: &f64| {
         if d == 0 && v.abs() >= 1000.0 {
@@ -371,7 +452,7 @@ fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
 }
 
 /// Tick labels of a fraction axis shown as percentages.
-fn percent_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+pub fn percent_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
     let d = decimals((range.end - range.start) * 100.0);
     move |v: &f64| format!("{:.d$}%", v * 100.0)
 }
@@ -499,7 +580,7 @@ fn draw_point_labels<DB: DrawingBackend>(
 
 /// Pixels every few pixels along a polyline, so that legends and labels can avoid
 /// the line and not only its vertices.
-fn sample_line(pixels: &[(i32, i32)]) -> Vec<(i32, i32)> {
+pub fn sample_line(pixels: &[(i32, i32)]) -> Vec<(i32, i32)> {
     let mut out: Vec<(i32, i32)> = pixels.first().copied().into_iter().collect();
     for pair in pixels.windows(2) {
         let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
@@ -534,7 +615,7 @@ fn accuracy_vs_size<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x_range.log_scale().with_key_points(x_ticks), y_range)?;
-    mesh!(chart, "Model file size (KB, log scale)", "Top-1 accuracy (test set)", &log_tick, &y_fmt);
+    mesh(&mut chart, "Model file size (KB, log scale)", "Top-1 accuracy (test set)", &log_tick, &y_fmt)?;
     chart.draw_series(
         points.iter().map(|&(x, y, m)| Circle::new((x, y), 6, data.colour(&m.variant).filled())),
     )?;
@@ -560,7 +641,7 @@ fn accuracy_vs_latency<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x_range, y_range)?;
-    mesh!(chart, "Batch-1 latency, median (µs)", "Top-1 accuracy (test set)", &x_fmt, &y_fmt);
+    mesh(&mut chart, "Batch-1 latency, median (µs)", "Top-1 accuracy (test set)", &x_fmt, &y_fmt)?;
 
     // The best accuracy reachable within a latency budget: a step up at each optimal
     // variant, flat to the right edge after the last.
@@ -600,7 +681,7 @@ fn accuracy_vs_latency<DB: DrawingBackend>(
     draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)?;
     let mut occupied = step_pixels;
     occupied.extend(labels.iter().map(|l| l.0));
-    legend!(chart, &occupied);
+    legend(&mut chart, &occupied)?;
     Ok(())
 }
 
@@ -610,7 +691,7 @@ fn curve_points(curves: &[CurvePoint]) -> impl Iterator<Item = &CurvePoint> {
 }
 
 /// Distinct values in first-seen order.
-fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut out: Vec<&str> = Vec::new();
     for v in values {
         if !out.contains(&v) {
@@ -677,7 +758,7 @@ fn curve_panel<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(64)
         .build_cartesian_2d(x_range, panel.y_range)?;
-    mesh!(chart, "Optimizer step", panel.y_desc, &x_fmt, panel.y_fmt);
+    mesh(&mut chart, "Optimizer step", panel.y_desc, &x_fmt, panel.y_fmt)?;
     let mut occupied = Vec::new();
     for variant in distinct(curves.iter().map(|c| c.variant.as_str())) {
         let colour = data.colour(variant);
@@ -711,7 +792,7 @@ fn curve_panel<DB: DrawingBackend>(
             .label("test split (end of epoch)")
             .legend(|(x, y)| Circle::new((x + 10, y), 5, MUTED.filled()));
     }
-    legend!(chart, &occupied);
+    legend(&mut chart, &occupied)?;
     Ok(())
 }
 
@@ -740,13 +821,13 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x_range, y_range)?;
-    mesh!(
-        chart,
+    mesh(
+        &mut chart,
         "Sparsity (share of zero weights in conv/linear layers)",
         "Top-1 accuracy (test set)",
         &|v: &f64| format!("{:.0}%", v * 100.0),
-        &y_fmt
-    );
+        &y_fmt,
+    )?;
     // One sweep line per model: its baseline through its pruned variants.
     let mut obstacles = Vec::new();
     for model in distinct(rows.iter().map(|m| m.model.as_str())) {
@@ -795,21 +876,22 @@ fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, S
             x_range.log_scale().with_key_points(x_ticks),
             y_range.log_scale().with_key_points(y_ticks),
         )?;
-    mesh!(chart, "Batch size (images, log scale)", "Throughput (images/s, log scale)", &log_tick, &log_tick);
+    mesh(
+        &mut chart,
+        "Batch size (images, log scale)",
+        "Throughput (images/s, log scale)",
+        &log_tick,
+        &log_tick,
+    )?;
     let mut occupied = Vec::new();
     for variant in distinct(points.iter().map(|p| p.0)) {
         let colour = data.colour(variant);
         let mut series: Vec<(f64, f64)> =
             points.iter().filter(|p| p.0 == variant).map(|&(_, bs, ips)| (bs, ips)).collect();
         series.sort_by(|a, b| a.0.total_cmp(&b.0));
-        occupied.extend(sample_line(&series.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
-        chart
-            .draw_series(LineSeries::new(series.clone(), colour.stroke_width(2)))?
-            .label(variant)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart.draw_series(series.into_iter().map(|p| Circle::new(p, 4, colour.filled())))?;
+        labelled_line(&mut chart, series, colour, variant, &mut occupied)?;
     }
-    legend!(chart, &occupied);
+    legend(&mut chart, &occupied)?;
     Ok(())
 }
 

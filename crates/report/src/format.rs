@@ -5,10 +5,10 @@
 use slimbench_core::records::MetricRow;
 
 /// Placeholder for a value that was not measured.
-pub(crate) const MISSING: &str = "—";
+pub const MISSING: &str = "—";
 
 /// Escape text for HTML element content and attribute values.
-pub(crate) fn html(s: &str) -> String {
+pub fn html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -24,7 +24,7 @@ pub(crate) fn html(s: &str) -> String {
 }
 
 /// `12.3 s`, `3 min 05 s`, `1 h 02 min`.
-pub(crate) fn duration(secs: f64) -> String {
+pub fn duration(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
         return MISSING.into();
     }
@@ -40,7 +40,7 @@ pub(crate) fn duration(secs: f64) -> String {
 }
 
 /// `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -53,43 +53,43 @@ pub(crate) fn thousands(n: u64) -> String {
 }
 
 /// A fraction as a percentage: `96.01%`.
-pub(crate) fn percent(x: f64, decimals: usize) -> String {
+pub fn percent(x: f64, decimals: usize) -> String {
     if x.is_finite() { format!("{:.*}%", decimals, x * 100.0) } else { MISSING.into() }
 }
 
 /// A measured positive quantity with `decimals` decimals; [`MISSING`] when not measured
 /// (0 or not finite).
-pub(crate) fn measured(x: f64, decimals: usize) -> String {
+pub fn measured(x: f64, decimals: usize) -> String {
     if x.is_finite() && x > 0.0 { format!("{x:.decimals$}") } else { MISSING.into() }
 }
 
 /// Images per second, rounded, with thousands separators.
-pub(crate) fn rate(x: f64) -> String {
+pub fn rate(x: f64) -> String {
     if x.is_finite() && x > 0.0 { thousands(x.round() as u64) } else { MISSING.into() }
 }
 
 /// Bytes in KB with one decimal.
-pub(crate) fn kb(bytes: u64) -> String {
+pub fn kb(bytes: u64) -> String {
     measured(bytes as f64 / 1e3, 1)
 }
 
 /// Bytes in MB with one decimal.
-pub(crate) fn mb(bytes: u64) -> String {
+pub fn mb(bytes: u64) -> String {
     measured(bytes as f64 / 1e6, 1)
 }
 
 /// Bytes in GiB with one decimal.
-pub(crate) fn gib(bytes: u64) -> String {
+pub fn gib(bytes: u64) -> String {
     measured(bytes as f64 / (1u64 << 30) as f64, 1)
 }
 
 /// Count with separators, [`MISSING`] for 0.
-pub(crate) fn count(n: u64) -> String {
+pub fn count(n: u64) -> String {
     if n == 0 { MISSING.into() } else { thousands(n) }
 }
 
 /// `fp16`, or `fp16→fp32` when the arithmetic ran in another precision than storage.
-pub(crate) fn precision(m: &MetricRow) -> String {
+pub fn precision(m: &MetricRow) -> String {
     if m.compute_precision.is_empty() || m.compute_precision == m.precision {
         m.precision.clone()
     } else {

@@ -11,7 +11,8 @@ use crate::charts::{Chart, ChartData, ChartKind};
 use crate::format::{self, html as esc};
 use crate::{Highlight, ReportInput};
 
-const STYLE: &str = r#"
+/// The report's style sheet, inlined into every page slimbench writes.
+pub const STYLE: &str = r#"
 :root { --ink: #222; --dim: #666; --line: #e3e3e3; --bg: #fafafa; --accent: #4e79a7; --best: #fff6d6; }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 24px; color: var(--ink); background: #fff;
@@ -178,7 +179,7 @@ fn chart_caption(kind: ChartKind) -> &'static str {
 
 /// Plotters never emits active content and escapes all text; checked anyway, because
 /// this markup goes into the page unescaped.
-fn is_inert_svg(svg: &str) -> bool {
+pub fn is_inert_svg(svg: &str) -> bool {
     let lower = svg.to_ascii_lowercase();
     lower.trim_start().starts_with("<svg")
         && !["<script", "<foreignobject", "javascript:", "<iframe"].iter().any(|bad| lower.contains(bad))

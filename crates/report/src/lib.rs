@@ -16,13 +16,29 @@
 //! * [`pareto_front`] picks the variants no other variant beats on both latency and
 //!   accuracy; the report highlights them.
 //!
+//! * [`kit`] and [`format`] lend the charts' style, axes and file output, the page
+//!   style and the escaping to other renderers (`slimbench compare`, `slimbench history`).
+//!
 //! Errors are a [`ReportError`] naming the file or chart involved.
 
 mod charts;
-mod format;
+pub mod format;
 mod html;
 mod markdown;
 mod pareto;
+
+/// The report's drawing and page pieces, for other renderers of slimbench results
+/// (`slimbench-compare`), so that their charts and pages look like the report's and
+/// escape text the same way.
+pub mod kit {
+    pub use crate::charts::{
+        DrawResult, Drawing, FONT, GRID, INK, MUTED, PALETTE, accuracy_range, distinct, fixed_ticks,
+        label_style, labelled_line, legend, mesh, min_max, padded_range, percent_ticks, sample_line,
+        subtitle_style, svg, title_style, write_chart, write_png,
+    };
+    pub use crate::html::{STYLE, is_inert_svg};
+    pub use crate::markdown::{cell as md_cell, code as md_code};
+}
 
 use std::path::{Path, PathBuf};
 
@@ -82,7 +98,7 @@ pub enum ReportError {
     #[error("drawing chart {chart}: {message}")]
     Chart {
         /// The chart's name.
-        chart: &'static str,
+        chart: String,
         /// What plotters said.
         message: String,
     },
@@ -132,7 +148,9 @@ pub fn render(
             match &chart.svg {
                 Some(svg) if formats.contains(&format) => {
                     match format {
-                        ChartFormat::Png => charts::write_png(&data, chart.kind, &path)?,
+                        ChartFormat::Png => {
+                            charts::write_png(&charts::ReportChart { data: &data, kind: chart.kind }, &path)?
+                        }
                         ChartFormat::Svg => fsutil::atomic_write(&path, svg.as_bytes())?,
                     }
                     written.push(path);

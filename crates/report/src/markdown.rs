@@ -59,7 +59,7 @@ pub fn summary_markdown(input: &ReportInput) -> String {
 
 /// Text for a table cell: `|` would end the cell and a newline the row; `<`, `>` and
 /// `&` would let run text inject HTML into the rendered page.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -76,7 +76,7 @@ fn cell(s: &str) -> String {
 
 /// Text inside a code span: a backtick would end it, and markdown does not unescape
 /// inside code spans, so backticks are dropped rather than escaped.
-fn code(s: &str) -> String {
+pub fn code(s: &str) -> String {
     s.chars().filter(|&c| c != '`' && c != '\n' && c != '\r').collect()
 }
 

@@ -146,6 +146,7 @@ fn input() -> ReportInput {
                 StageSummary { key: String::new(), ..stage("report", "report", StageStatus::Rendered, 1.2) },
             ],
             notes: vec!["fp16 compute was upcast to fp32 on CPU".into()],
+            ..Default::default()
         },
         title: "mnist-seed".into(),
         metrics,

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod compare;
+pub mod history;
 pub mod list;
 pub mod plan;
 pub mod report;
@@ -35,8 +37,11 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// datasets. Any failure here is invalid input (exit 2) and happens before any output
 /// directory exists.
 pub fn prepare(a: &PipelineArgs) -> Result<(Plan, TorchRunner, Datasets), Failure> {
-    let plan = slimbench_pipeline::load_plan(&a.pipeline, &a.overrides())
+    let mut plan = slimbench_pipeline::load_plan(&a.pipeline, &a.overrides())
         .map_err(|e| Failure::Invalid(e.to_string()))?;
+    if let Some(shard) = a.shard {
+        plan = slimbench_pipeline::shard_plan(&plan, shard);
+    }
     let runner =
         TorchRunner::new(&plan.defaults, GIT_REVISION).map_err(|e| Failure::Invalid(e.to_string()))?;
     let lookup = DataLookup::from_env(a.data_dir.clone());

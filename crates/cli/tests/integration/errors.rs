@@ -106,6 +106,26 @@ fn several_problems_are_reported_together() {
 }
 
 #[test]
+fn pipelines_with_gates_validate() {
+    let env = Env::new();
+    let gates = "gates:\n  accuracy: { max_drop: 0.005 }\n  latency_p50_us: { max_increase: 25% }\n";
+    env.write("good.yaml", &format!("{GOOD}{gates}"));
+    let out = env.run(&["validate", "good.yaml"]);
+    assert_code(&out, 0);
+}
+
+#[test]
+fn unknown_gate_metric() {
+    insta::assert_snapshot!(invalid(&format!("{GOOD}gates:\n  acuracy: {{ max_drop: 0.005 }}\n")));
+}
+
+#[test]
+fn bad_gate_thresholds() {
+    let gates = "gates:\n  latency_p50_us: { max_increase: ten% }\n  file_size_bytes: { max_increase: -1 }\n  params: {}\n";
+    insta::assert_snapshot!(invalid(&format!("{GOOD}{gates}")));
+}
+
+#[test]
 fn bad_override() {
     let env = Env::new();
     env.write("p.yaml", GOOD);

@@ -1,6 +1,8 @@
 //! Integration tests: the real `slimbench` binary on real pipelines in temporary
 //! directories. Small helpers in `util` keep each case short.
 
+mod compare;
+mod deploy;
 mod errors;
 mod run;
 mod seed;
