@@ -207,4 +207,10 @@ pub struct RunInfo {
     /// Remarks collected from stages.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// `INDEX/COUNT` when the run was one shard of a pipeline (`run --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The process's place in a distributed launch (MASTER_ADDR, RANK, ...), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dist: Option<crate::dist::DistEnv>,
 }

@@ -111,8 +111,10 @@ impl StagingDir {
             .tempdir_in(parent)
             .map_err(|e| FsError::new("creating staging directory in", parent, e))?;
         // Lets a later run tell a staging directory of a killed process from a live one.
+        // The host name matters when several machines share the results (shards in
+        // pods): a pid only means something on the host that wrote it.
         let pid_file = tmp.path().join(PID_FILE);
-        std::fs::write(&pid_file, std::process::id().to_string())
+        std::fs::write(&pid_file, format!("{} {}", std::process::id(), hostname()))
             .map_err(|e| FsError::new("writing", &pid_file, e))?;
         Ok(StagingDir { tmp: Some(tmp), dest: dest.to_path_buf() })
     }
@@ -153,12 +155,15 @@ pub fn sweep_stale(dir: &Path) -> usize {
         if !name.to_string_lossy().starts_with(PARTIAL_PREFIX) || !entry.path().is_dir() {
             continue;
         }
-        let pid = std::fs::read_to_string(entry.path().join(PID_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
+        let owner = std::fs::read_to_string(entry.path().join(PID_FILE)).unwrap_or_default();
+        let mut owner = owner.split_whitespace();
+        let pid = owner.next().and_then(|p| p.parse::<u32>().ok());
+        let here = owner.next().is_none_or(|h| h == hostname());
         let alive = match pid {
-            Some(pid) if pid == std::process::id() => true,
-            Some(pid) => process_alive(pid),
+            Some(pid) if here && pid == std::process::id() => true,
+            Some(pid) if here => process_alive(pid),
+            // Another host's: only its age can tell it was abandoned.
+            Some(_) => !older_than(&entry.path(), FOREIGN_STAGING_TTL),
             None => false,
         };
         if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
@@ -166,6 +171,22 @@ pub fn sweep_stale(dir: &Path) -> usize {
         }
     }
     removed
+}
+
+/// How long another host's staging directory is left alone.
+const FOREIGN_STAGING_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
+}
+
+/// This machine's host name (a pod's name in Kubernetes), or "" where unknown.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -250,6 +271,21 @@ mod tests {
         assert!(!dead.exists());
         let committed = live.commit().unwrap();
         assert!(!committed.join(PID_FILE).exists());
+    }
+
+    #[test]
+    fn sweep_leaves_other_hosts_staging_alone() {
+        // Shards on a shared volume: a pid from another host says nothing here.
+        let root = tempfile::tempdir().unwrap();
+        let foreign = root.path().join(".partial-foreign-x");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join(PID_FILE), "999999999 some-other-pod").unwrap();
+        let ours_dead = root.path().join(".partial-ours-x");
+        std::fs::create_dir(&ours_dead).unwrap();
+        std::fs::write(ours_dead.join(PID_FILE), format!("999999999 {}", hostname())).unwrap();
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(foreign.exists());
+        assert!(!ours_dead.exists());
     }
 
     #[test]

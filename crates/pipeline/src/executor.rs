@@ -153,6 +153,11 @@ pub struct RunOptions {
     pub force: bool,
     /// Rerun these stages (ids as written, or instance ids).
     pub force_stages: Vec<String>,
+    /// The shard this run is (its plan already cut by [`crate::shard_plan`]); named in
+    /// the run id and `run.json`.
+    pub shard: Option<crate::Shard>,
+    /// The distributed-launch environment, recorded in `run.json`.
+    pub dist: Option<slimbench_core::dist::DistEnv>,
 }
 
 /// A finished run.
@@ -332,7 +337,7 @@ impl<'a> Executor<'a> {
                 if swept == 1 { "y" } else { "ies" }
             );
         }
-        let run_id = new_run_id(&pipeline_dir, started);
+        let run_id = new_run_id(&pipeline_dir, started, self.opts.shard);
         let staging = StagingDir::new(&pipeline_dir.join(&run_id))?;
         let run_dir = staging.path().to_path_buf();
         fsutil::atomic_write(&run_dir.join("pipeline.yaml"), self.plan.text.as_bytes())?;
@@ -353,6 +358,8 @@ impl<'a> Executor<'a> {
             seed: self.plan.defaults.seed,
             started_at: started.to_rfc3339(),
             host: env.host.clone(),
+            shard: self.opts.shard.map(|s| s.to_string()),
+            dist: self.opts.dist.clone(),
             ..Default::default()
         };
 
@@ -495,9 +502,13 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// `YYYYMMDD-HHMMSS` (UTC), with a suffix if a run of that second exists.
-fn new_run_id(pipeline_dir: &Path, at: chrono::DateTime<chrono::Utc>) -> String {
-    let base = at.format("%Y%m%d-%H%M%S").to_string();
+/// `YYYYMMDD-HHMMSS` (UTC), then `-shard-IofN` for a shard, with a suffix if a run of
+/// that name exists.
+fn new_run_id(pipeline_dir: &Path, at: chrono::DateTime<chrono::Utc>, shard: Option<crate::Shard>) -> String {
+    let mut base = at.format("%Y%m%d-%H%M%S").to_string();
+    if let Some(s) = shard {
+        base = format!("{base}-{}", s.run_suffix());
+    }
     let mut id = base.clone();
     let mut n = 1;
     while pipeline_dir.join(&id).exists() {

@@ -18,12 +18,14 @@ pub mod diag;
 pub mod executor;
 pub mod overrides;
 pub mod resolve;
+pub mod shard;
 pub mod spec;
 pub mod yaml;
 
 pub use diag::{Diagnostic, SpecError};
 pub use executor::{Executor, RunError, RunOptions, StageRunner};
 pub use resolve::{Plan, PlannedStage, resolve};
+pub use shard::{Shard, shard_plan};
 pub use spec::Spec;
 
 /// Load, override and resolve a pipeline file in one step.

@@ -17,8 +17,9 @@ pub fn run(a: PlanArgs) -> Result<(), Failure> {
     }
     let opts = RunOptions { results_dir: a.pipeline.results.clone(), ..Default::default() };
     let exec = Executor::new(&plan, &runner, &datasets, &NoProgress, opts);
+    let shard = a.pipeline.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
     println!(
-        "pipeline `{}`: {} stage(s), results in {}",
+        "pipeline `{}`{shard}: {} stage(s), results in {}",
         plan.name,
         plan.stages.len(),
         exec.pipeline_dir().display()

@@ -10,6 +10,22 @@ use crate::ui::UiProgress;
 /// Run a pipeline; print the run directory and the summary table on stdout.
 pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
     let (plan, runner, datasets) = prepare(&a.pipeline)?;
+    let dist = slimbench_core::dist::DistEnv::from_env()
+        .map_err(|e| Failure::Invalid(format!("distributed launch environment: {e}")))?;
+    if let Some(d) = &dist {
+        tracing::info!(
+            rank = d.rank,
+            world_size = d.world_size,
+            master = %format!("{}:{}", d.master_addr, d.master_port),
+            "distributed launch environment (recorded in run.json)"
+        );
+    }
+    if let Some(shard) = a.pipeline.shard
+        && plan.stages.is_empty()
+    {
+        println!("shard {shard}: nothing to run (the pipeline has fewer matrix instances than shards)");
+        return Ok(());
+    }
     for f in &a.force_stage {
         if !plan.stages.iter().any(|s| &s.id == f || &s.base_id == f) {
             let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
@@ -23,10 +39,21 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
         results_dir: a.pipeline.results.clone(),
         force: a.force,
         force_stages: a.force_stage.clone(),
+        shard: a.pipeline.shard,
+        dist,
     };
     let exec = Executor::new(&plan, &runner, &datasets, progress, opts);
     let summary = exec.run().map_err(|e| match e {
         RunError::Interrupted { .. } => Failure::Interrupted(e.to_string()),
+        RunError::Fs(ref fs) if fs.source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Failure::Failed(format!(
+                "{}\n  = hint: the results directory is not writable by uid {}; in Docker, run with \
+                 `--user \"$(id -u):$(id -g)\"` so the container writes to the mounted directory as you",
+                chain(&e),
+                // SAFETY: getuid has no preconditions and cannot fail.
+                unsafe { libc::getuid() }
+            ))
+        }
         other => Failure::Failed(format!(
             "{}\n  = hint: stages that finished are cached; the next run resumes after them",
             chain(&other)
