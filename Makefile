@@ -7,7 +7,7 @@ CARGO ?= cargo
 SLIMBENCH := $(CARGO) run --quiet -p slimbench --
 DATA_DIR ?= ../shared/data
 
-.PHONY: all setup build run seed distill bench test lint fmt clean-results
+.PHONY: all setup build run seed distill bench test lint fmt clean-results docker-cpu docker-cuda docker-check
 
 all: build
 
@@ -43,6 +43,19 @@ lint: setup
 
 fmt:
 	$(CARGO) fmt --all
+
+## Docker images (see README "Docker"); BuildKit for the cargo cache mounts.
+DOCKER ?= docker
+docker-cpu:
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.cpu -t slimbench:cpu --build-arg GIT_REVISION=$$(git rev-parse --short=12 HEAD) .
+
+docker-cuda:
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f Dockerfile.cuda -t slimbench:cuda --build-arg GIT_REVISION=$$(git rev-parse --short=12 HEAD) .
+
+## CI's Docker step: build both images (CUDA through its builder stage), run a pipeline
+## in the CPU image with the network off, check what it wrote.
+docker-check:
+	scripts/docker-check.sh
 
 clean-results:
 	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -9,6 +9,10 @@
 //!   our code references its symbols, so the default `--as-needed` would drop it and
 //!   `tch::Cuda::is_available()` would be false even on a GPU machine. A CPU-only
 //!   libtorch has no such file and nothing is added.
+//!   `SLIMBENCH_LINK_CUDA=0` skips it, for builds that must run without the CUDA
+//!   libraries (the CPU Docker image, which may be built from PyPI's CUDA wheel).
+//! * `SLIMBENCH_LINKS_CUDA`: `1` when the binary links libtorch_cuda (so "no GPU" and
+//!   "no CUDA in this build" can be told apart in messages), else `0`.
 //! * `SLIMBENCH_TORCH_VERSION`: the version string of that libtorch, for run.json.
 
 fn main() {
@@ -19,15 +23,20 @@ fn main() {
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:warning=torch-sys did not report its libtorch directory; set LD_LIBRARY_PATH to run");
         println!("cargo:rustc-env=SLIMBENCH_TORCH_VERSION=unknown");
+        println!("cargo:rustc-env=SLIMBENCH_LINKS_CUDA=0");
         return;
     };
     // `.torch` is a link into a venv: point the rpath at the real directory.
     let lib = std::fs::canonicalize(&lib).unwrap_or_else(|_| lib.into());
     let lib = lib.as_path();
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
+    println!("cargo:rerun-if-env-changed=SLIMBENCH_LINK_CUDA");
+    let link_cuda = std::env::var("SLIMBENCH_LINK_CUDA").map_or(true, |v| v != "0");
+    let links_cuda = link_cuda && lib.join("libtorch_cuda.so").exists();
+    if links_cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    println!("cargo:rustc-env=SLIMBENCH_LINKS_CUDA={}", u8::from(links_cuda));
     // A PyPI wheel keeps `version.py` beside `lib/`; a libtorch zip keeps `build-version`.
     let version = std::fs::read_to_string(lib.join("../version.py"))
         .ok()

@@ -16,10 +16,7 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
             if i < n {
                 Ok(Device::Cuda(i))
             } else if n == 0 {
-                Err(format!(
-                    "device cuda:{i} was requested but no CUDA device is available (libtorch {TORCH_VERSION}); \
-                     use `device: cpu` or `auto`"
-                ))
+                Err(format!("device cuda:{i} was requested but {}", no_cuda_reason()))
             } else {
                 Err(format!(
                     "device cuda:{i} was requested but only {n} CUDA device(s) exist (cuda:0..cuda:{})",
@@ -27,6 +24,22 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
                 ))
             }
         }
+    }
+}
+
+/// Why no CUDA device is usable, with what to do about it (for error messages).
+pub fn no_cuda_reason() -> String {
+    if env!("SLIMBENCH_LINKS_CUDA") != "1" {
+        format!(
+            "this slimbench build has no CUDA support (libtorch {TORCH_VERSION} without CUDA, \
+             e.g. the CPU image); use `--device cpu` or a CUDA build"
+        )
+    } else {
+        format!(
+            "no CUDA device is visible (libtorch {TORCH_VERSION} has CUDA, but there is no GPU or no \
+             driver); in Docker, run the CUDA image with `--gpus all` (NVIDIA Container Toolkit), \
+             or use `--device cpu`"
+        )
     }
 }
 
