@@ -113,5 +113,7 @@ set -e
 grep -q "no CUDA support" <<<"$msg" || fail "unclear message for --device cuda: $msg"
 
 log "image sizes:"
-"$DOCKER" image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^  slimbench:' >&2
+"$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | sed -n 's/^slimbench:/  slimbench:/p' >&2
+# Images these builds replaced (untagged) would pile up over CI runs.
+"$DOCKER" image prune -f >/dev/null
 log "passed in $(elapsed)"
