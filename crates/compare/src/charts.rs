@@ -138,13 +138,17 @@ impl Dumbbell<'_> {
     }
 }
 
+/// Empty rows kept below the variants so the legend never covers a dot.
+const LEGEND_ROWS: f64 = 3.0;
+
 impl Drawing for Dumbbell<'_> {
     fn name(&self) -> String {
         format!("compare-{}", self.metric)
     }
 
     fn size(&self) -> (u32, u32) {
-        (900, (150 + 40 * self.rows().len() as u32).max(300))
+        // 40 px a variant, plus LEGEND_ROWS empty rows at the bottom for the legend.
+        (900, (150 + 40 * (self.rows().len() as u32 + LEGEND_ROWS as u32)).max(300))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -176,7 +180,7 @@ impl Drawing for Dumbbell<'_> {
             .y_label_area_size(label_width(names.iter().copied()))
             .build_cartesian_2d(
                 x_range,
-                Ticked::new(-0.7..n as f64 - 0.3, (0..n).map(|i| i as f64).collect()),
+                Ticked::new(-0.7 - LEGEND_ROWS..n as f64 - 0.3, (0..n).map(|i| i as f64).collect()),
             )?;
         mesh(&mut chart, &axis_title(self.metric), "", &*x_fmt, &y_fmt)?;
 
