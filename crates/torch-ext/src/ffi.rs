@@ -1,0 +1,38 @@
+//! The C ABI of `bridge.cpp`. Every function is wrapped safely in this crate; nothing
+//! else should call these.
+
+use std::ffi::c_char;
+
+use torch_sys::C_tensor;
+
+/// A `c10::IValue` owned by Rust (freed with [`sbx_value_free`]).
+#[repr(C)]
+pub struct CValue {
+    _private: [u8; 0],
+}
+
+unsafe extern "C" {
+    pub fn sbx_last_error() -> *const c_char;
+    pub fn sbx_value_none() -> *mut CValue;
+    pub fn sbx_value_bool(v: i32) -> *mut CValue;
+    pub fn sbx_value_int(v: i64) -> *mut CValue;
+    pub fn sbx_value_double(v: f64) -> *mut CValue;
+    pub fn sbx_value_tensor(t: *const C_tensor) -> *mut CValue;
+    pub fn sbx_value_clone(v: *const CValue) -> *mut CValue;
+    pub fn sbx_value_free(v: *mut CValue);
+    pub fn sbx_value_kind(v: *const CValue) -> i32;
+    pub fn sbx_value_type(v: *const CValue) -> *mut c_char;
+    pub fn sbx_value_to_tensor(v: *const CValue) -> *mut C_tensor;
+    pub fn sbx_op_exists(name: *const c_char, overload: *const c_char) -> i32;
+    pub fn sbx_op_schema(name: *const c_char, overload: *const c_char) -> *mut c_char;
+    pub fn sbx_call(
+        name: *const c_char,
+        overload: *const c_char,
+        args: *const *mut CValue,
+        nargs: usize,
+        outs: *mut *mut CValue,
+        max_outs: usize,
+        nouts: *mut usize,
+    ) -> i32;
+    pub fn sbx_free_string(s: *mut c_char);
+}
