@@ -15,6 +15,7 @@
 //!   "no CUDA in this build" can be told apart in messages), else `0`.
 //! * `SLIMBENCH_TORCH_VERSION`: the version string of that libtorch, for run.json.
 
+/// Emit the link settings above (also called by build scripts that do more).
 pub fn main() {
     if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("slimbench") {
         git_revision();

@@ -19,6 +19,8 @@ pub enum Precision {
     Fp16,
     /// bfloat16.
     Bf16,
+    /// int8 linear weights with per-channel scales (other layers fp32).
+    Int8,
 }
 
 impl Precision {
@@ -28,6 +30,7 @@ impl Precision {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -69,6 +72,29 @@ pub struct ModelMeta {
     /// How it was last trained (fine-tuning reuses these settings by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optim: Option<OptimSettings>,
+    /// Which kernels its linear layers run on.
+    #[serde(default, skip_serializing_if = "Kernel::is_dense")]
+    pub kernel: Kernel,
+}
+
+/// The kernels a model's linear layers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernel {
+    /// libtorch's ordinary dense kernels, in the tensors' precision.
+    #[default]
+    Dense,
+    /// fbgemm's dynamic int8 linear (`quantized::linear_dynamic`).
+    Int8Dynamic,
+    /// fbgemm's fp16-weight linear (`quantized::linear_dynamic_fp16`).
+    Fp16Dynamic,
+}
+
+impl Kernel {
+    /// Whether it is [`Kernel::Dense`].
+    pub fn is_dense(&self) -> bool {
+        *self == Kernel::Dense
+    }
 }
 
 /// A model a stage produced.

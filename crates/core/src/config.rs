@@ -402,6 +402,13 @@ pub enum QuantMethod {
     Fp16,
     /// bfloat16 weights.
     Bf16,
+    /// int8 linear weights (per output channel) run on fbgemm's dynamic int8 kernels:
+    /// activations are quantized per call. Convolutions stay fp32.
+    #[serde(rename = "int8-dynamic")]
+    Int8Dynamic,
+    /// fp16 linear weights run on fbgemm's fp16 kernel (fp32 activations).
+    #[serde(rename = "fp16-dynamic")]
+    Fp16Dynamic,
 }
 
 /// How evaluation computes with reduced-precision weights.
@@ -422,7 +429,7 @@ pub enum ComputeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantizeParams {
-    /// fp16 or bf16.
+    /// fp16, bf16 (weights only), int8-dynamic or fp16-dynamic (fbgemm kernels).
     pub method: QuantMethod,
     /// How `evaluate` computes with the result: auto, native or upcast.
     #[serde(default)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use slimbench_core::artifact::Precision;
+use slimbench_core::artifact::{Kernel, Precision};
 use slimbench_core::cancel::Cancelled;
 use slimbench_core::config::{ComputeMode, EvaluateParams};
 use slimbench_core::progress::Progress;
@@ -71,14 +71,37 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     let stored = meta.precision;
     let mut notes = Vec::new();
 
+    // fbgemm kernels: pack the linear layers (CPU only).
+    let packed = meta.kernel != Kernel::Dense;
+    if packed {
+        if v.device != Device::Cpu {
+            return Err(EvalError::Compute {
+                variant: v.name.to_string(),
+                msg: format!(
+                    "{} runs on fbgemm, a CPU library; evaluate it with `device: cpu`",
+                    meta.technique
+                ),
+            });
+        }
+        model.set_kind(Kind::Float);
+        let n = model.pack_linear(meta.kernel)?;
+        notes.push(format!("{n} linear layer(s) on fbgemm's packed {} kernel", stored.as_str()));
+    }
     // Decide the arithmetic precision; say so when it differs from the storage.
-    let upcast = stored != Precision::Fp32
+    let upcast = !packed
+        && stored != Precision::Fp32
         && match meta.compute {
             ComputeMode::Upcast => true,
             ComputeMode::Native => false,
             ComputeMode::Auto => v.device == Device::Cpu,
         };
-    let compute_precision = if upcast {
+    let compute_precision = if packed {
+        match meta.kernel {
+            Kernel::Int8Dynamic => "int8 (fbgemm, dynamic)",
+            _ => "fp16 weights (fbgemm)",
+        }
+        .to_string()
+    } else if upcast {
         model.set_kind(Kind::Float);
         notes.push(format!(
             "weights stored in {0}, upcast to fp32 at load: compute ran in fp32{1}",
@@ -93,7 +116,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     } else {
         stored.as_str().to_string()
     };
-    if !upcast && stored != Precision::Fp32 {
+    if !packed && !upcast && stored != Precision::Fp32 {
         // libtorch panics (rather than erroring) when a kernel lacks this precision on
         // this device; probe once so the failure is a message, not a crash.
         let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

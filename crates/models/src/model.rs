@@ -23,6 +23,14 @@ pub enum ModelError {
     /// A file could not be read or written.
     #[error(transparent)]
     Fs(#[from] slimbench_core::fsutil::FsError),
+    /// A linear layer could not be handed to the kernel asked for.
+    #[error("cannot run the linear layers on {kernel:?}: {msg}")]
+    Kernel {
+        /// The kernel.
+        kernel: slimbench_core::artifact::Kernel,
+        /// Why.
+        msg: String,
+    },
     /// A model file is not what slimbench writes.
     #[error("{path}: {msg}")]
     Format {
@@ -153,6 +161,28 @@ impl Model {
         m.set_kind(self.kind());
         m.copy_from(self)?;
         Ok(m)
+    }
+
+    /// Run the linear layers on `kernel` from now on (fbgemm's packed int8 or fp16
+    /// kernels, CPU only; the current fp32 weights are packed). Returns how many layers.
+    pub fn pack_linear(&self, kernel: slimbench_core::artifact::Kernel) -> Result<usize, ModelError> {
+        use slimbench_core::artifact::Kernel;
+        if kernel == Kernel::Dense {
+            return Ok(0);
+        }
+        let fail = |msg: String| ModelError::Kernel { kernel, msg };
+        if self.device() != Device::Cpu || self.kind() != Kind::Float {
+            return Err(fail(format!(
+                "fbgemm runs fp32 models on the CPU, this one is {:?} on {:?}",
+                self.kind(),
+                self.device()
+            )));
+        }
+        let layers = self.net.dense_layers();
+        for d in &layers {
+            d.pack(kernel).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(layers.len())
     }
 
     /// Stop gradients for every parameter (a frozen teacher).

@@ -6,6 +6,12 @@
 //! is smaller, as `<name>.__mask` (one bit per element, least significant bit first)
 //! plus `<name>.__values` (the non-zero elements in order). A model with 90% of its
 //! weights pruned therefore takes about 1/8 + 1/10 of its dense size.
+//!
+//! An int8 model ([`Precision::Int8`]) stores each linear weight as `<name>.__int8`
+//! (int8, symmetric per output channel) plus `<name>.__scale` (one fp32 scale per
+//! row), listed in `slimbench.int8`; everything else stays fp32. Loading gives the
+//! dequantized fp32 weights, which quantize back to exactly the stored integers when
+//! the layers are packed for fbgemm.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,6 +27,9 @@ const META_KEY: &str = "slimbench.meta";
 const SPARSE_KEY: &str = "slimbench.sparse";
 const MASK: &str = ".__mask";
 const VALUES: &str = ".__values";
+const INT8_KEY: &str = "slimbench.int8";
+const INT8: &str = ".__int8";
+const SCALE: &str = ".__scale";
 
 /// How the tensors of a file are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +46,7 @@ pub fn kind_of(p: Precision) -> Kind {
         Precision::Fp32 => Kind::Float,
         Precision::Fp16 => Kind::Half,
         Precision::Bf16 => Kind::BFloat16,
+        Precision::Int8 => Kind::Float,
     }
 }
 
@@ -77,7 +87,18 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
     let fmt_err = |msg: String| ModelError::Format { path: path.display().to_string(), msg };
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut sparse: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut int8: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (name, t) in model.named() {
+        if meta.precision == Precision::Int8 && t.dim() == 2 && name.ends_with(".weight") {
+            let q = tch::no_grad(|| slimbench_torch_ext::quantized::quantize_weight(&t.detach()))
+                .map_err(|e| fmt_err(format!("{name}: {e}")))?;
+            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            let scales = q.q_per_channel_scales().to_kind(Kind::Float);
+            owned.push((format!("{name}{INT8}"), Dtype::I8, shape.clone(), tensor_bytes(&q.int_repr())));
+            owned.push((format!("{name}{SCALE}"), Dtype::F32, vec![shape[0]], tensor_bytes(&scales)));
+            int8.insert(name, shape);
+            continue;
+        }
         let dtype = dtype_of(t.kind()).map_err(fmt_err)?;
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         let bytes = tensor_bytes(&t);
@@ -112,6 +133,9 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
     info.insert(META_KEY.to_string(), serde_json::to_string(meta).expect("meta serializes"));
     if !sparse.is_empty() {
         info.insert(SPARSE_KEY.to_string(), serde_json::to_string(&sparse).expect("shapes serialize"));
+    }
+    if !int8.is_empty() {
+        info.insert(INT8_KEY.to_string(), serde_json::to_string(&int8).expect("shapes serialize"));
     }
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| fmt_err(e.to_string()))?;
     fsutil::atomic_write(path, &bytes)?;
@@ -149,12 +173,27 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
             Some(s) => serde_json::from_str(s).map_err(|e| fmt_err(format!("bad sparse table: {e}")))?,
             None => BTreeMap::new(),
         };
+    let int8: BTreeMap<String, Vec<usize>> = match header.metadata().as_ref().and_then(|m| m.get(INT8_KEY)) {
+        Some(s) => serde_json::from_str(s).map_err(|e| fmt_err(format!("bad int8 table: {e}")))?,
+        None => BTreeMap::new(),
+    };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(e.to_string()))?;
     let mut model = Model::build(&meta.model, &meta.config, meta.io, Device::Cpu, None)?;
     model.set_kind(kind_of(meta.precision));
     for (name, var) in model.named() {
-        let src = match sparse.get(&name) {
-            Some(shape) => {
+        let src = match (sparse.get(&name), int8.get(&name)) {
+            (_, Some(shape)) => {
+                let q = st.tensor(&format!("{name}{INT8}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+                let s = st.tensor(&format!("{name}{SCALE}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                if q.dtype() != Dtype::I8 || s.dtype() != Dtype::F32 || s.shape() != [shape[0]] {
+                    return Err(fmt_err(format!("{name}: int8 weight or scales of the wrong type or shape")));
+                }
+                let q = Tensor::f_from_data_size(q.data(), &dims, Kind::Int8)?;
+                let s = Tensor::f_from_data_size(s.data(), &[dims[0], 1], Kind::Float)?;
+                q.to_kind(Kind::Float) * s
+            }
+            (Some(shape), None) => {
                 let mask =
                     st.tensor(&format!("{name}{MASK}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
                 let values =
@@ -181,7 +220,7 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
                 let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
                 Tensor::f_from_data_size(&dense, &dims, kind)?
             }
-            None => {
+            (None, None) => {
                 let view = st.tensor(&name).map_err(|e| fmt_err(format!("{name}: {e}")))?;
                 let kind = kind_of_dtype(view.dtype()).map_err(&fmt_err)?;
                 let dims: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
@@ -221,6 +260,7 @@ mod tests {
             compute: ComputeMode::Auto,
             sparsity: 0.0,
             optim: None,
+            kernel: Default::default(),
         };
         (m, meta)
     }
@@ -274,6 +314,28 @@ mod tests {
             assert!(a.equal(&b), "{n}");
         }
         assert!((back.sparsity() - 0.9).abs() < 0.01, "{}", back.sparsity());
+    }
+
+    #[test]
+    fn int8_stores_linear_weights_in_a_quarter_and_loads_them_dequantized() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, mut meta) = seed();
+        let full = save(&m, &meta, &dir.path().join("a.safetensors"), Encoding::Dense).unwrap();
+        meta.precision = Precision::Int8;
+        let p = dir.path().join("q.safetensors");
+        let small = save(&m, &meta, &p, Encoding::Dense).unwrap();
+        // The 20,280 dense weights take a byte each; conv weights and biases stay fp32.
+        assert!((small as f64) < 0.28 * full as f64, "{small} vs {full}");
+        let (back, _) = load(&p, Device::Cpu).unwrap();
+        for ((n, a), (_, b)) in m.named().iter().zip(back.named()) {
+            let err = (a - &b).abs().max().double_value(&[]);
+            let amax = a.abs().max().double_value(&[]);
+            if n == "fc.weight" {
+                assert!(err > 0.0 && err <= amax / 127.0, "{n}: {err}");
+            } else {
+                assert!(a.equal(&b), "{n}");
+            }
+        }
     }
 
     #[test]

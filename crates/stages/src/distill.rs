@@ -47,6 +47,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
         compute: ComputeMode::Auto,
         sparsity: 0.0,
         optim: Some(optim.clone()),
+        kernel: Default::default(),
     };
 
     let mut student = Model::build(&p.student, config, io, runner.device, Some(seed))?;

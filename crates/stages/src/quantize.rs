@@ -1,6 +1,7 @@
-//! `quantize`: reduced-precision weights.
+//! `quantize`: reduced-precision weights, and int8/fp16 linear layers on fbgemm.
 
-use slimbench_core::config::{QuantMethod, QuantizeParams};
+use slimbench_core::artifact::Kernel;
+use slimbench_core::config::QuantizeParams;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 
@@ -14,14 +15,23 @@ pub fn run(
 ) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
-    let precision = slimbench_compress::quantize::convert(&mut model, p.method);
+    use slimbench_compress::quantize::{convert, kernel_of, technique_of};
+    let precision = convert(&mut model, p.method);
     meta.precision = precision;
     meta.compute = p.compute;
-    meta.technique = match p.method {
-        QuantMethod::Fp16 => "fp16",
-        QuantMethod::Bf16 => "bf16",
+    meta.kernel = kernel_of(p.method);
+    meta.technique = technique_of(p.method).into();
+    let mut notes = Vec::new();
+    if meta.kernel != Kernel::Dense {
+        // What fbgemm runs and what it does not, said where the report can show it.
+        let convs = model.named().iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).count();
+        notes.push(format!(
+            "{}: linear layers on fbgemm's {} kernel{}",
+            ctx.stage.id,
+            if meta.kernel == Kernel::Int8Dynamic { "dynamic int8" } else { "fp16-weight" },
+            if convs > 0 { format!("; {convs} convolution(s) kept in fp32") } else { String::new() }
+        ));
     }
-    .into();
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, 0.0, Encoding::Dense))?;
-    Ok(StageOutput { variants: vec![variant], ..Default::default() })
+    Ok(StageOutput { variants: vec![variant], notes, ..Default::default() })
 }

@@ -2,6 +2,7 @@
 //! directories. Small helpers in `util` keep each case short.
 
 mod compare;
+mod compress;
 mod deploy;
 mod errors;
 mod run;

@@ -6,12 +6,14 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::CnnConfig;
 use tch::{Tensor, nn};
 
+use super::{Dense, Net};
+
 /// The configurable CNN.
 #[derive(Debug)]
 pub struct Cnn {
     convs: Vec<nn::Conv2D>,
-    hidden: Option<nn::Linear>,
-    fc: nn::Linear,
+    hidden: Option<Dense>,
+    fc: Dense,
     dropout: f64,
 }
 
@@ -33,16 +35,11 @@ impl Cnn {
         }
         let flat = ch * h * w;
         let (hidden, fc_in) = if c.hidden > 0 {
-            (Some(nn::linear(p / "hidden", flat, c.hidden, Default::default())), c.hidden)
+            (Some(Dense::new(p / "hidden", flat, c.hidden)), c.hidden)
         } else {
             (None, flat)
         };
-        Ok(Cnn {
-            convs,
-            hidden,
-            fc: nn::linear(p / "fc", fc_in, io.classes, Default::default()),
-            dropout: c.dropout,
-        })
+        Ok(Cnn { convs, hidden, fc: Dense::new(p / "fc", fc_in, io.classes), dropout: c.dropout })
     }
 }
 
@@ -57,5 +54,11 @@ impl nn::ModuleT for Cnn {
             x = x.apply(h).relu();
         }
         x.dropout(self.dropout, train).apply(&self.fc)
+    }
+}
+
+impl Net for Cnn {
+    fn dense_layers(&self) -> Vec<&Dense> {
+        self.hidden.iter().chain([&self.fc]).collect()
     }
 }

@@ -7,12 +7,14 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::DsConvConfig;
 use tch::{Tensor, nn};
 
+use super::{Dense, Net};
+
 /// The depthwise-separable CNN.
 #[derive(Debug)]
 pub struct DsConv {
     stem: nn::Conv2D,
     blocks: Vec<(nn::Conv2D, nn::Conv2D)>,
-    fc: nn::Linear,
+    fc: Dense,
 }
 
 impl DsConv {
@@ -35,7 +37,7 @@ impl DsConv {
                 )
             })
             .collect();
-        let fc = nn::linear(p / "fc", *c.channels.last().expect("non-empty"), io.classes, Default::default());
+        let fc = Dense::new(p / "fc", *c.channels.last().expect("non-empty"), io.classes);
         Ok(DsConv { stem, blocks, fc })
     }
 }
@@ -47,5 +49,11 @@ impl nn::ModuleT for DsConv {
             x = x.apply(dw).relu().apply(pw).relu();
         }
         x.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+impl Net for DsConv {
+    fn dense_layers(&self) -> Vec<&Dense> {
+        vec![&self.fc]
     }
 }

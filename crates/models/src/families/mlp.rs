@@ -5,10 +5,12 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::MlpConfig;
 use tch::{Tensor, nn};
 
+use super::{Dense, Net};
+
 /// The MLP.
 #[derive(Debug)]
 pub struct Mlp {
-    layers: Vec<nn::Linear>,
+    layers: Vec<Dense>,
 }
 
 impl Mlp {
@@ -23,7 +25,7 @@ impl Mlp {
         let layers = widths
             .windows(2)
             .enumerate()
-            .map(|(i, w)| nn::linear(p / format!("fc{i}"), w[0], w[1], Default::default()))
+            .map(|(i, w)| Dense::new(p / format!("fc{i}"), w[0], w[1]))
             .collect();
         Ok(Mlp { layers })
     }
@@ -40,5 +42,11 @@ impl nn::ModuleT for Mlp {
             }
         }
         x
+    }
+}
+
+impl Net for Mlp {
+    fn dense_layers(&self) -> Vec<&Dense> {
+        self.layers.iter().collect()
     }
 }

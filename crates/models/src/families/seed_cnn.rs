@@ -4,11 +4,13 @@
 use slimbench_core::artifact::IoShape;
 use tch::{Tensor, nn};
 
+use super::{Dense, Net};
+
 /// The seed CNN.
 #[derive(Debug)]
 pub struct SeedCnn {
     conv: nn::Conv2D,
-    fc: nn::Linear,
+    fc: Dense,
 }
 
 impl SeedCnn {
@@ -20,7 +22,7 @@ impl SeedCnn {
         }
         Ok(SeedCnn {
             conv: nn::conv2d(p / "conv", io.channels, 12, 3, Default::default()),
-            fc: nn::linear(p / "fc", 12 * h * w, io.classes, Default::default()),
+            fc: Dense::new(p / "fc", 12 * h * w, io.classes),
         })
     }
 }
@@ -28,5 +30,11 @@ impl SeedCnn {
 impl nn::ModuleT for SeedCnn {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
         xs.apply(&self.conv).relu().max_pool2d_default(2).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+impl Net for SeedCnn {
+    fn dense_layers(&self) -> Vec<&Dense> {
+        vec![&self.fc]
     }
 }

@@ -44,6 +44,7 @@ fn meta() -> ModelMeta {
         compute: ComputeMode::Auto,
         sparsity: 0.0,
         optim: None,
+        kernel: Default::default(),
     }
 }
 

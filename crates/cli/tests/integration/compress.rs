@@ -1,0 +1,77 @@
+//! Compression methods on tiny data: each test checks the effect the method claims
+//! (smaller file, kernels that really ran, accuracy kept), not only that it ran.
+
+use crate::util::*;
+
+const INT8: &str = r#"
+name: int8
+defaults: { seed: 3, device: cpu, threads: 1 }
+datasets:
+  digits: { kind: synthetic-digits, train_size: 1500, test_size: 300 }
+models:
+  mlp: { kind: mlp, hidden: [256] }
+  seed: { kind: seed-cnn }
+stages:
+  - { id: mlp, uses: train, with: { model: mlp, dataset: digits, epochs: 2, batch_size: 32 } }
+  - { id: cnn, uses: train, with: { model: seed, dataset: digits, epochs: 2, batch_size: 32 } }
+  - { id: mlp-int8, uses: quantize, needs: mlp, with: { method: int8-dynamic } }
+  - { id: mlp-fp16, uses: quantize, needs: mlp, with: { method: fp16-dynamic } }
+  - { id: cnn-int8, uses: quantize, needs: cnn, with: { method: int8-dynamic } }
+  - id: eval
+    uses: evaluate
+    needs: [mlp, cnn, mlp-int8, mlp-fp16, cnn-int8]
+    with: { latency: { warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
+"#;
+
+#[test]
+fn int8_and_fp16_dynamic_run_on_fbgemm_and_shrink_the_file() {
+    let env = Env::new();
+    env.write("int8.yaml", INT8);
+    let out = env.run(&["run", "int8.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("int8")[0];
+    let rows = metrics(run);
+
+    let (fp32, int8, fp16) = (row(&rows, "mlp"), row(&rows, "mlp-int8"), row(&rows, "mlp-fp16"));
+    assert_eq!(int8.precision, "int8");
+    assert_eq!(int8.compute_precision, "int8 (fbgemm, dynamic)");
+    assert_eq!(fp16.compute_precision, "fp16 weights (fbgemm)");
+    // int8 weights take a byte instead of four (biases and scales stay fp32).
+    let ratio = int8.file_size_bytes as f64 / fp32.file_size_bytes as f64;
+    assert!(ratio < 0.27, "int8 file is {ratio:.3} of fp32");
+    assert!(fp16.file_size_bytes * 2 < fp32.file_size_bytes + 4096);
+    // Real int8 arithmetic: close to fp32, but not bit-identical.
+    assert!((int8.accuracy - fp32.accuracy).abs() <= 0.02, "{} vs {}", int8.accuracy, fp32.accuracy);
+    assert!((fp16.accuracy - fp32.accuracy).abs() <= 0.01);
+    assert!(int8.notes.contains("fbgemm"), "{}", int8.notes);
+
+    // The seed CNN: its dense layer goes int8, its convolution stays fp32 and is named.
+    let (cnn, cnn8) = (row(&rows, "cnn"), row(&rows, "cnn-int8"));
+    assert!((cnn8.file_size_bytes as f64) < 0.28 * cnn.file_size_bytes as f64);
+    assert!((cnn8.accuracy - cnn.accuracy).abs() <= 0.02);
+    let notes = run_json(run)["notes"].to_string();
+    assert!(
+        notes.contains(
+            "cnn-int8: linear layers on fbgemm's dynamic int8 kernel; 1 convolution(s) kept in fp32"
+        ),
+        "{notes}"
+    );
+}
+
+#[test]
+fn fbgemm_methods_refuse_cuda_clearly() {
+    // Only meaningful where CUDA exists; elsewhere `device: cuda` fails earlier, also clearly.
+    let env = Env::new();
+    env.write("int8.yaml", INT8);
+    let out = env.run(&["run", "int8.yaml", "--device", "cuda"]);
+    assert_code(
+        &out,
+        if std::process::Command::new("nvidia-smi").output().is_ok_and(|o| o.status.success()) {
+            1
+        } else {
+            2
+        },
+    );
+    let err = stderr(&out);
+    assert!(err.contains("CUDA") || err.contains("fbgemm, a CPU library"), "{err}");
+}
