@@ -17,6 +17,9 @@
 #                        download.pytorch.org's CPU index, is smaller; see README)
 #   DOCKER_CARGO_PROFILE cargo profile of the image builds (default release)
 #   SKIP_CUDA_BUILD=1    skip the CUDA builder stage
+#   DOCKER_CACHE_KEEP    build cache kept between runs (default 20GB; the pip wheels,
+#                        the cargo target dir and the torch layers fit in it, so a rerun
+#                        after a source change only recompiles our crates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 DOCKERD_PID_FILE="$PID_FILE" scripts/docker-base.sh
+# Every source change leaves a new multi-GB builder layer behind: keep the build cache
+# bounded (least recently used first) before and after building.
+trim_cache() { "$DOCKER" builder prune -f --keep-storage "${DOCKER_CACHE_KEEP:-20GB}" >/dev/null; }
+trim_cache
 
 build() {
   local file="$1" tag="$2"; shift 2
@@ -114,6 +121,9 @@ grep -q "no CUDA support" <<<"$msg" || fail "unclear message for --device cuda: 
 
 log "image sizes:"
 "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | sed -n 's/^slimbench:/  slimbench:/p' >&2
-# Images these builds replaced (untagged) would pile up over CI runs.
+# The builder tags were only for their sizes; images these builds replaced would pile
+# up over CI runs.
+"$DOCKER" rmi slimbench:cpu-builder slimbench:cuda-builder >/dev/null 2>&1 || true
 "$DOCKER" image prune -f >/dev/null
+trim_cache
 log "passed in $(elapsed)"
