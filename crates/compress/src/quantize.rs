@@ -52,7 +52,7 @@ mod tests {
     #[test]
     fn fp16_rounds_weights_to_half() {
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        let cfg = ModelConfig::SeedCnn(SeedCnnConfig {});
+        let cfg = ModelConfig::SeedCnn(SeedCnnConfig::default());
         let full = Model::build("m", &cfg, io, Device::Cpu, Some(1)).unwrap();
         let mut half = full.try_clone().unwrap();
         assert_eq!(convert(&mut half, QuantMethod::Fp16), Precision::Fp16);

@@ -170,10 +170,28 @@ kind_set! {
     }
 }
 
-/// The seed CNN has no parameters.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+/// Parameters of the seed CNN: only its filter count, which structured pruning lowers
+/// (the seed experiment's 12 otherwise).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SeedCnnConfig {}
+pub struct SeedCnnConfig {
+    /// Convolution filters.
+    #[serde(default = "d_seed_filters", skip_serializing_if = "is_seed_filters")]
+    pub filters: i64,
+}
+
+fn d_seed_filters() -> i64 {
+    12
+}
+fn is_seed_filters(f: &i64) -> bool {
+    *f == 12
+}
+
+impl Default for SeedCnnConfig {
+    fn default() -> Self {
+        SeedCnnConfig { filters: d_seed_filters() }
+    }
+}
 
 /// Parameters of the `mlp` family.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -446,6 +464,20 @@ pub enum PruneMethod {
     /// Unstructured: zero the weights of smallest magnitude.
     #[default]
     Magnitude,
+    /// Structured: remove whole channels and neurons of smallest norm, rebuilding
+    /// smaller dense layers (the model really shrinks and speeds up).
+    Structured,
+}
+
+/// Norm that ranks channels and neurons in structured pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneNorm {
+    /// Sum of absolute weights.
+    #[default]
+    L1,
+    /// Euclidean norm.
+    L2,
 }
 
 /// Where the magnitude threshold is computed.
@@ -463,13 +495,17 @@ pub enum PruneScope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneParams {
-    /// magnitude.
+    /// magnitude (unstructured) or structured (channels and neurons removed).
     #[serde(default)]
     pub method: PruneMethod,
+    /// Structured pruning: l1 or l2 norm of each channel's or neuron's weights.
+    #[serde(default, skip_serializing_if = "is_default_norm")]
+    pub norm: PruneNorm,
     /// global or layer.
     #[serde(default)]
     pub scope: PruneScope,
-    /// Fraction of the weights of conv and linear layers to zero, in [0, 1).
+    /// Fraction of the weights of conv and linear layers to zero (magnitude), or of the
+    /// channels and hidden neurons to remove (structured), in [0, 1).
     pub sparsity: f64,
     /// Epochs of fine-tuning with the pruning mask held (0: none).
     #[serde(default)]
@@ -498,6 +534,10 @@ pub struct PruneParams {
     /// Which stage in `needs` supplies the model (needed when several do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+}
+
+fn is_default_norm(n: &PruneNorm) -> bool {
+    *n == PruneNorm::L1
 }
 
 fn d_distill_epochs() -> u32 {

@@ -152,7 +152,7 @@ mod tests {
 
     fn model() -> Model {
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        Model::build("m", &ModelConfig::SeedCnn(SeedCnnConfig {}), io, Device::Cpu, Some(1)).unwrap()
+        Model::build("m", &ModelConfig::SeedCnn(SeedCnnConfig::default()), io, Device::Cpu, Some(1)).unwrap()
     }
 
     #[test]

@@ -201,7 +201,8 @@ mod tests {
     #[test]
     fn seed_cnn_has_the_seed_parameter_count() {
         let m =
-            Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig {}), MNIST, Device::Cpu, Some(1)).unwrap();
+            Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig::default()), MNIST, Device::Cpu, Some(1))
+                .unwrap();
         // conv 12*1*3*3 + 12, dense 12*13*13*10 + 10
         assert_eq!(m.param_count(), 108 + 12 + 20280 + 10);
         let y = m.forward(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)));

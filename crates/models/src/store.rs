@@ -247,7 +247,7 @@ mod tests {
     use slimbench_core::config::{ComputeMode, ModelConfig, SeedCnnConfig};
 
     fn seed() -> (Model, ModelMeta) {
-        let config = ModelConfig::SeedCnn(SeedCnnConfig {});
+        let config = ModelConfig::SeedCnn(SeedCnnConfig::default());
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
         let m = Model::build("seed-cnn", &config, io, Device::Cpu, Some(3)).unwrap();
         let meta = ModelMeta {

@@ -1,9 +1,10 @@
-//! `prune`: magnitude pruning, optional fine-tuning with the mask held, sparse file.
+//! `prune`: magnitude pruning (mask held while fine-tuning, sparse file) or structured
+//! pruning (channels and neurons removed, a smaller dense model fine-tuned and saved).
 
-use slimbench_core::config::{OptimSettings, PruneParams, PruneScope};
+use slimbench_core::config::{OptimSettings, PruneMethod, PruneParams, PruneScope};
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
-use slimbench_train::{CrossEntropy, train};
+use slimbench_train::{CrossEntropy, StepHook, train};
 
 use crate::TorchRunner;
 use crate::common::{Saved, dataset, load_fp32, loop_config, save_variant, single_input};
@@ -11,8 +12,23 @@ use crate::common::{Saved, dataset, load_fp32, loop_config, save_variant, single
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
-    let mut masks = slimbench_compress::prune::magnitude_masks(&model, p.sparsity, p.scope);
-    masks.apply(&model);
+    let params_before = model.param_count();
+    let mut masks = None;
+    let mut removed = Vec::new();
+    match p.method {
+        PruneMethod::Magnitude => {
+            let m = slimbench_compress::prune::magnitude_masks(&model, p.sparsity, p.scope);
+            m.apply(&model);
+            masks = Some(m);
+        }
+        PruneMethod::Structured => {
+            let (mut small, report) = slimbench_compress::structured::prune(&model, p.sparsity, p.norm)?;
+            small.to_device(runner.device);
+            meta.config = small.config.clone();
+            model = small;
+            removed = report;
+        }
+    }
 
     // Fine-tuning reuses how the input was trained unless the stage says otherwise.
     let base = meta.optim.clone().unwrap_or(OptimSettings {
@@ -41,32 +57,51 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
             p.workers,
             p.log_every,
         );
-        let out =
-            train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, Some(&mut masks), ctx.progress)?;
+        let hook = masks.as_mut().map(|m| m as &mut dyn StepHook);
+        let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, hook, ctx.progress)?;
         train_time_s = out.train_time_s;
         output.records.curves = out.curves;
     }
 
     meta.sparsity = model.sparsity();
-    meta.technique = "prune-magnitude".into();
     meta.optim = Some(optim);
-    let layers: Vec<String> = masks
-        .layer_sparsity()
-        .iter()
-        .map(|(n, s)| format!("{} {:.1}%", n.trim_end_matches(".weight"), s * 100.0))
-        .collect();
-    output.notes.push(format!(
-        "{}: {} magnitude pruning to {:.1}% zeros ({}), {} fine-tuning epoch(s)",
-        ctx.stage.id,
-        match p.scope {
-            PruneScope::Global => "global",
-            PruneScope::Layer => "per-layer",
-        },
-        meta.sparsity * 100.0,
-        layers.join(", "),
-        p.finetune_epochs
-    ));
-    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, train_time_s, Encoding::Sparse))?;
+    let encoding = if let Some(masks) = &masks {
+        meta.technique = "prune-magnitude".into();
+        let layers: Vec<String> = masks
+            .layer_sparsity()
+            .iter()
+            .map(|(n, s)| format!("{} {:.1}%", n.trim_end_matches(".weight"), s * 100.0))
+            .collect();
+        output.notes.push(format!(
+            "{}: {} magnitude pruning to {:.1}% zeros ({}), {} fine-tuning epoch(s)",
+            ctx.stage.id,
+            match p.scope {
+                PruneScope::Global => "global",
+                PruneScope::Layer => "per-layer",
+            },
+            meta.sparsity * 100.0,
+            layers.join(", "),
+            p.finetune_epochs
+        ));
+        Encoding::Sparse
+    } else {
+        meta.technique = "prune-structured".into();
+        let layers: Vec<String> =
+            removed.iter().map(|r| format!("{} {} -> {}", r.layer, r.before, r.after)).collect();
+        output.notes.push(format!(
+            "{}: structured pruning by {:?} norm removed {:.0}% of the channels/neurons ({}); parameters {} -> {} \
+             in a smaller dense model; {} fine-tuning epoch(s)",
+            ctx.stage.id,
+            p.norm,
+            p.sparsity * 100.0,
+            layers.join(", "),
+            params_before,
+            model.param_count(),
+            p.finetune_epochs
+        ));
+        Encoding::Dense
+    };
+    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, train_time_s, encoding))?;
     output.variants.push(variant);
     Ok(output)
 }

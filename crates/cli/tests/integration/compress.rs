@@ -75,3 +75,46 @@ fn fbgemm_methods_refuse_cuda_clearly() {
     let err = stderr(&out);
     assert!(err.contains("CUDA") || err.contains("fbgemm, a CPU library"), "{err}");
 }
+
+#[test]
+fn structured_pruning_rebuilds_a_smaller_dense_model() {
+    let env = Env::new();
+    env.write(
+        "structured.yaml",
+        r#"
+name: structured
+defaults: { seed: 3, device: cpu, threads: 1 }
+datasets:
+  digits: { kind: synthetic-digits, train_size: 1500, test_size: 300 }
+models:
+  seed: { kind: seed-cnn }
+  mlp: { kind: mlp, hidden: [64, 32] }
+stages:
+  - { id: cnn, uses: train, with: { model: seed, dataset: digits, epochs: 2, batch_size: 32 } }
+  - { id: mlp, uses: train, with: { model: mlp, dataset: digits, epochs: 2, batch_size: 32 } }
+  - { id: cnn-half, uses: prune, needs: cnn, with: { method: structured, sparsity: 0.5, finetune_epochs: 1 } }
+  - { id: mlp-quarter, uses: prune, needs: mlp, with: { method: structured, norm: l2, sparsity: 0.75 } }
+  - id: eval
+    uses: evaluate
+    needs: [cnn, mlp, cnn-half, mlp-quarter]
+    with: { latency: { warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
+"#,
+    );
+    let out = env.run(&["run", "structured.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("structured")[0];
+    let rows = metrics(run);
+    let (cnn, half) = (row(&rows, "cnn"), row(&rows, "cnn-half"));
+    assert_eq!(half.technique, "prune-structured");
+    // 12 -> 6 filters: conv 6*9+6, dense 6*169*10+10 parameters, all of them non-zero.
+    assert_eq!((cnn.params, half.params), (20_410, 10_210));
+    assert_eq!(half.nonzero_params, half.params, "a rebuilt model, not a mask");
+    assert!((half.file_size_bytes as f64) < 0.55 * cnn.file_size_bytes as f64);
+    assert!(half.accuracy > 0.5, "fine-tuned half-width CNN: {}", half.accuracy);
+    let mlp4 = row(&rows, "mlp-quarter");
+    // 784-64-32-10 -> 784-16-8-10.
+    assert_eq!(mlp4.params, 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10);
+    let notes = run_json(run)["notes"].to_string();
+    assert!(notes.contains("conv 12 -> 6") && notes.contains("parameters 20410 -> 10210"), "{notes}");
+    assert!(notes.contains("fc0 64 -> 16, fc1 32 -> 8"), "{notes}");
+}

@@ -27,7 +27,7 @@ pub trait Net: nn::ModuleT + Send + std::fmt::Debug {
 /// Build the network a config describes under `p`.
 pub fn build(p: &nn::Path, config: &ModelConfig, io: IoShape) -> Result<Box<dyn Net>, String> {
     Ok(match config {
-        ModelConfig::SeedCnn(_) => Box::new(SeedCnn::new(p, io)?),
+        ModelConfig::SeedCnn(c) => Box::new(SeedCnn::new(p, c, io)?),
         ModelConfig::Mlp(c) => Box::new(Mlp::new(p, c, io)?),
         ModelConfig::DsConv(c) => Box::new(DsConv::new(p, c, io)?),
         ModelConfig::Cnn(c) => Box::new(Cnn::new(p, c, io)?),

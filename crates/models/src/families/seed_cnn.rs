@@ -1,7 +1,9 @@
 //! The seed experiment's CNN: input 28x28 -> Conv2d(12 filters, 3x3, valid) + ReLU ->
-//! MaxPool(2x2) -> Flatten -> Dense(10) logits. 20,410 parameters on MNIST.
+//! MaxPool(2x2) -> Flatten -> Dense(10) logits. 20,410 parameters on MNIST. (The filter
+//! count is a parameter only so that structured pruning can lower it.)
 
 use slimbench_core::artifact::IoShape;
+use slimbench_core::config::SeedCnnConfig;
 use tch::{Tensor, nn};
 
 use super::{Dense, Net};
@@ -15,14 +17,17 @@ pub struct SeedCnn {
 
 impl SeedCnn {
     /// Build under `p`.
-    pub fn new(p: &nn::Path, io: IoShape) -> Result<Self, String> {
+    pub fn new(p: &nn::Path, c: &SeedCnnConfig, io: IoShape) -> Result<Self, String> {
         let (h, w) = ((io.height - 2) / 2, (io.width - 2) / 2);
         if h < 1 || w < 1 {
             return Err(format!("seed-cnn needs images of at least 4x4, got {}x{}", io.height, io.width));
         }
+        if c.filters < 1 {
+            return Err(format!("seed-cnn filters must be positive, got {}", c.filters));
+        }
         Ok(SeedCnn {
-            conv: nn::conv2d(p / "conv", io.channels, 12, 3, Default::default()),
-            fc: Dense::new(p / "fc", 12 * h * w, io.classes),
+            conv: nn::conv2d(p / "conv", io.channels, c.filters, 3, Default::default()),
+            fc: Dense::new(p / "fc", c.filters * h * w, io.classes),
         })
     }
 }

@@ -36,7 +36,7 @@ impl Fake {
 fn meta() -> ModelMeta {
     ModelMeta {
         model: "m".into(),
-        config: ModelConfig::SeedCnn(SeedCnnConfig {}),
+        config: ModelConfig::SeedCnn(SeedCnnConfig::default()),
         io: IoShape { channels: 1, height: 28, width: 28, classes: 10 },
         dataset: "d".into(),
         technique: "baseline".into(),

@@ -1,0 +1,227 @@
+//! Structured pruning: remove whole convolution channels and hidden neurons, and
+//! rebuild a smaller dense model, so the saving is real at run time (fewer FLOPs,
+//! smaller tensors), not a mask over zeros.
+//!
+//! A family is described as a list of [`Group`]s: a layer whose output units can go
+//! (a conv's output channels, a linear layer's rows) and the layer that consumes them
+//! (the next conv's input channels, or the columns of the linear layer after a
+//! flatten, where each channel owns a block of `h * w` columns). Each group keeps the
+//! `round((1 - fraction) * units)` units of largest L1 or L2 norm (at least one), and
+//! both layers are sliced consistently. The smaller config is built, and every tensor
+//! is copied in. Families: `mlp`, `seed-cnn`, `cnn`; `dsconv` ties its depthwise
+//! channels together and is refused with a message.
+
+use std::collections::HashMap;
+
+use slimbench_core::config::{ModelConfig, PruneNorm};
+use slimbench_models::{Model, ModelError};
+use tch::{Device, Kind, Tensor};
+
+/// Output units of `producer` that feed `consumer`.
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    /// Layer name (`fc0`, `conv`), whose `.weight` rows / `.bias` entries are units.
+    producer: String,
+    /// Layer whose `.weight` columns (dim 1) take them, `block` columns per unit.
+    consumer: String,
+}
+
+/// What structured pruning did to one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pruned {
+    /// Layer name.
+    pub layer: String,
+    /// Units before.
+    pub before: i64,
+    /// Units kept.
+    pub after: i64,
+}
+
+/// Why a model cannot be pruned this way.
+#[derive(Debug, thiserror::Error)]
+pub enum StructuredError {
+    /// The family has no structured pruning.
+    #[error("structured pruning does not support the `{0}` family (supported: mlp, seed-cnn, cnn)")]
+    Unsupported(&'static str),
+    /// Building or filling the smaller model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// libtorch refused a slice.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+fn groups(config: &ModelConfig) -> Result<Vec<Group>, StructuredError> {
+    let g = |p: &str, c: &str| Group { producer: p.into(), consumer: c.into() };
+    Ok(match config {
+        ModelConfig::Mlp(c) => {
+            (0..c.hidden.len()).map(|i| g(&format!("fc{i}"), &format!("fc{}", i + 1))).collect()
+        }
+        ModelConfig::SeedCnn(_) => vec![g("conv", "fc")],
+        ModelConfig::Cnn(c) => {
+            let n = c.channels.len();
+            let first_dense = if c.hidden > 0 { "hidden" } else { "fc" };
+            let mut v: Vec<Group> = (0..n)
+                .map(|i| {
+                    let next = if i + 1 < n { format!("conv{}", i + 1) } else { first_dense.to_string() };
+                    g(&format!("conv{i}"), &next)
+                })
+                .collect();
+            if c.hidden > 0 {
+                v.push(g("hidden", "fc"));
+            }
+            v
+        }
+        ModelConfig::DsConv(_) => return Err(StructuredError::Unsupported("dsconv")),
+    })
+}
+
+/// The config with these unit counts (in group order).
+fn shrunk(config: &ModelConfig, units: &[i64]) -> ModelConfig {
+    let mut config = config.clone();
+    match &mut config {
+        ModelConfig::Mlp(c) => c.hidden = units.to_vec(),
+        ModelConfig::SeedCnn(c) => c.filters = units[0],
+        ModelConfig::Cnn(c) => {
+            let n = c.channels.len();
+            c.channels = units[..n].to_vec();
+            if c.hidden > 0 {
+                c.hidden = units[n];
+            }
+        }
+        ModelConfig::DsConv(_) => unreachable!("refused by groups()"),
+    }
+    config
+}
+
+/// Remove `fraction` of the channels/neurons of every group (by `norm`), returning the
+/// smaller model (on the CPU, fp32) and what changed per layer.
+pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Vec<Pruned>), StructuredError> {
+    let _g = tch::no_grad_guard();
+    let groups = groups(&model.config)?;
+    let mut tensors: HashMap<String, Tensor> =
+        model.named().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+    let mut report = Vec::new();
+    let mut units = Vec::new();
+    for g in &groups {
+        let w = &tensors[&format!("{}.weight", g.producer)];
+        let before = w.size()[0];
+        let flat = w.flatten(1, -1).to_kind(Kind::Float);
+        let scores = match norm {
+            PruneNorm::L1 => flat.abs().sum_dim_intlist(1, false, Kind::Float),
+            PruneNorm::L2 => flat.square().sum_dim_intlist(1, false, Kind::Float).sqrt(),
+        };
+        let after = (((1.0 - fraction) * before as f64).round() as i64).clamp(1, before);
+        // Keep the strongest units, in their original order.
+        let (_, keep) = scores.topk(after, 0, true, false);
+        let keep = keep.sort(0, false).0;
+        for part in ["weight", "bias"] {
+            let name = format!("{}.{part}", g.producer);
+            if let Some(t) = tensors.get(&name) {
+                let sliced = t.f_index_select(0, &keep)?;
+                tensors.insert(name, sliced);
+            }
+        }
+        // The consumer's columns: one block per unit (h*w after a flatten, 1 otherwise).
+        let cname = format!("{}.weight", g.consumer);
+        let c = &tensors[&cname];
+        let block = c.size()[1] / before;
+        let cols = (keep.unsqueeze(1) * block
+            + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
+        .flatten(0, -1);
+        let sliced = c.f_index_select(1, &cols)?;
+        tensors.insert(cname, sliced);
+        units.push(after);
+        report.push(Pruned { layer: g.producer.clone(), before, after });
+    }
+    let config = shrunk(&model.config, &units);
+    let small = Model::build(&model.name, &config, model.io, Device::Cpu, None)?;
+    for (name, var) in small.named() {
+        let src = &tensors[&name];
+        if src.size() != var.size() {
+            return Err(ModelError::Format {
+                path: name,
+                msg: format!("pruned shape {:?} does not fit the rebuilt layer {:?}", src.size(), var.size()),
+            }
+            .into());
+        }
+        var.shallow_clone().f_copy_(src)?;
+    }
+    Ok((small, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimbench_core::artifact::IoShape;
+    use slimbench_core::config::{CnnConfig, DsConvConfig, MlpConfig, SeedCnnConfig};
+
+    const IO: IoShape = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+
+    fn build(config: ModelConfig) -> Model {
+        Model::build("m", &config, IO, Device::Cpu, Some(5)).unwrap()
+    }
+
+    fn x() -> Tensor {
+        Tensor::randn([4, 1, 28, 28], (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn removing_nothing_keeps_the_function() {
+        // With every unit kept the rebuilt model is the same function (units reordered
+        // into their original order), for each supported family.
+        for config in [
+            ModelConfig::Mlp(MlpConfig { hidden: vec![32, 16] }),
+            ModelConfig::SeedCnn(SeedCnnConfig::default()),
+            ModelConfig::Cnn(CnnConfig { channels: vec![4, 8], hidden: 16, dropout: 0.0 }),
+        ] {
+            let m = build(config);
+            let (same, report) = prune(&m, 0.0, PruneNorm::L1).unwrap();
+            assert!(report.iter().all(|p| p.before == p.after));
+            let xs = x();
+            let diff = (m.forward(&xs) - same.forward(&xs)).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{diff}");
+        }
+    }
+
+    #[test]
+    fn seed_cnn_loses_half_its_filters_and_keeps_the_strongest() {
+        let m = build(ModelConfig::SeedCnn(SeedCnnConfig::default()));
+        // Make filters 0..6 clearly the strongest.
+        tch::no_grad(|| {
+            let w = m.named().into_iter().find(|(n, _)| n == "conv.weight").unwrap().1;
+            let _ = w.narrow(0, 6, 6).shallow_clone().g_mul_scalar_(0.01);
+        });
+        let (small, report) = prune(&m, 0.5, PruneNorm::L2).unwrap();
+        assert_eq!(report, [Pruned { layer: "conv".into(), before: 12, after: 6 }]);
+        assert_eq!(small.config, ModelConfig::SeedCnn(SeedCnnConfig { filters: 6 }));
+        // conv 6*9+6, fc 6*169*10+10: about half the parameters.
+        assert_eq!(small.param_count(), 54 + 6 + 10140 + 10);
+        let get = |m: &Model, n: &str| m.named().into_iter().find(|(k, _)| k == n).unwrap().1;
+        assert!(get(&small, "conv.weight").equal(&get(&m, "conv.weight").narrow(0, 0, 6)));
+        // fc columns of filter j are the block j*169..(j+1)*169.
+        assert!(get(&small, "fc.weight").equal(&get(&m, "fc.weight").narrow(1, 0, 6 * 169)));
+        assert_eq!(small.forward(&x()).size(), [4, 10]);
+    }
+
+    #[test]
+    fn mlp_and_cnn_shrink_every_hidden_width() {
+        let (small, _) =
+            prune(&build(ModelConfig::Mlp(MlpConfig { hidden: vec![40, 20] })), 0.75, PruneNorm::L1).unwrap();
+        assert_eq!(small.config, ModelConfig::Mlp(MlpConfig { hidden: vec![10, 5] }));
+        let cnn = ModelConfig::Cnn(CnnConfig { channels: vec![8, 16], hidden: 32, dropout: 0.0 });
+        let (small, report) = prune(&build(cnn), 0.5, PruneNorm::L1).unwrap();
+        assert_eq!(
+            small.config,
+            ModelConfig::Cnn(CnnConfig { channels: vec![4, 8], hidden: 16, dropout: 0.0 })
+        );
+        assert_eq!(report.len(), 3);
+        assert_eq!(small.forward(&x()).size(), [4, 10]);
+    }
+
+    #[test]
+    fn dsconv_is_refused_with_a_reason() {
+        let e = prune(&build(ModelConfig::DsConv(DsConvConfig::default())), 0.5, PruneNorm::L1).unwrap_err();
+        assert!(e.to_string().contains("does not support the `dsconv` family"), "{e}");
+    }
+}
