@@ -64,6 +64,11 @@ impl Model {
         device: Device,
         seed: Option<u64>,
     ) -> Result<Self, ModelError> {
+        // libtorch's generator is global: without this lock, two builds on different
+        // threads (tests, or a future parallel stage) would interleave their draws and
+        // a seeded build would not be reproducible.
+        static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = seed {
             tch::manual_seed(s as i64);
         }
@@ -218,7 +223,7 @@ mod tests {
         ];
         for c in configs {
             let m = Model::build("m", &c, MNIST, Device::Cpu, Some(1)).unwrap();
-            let y = m.forward(&Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu)));
+            let y = m.forward(&Tensor::ones([2, 1, 28, 28], (Kind::Float, Device::Cpu)));
             assert_eq!(y.size(), [2, 10], "{c:?}");
             assert!(m.param_count() > 0);
             assert!(!m.prunable().is_empty());
