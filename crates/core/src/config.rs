@@ -543,11 +543,13 @@ fn is_default_norm(n: &PruneNorm) -> bool {
 fn d_distill_epochs() -> u32 {
     2
 }
+// Measured on Fashion-MNIST (seed CNN student, 2 epochs, README "Distillation"): T=3,
+// alpha=0.5 beat the common T=4, alpha=0.7 (+0.41 vs +0.06 points over the student alone).
 fn d_temperature() -> f64 {
-    4.0
+    3.0
 }
 fn d_alpha() -> f64 {
-    0.7
+    0.5
 }
 
 /// Parameters of `distill`.
