@@ -95,6 +95,25 @@ impl Kernel {
     pub fn is_dense(&self) -> bool {
         *self == Kernel::Dense
     }
+
+    /// The kernel in a phrase ("fbgemm's dynamic int8 kernel"), for notes.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Dense => "libtorch's dense kernels",
+            Kernel::Int8Dynamic => "fbgemm's dynamic int8 kernel",
+            Kernel::Fp16Dynamic => "fbgemm's fp16-weight kernel",
+        }
+    }
+
+    /// What the metrics table's `compute_precision` says for models on this kernel;
+    /// `None` for dense, whose arithmetic follows the tensors' precision.
+    pub fn compute_precision(self) -> Option<&'static str> {
+        match self {
+            Kernel::Dense => None,
+            Kernel::Int8Dynamic => Some("int8 (fbgemm, dynamic)"),
+            Kernel::Fp16Dynamic => Some("fp16 weights (fbgemm)"),
+        }
+    }
 }
 
 /// A model a stage produced.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use slimbench_core::artifact::{Kernel, Precision};
+use slimbench_core::artifact::Precision;
 use slimbench_core::cancel::Cancelled;
 use slimbench_core::config::{ComputeMode, EvaluateParams};
 use slimbench_core::progress::Progress;
@@ -72,8 +72,8 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     let mut notes = Vec::new();
 
     // fbgemm kernels: pack the linear layers (CPU only).
-    let packed = meta.kernel != Kernel::Dense;
-    if packed {
+    let packed = meta.kernel.compute_precision();
+    if packed.is_some() {
         if v.device != Device::Cpu {
             return Err(EvalError::Compute {
                 variant: v.name.to_string(),
@@ -85,22 +85,18 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         }
         model.set_kind(Kind::Float);
         let n = model.pack_linear(meta.kernel)?;
-        notes.push(format!("{n} linear layer(s) on fbgemm's packed {} kernel", stored.as_str()));
+        notes.push(format!("{n} linear layer(s) on {}", meta.kernel.describe()));
     }
     // Decide the arithmetic precision; say so when it differs from the storage.
-    let upcast = !packed
+    let upcast = packed.is_none()
         && stored != Precision::Fp32
         && match meta.compute {
             ComputeMode::Upcast => true,
             ComputeMode::Native => false,
             ComputeMode::Auto => v.device == Device::Cpu,
         };
-    let compute_precision = if packed {
-        match meta.kernel {
-            Kernel::Int8Dynamic => "int8 (fbgemm, dynamic)",
-            _ => "fp16 weights (fbgemm)",
-        }
-        .to_string()
+    let compute_precision = if let Some(p) = packed {
+        p.to_string()
     } else if upcast {
         model.set_kind(Kind::Float);
         notes.push(format!(
@@ -116,7 +112,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     } else {
         stored.as_str().to_string()
     };
-    if !packed && !upcast && stored != Precision::Fp32 {
+    if packed.is_none() && !upcast && stored != Precision::Fp32 {
         // libtorch panics (rather than erroring) when a kernel lacks this precision on
         // this device; probe once so the failure is a message, not a crash.
         let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

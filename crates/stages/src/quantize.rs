@@ -1,5 +1,6 @@
 //! `quantize`: reduced-precision weights, and int8/fp16 linear layers on fbgemm.
 
+use slimbench_compress::quantize::{convert, kernel_of, technique_of};
 use slimbench_core::artifact::Kernel;
 use slimbench_core::config::QuantizeParams;
 use slimbench_models::store::Encoding;
@@ -15,7 +16,6 @@ pub fn run(
 ) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
-    use slimbench_compress::quantize::{convert, kernel_of, technique_of};
     let precision = convert(&mut model, p.method);
     meta.precision = precision;
     meta.compute = p.compute;
@@ -26,9 +26,9 @@ pub fn run(
         // What fbgemm runs and what it does not, said where the report can show it.
         let convs = model.named().iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).count();
         notes.push(format!(
-            "{}: linear layers on fbgemm's {} kernel{}",
+            "{}: linear layers on {}{}",
             ctx.stage.id,
-            if meta.kernel == Kernel::Int8Dynamic { "dynamic int8" } else { "fp16-weight" },
+            meta.kernel.describe(),
             if convs > 0 { format!("; {convs} convolution(s) kept in fp32") } else { String::new() }
         ));
     }
