@@ -43,6 +43,11 @@ pub enum StructuredError {
     /// The family has no structured pruning.
     #[error("structured pruning does not support the `{0}` family (supported: mlp, seed-cnn, cnn)")]
     Unsupported(&'static str),
+    /// Low-rank factors have no channels to remove.
+    #[error(
+        "structured pruning cannot rebuild the low-rank factored layer(s) {0}: prune before the `low-rank` stage, not after"
+    )]
+    Factored(String),
     /// Building or filling the smaller model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -98,6 +103,10 @@ fn shrunk(config: &ModelConfig, units: &[i64]) -> ModelConfig {
 /// smaller model (on the CPU, fp32) and what changed per layer.
 pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Vec<Pruned>), StructuredError> {
     let _g = tch::no_grad_guard();
+    let factored = model.factored();
+    if !factored.is_empty() {
+        return Err(StructuredError::Factored(factored.into_keys().collect::<Vec<_>>().join(", ")));
+    }
     let groups = groups(&model.config)?;
     let mut tensors: HashMap<String, Tensor> =
         model.named().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();

@@ -75,6 +75,9 @@ pub struct ModelMeta {
     /// Which kernels its linear layers run on.
     #[serde(default, skip_serializing_if = "Kernel::is_dense")]
     pub kernel: Kernel,
+    /// Linear layers stored as two low-rank factors, by layer name (`fc0`) -> rank.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub factored: BTreeMap<String, i64>,
 }
 
 /// The kernels a model's linear layers run on.

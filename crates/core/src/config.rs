@@ -252,6 +252,8 @@ kind_set! {
         "quantize" => Quantize(QuantizeParams),
         /// Zero the smallest weights (magnitude pruning), fine-tune with the mask held, store sparse.
         "prune" => Prune(PruneParams),
+        /// Factor linear layers into two thin ones by truncated SVD, then fine-tune.
+        "low-rank" => LowRank(LowRankParams),
         /// Train a student from a frozen teacher's soft targets, plus a student-alone baseline.
         "distill" => Distill(DistillParams),
         /// Measure accuracy, latency, throughput, size and memory of every model its needs produced.
@@ -280,6 +282,22 @@ impl StageParams {
             StageParams::Quantize(_) => {}
             StageParams::Prune(p) => {
                 need((0.0..1.0).contains(&p.sparsity), "sparsity", "must be in [0, 1)");
+                need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
+                need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
+            }
+            StageParams::LowRank(p) => {
+                need(
+                    p.rank.is_some() != p.energy.is_some(),
+                    "rank",
+                    "give either `rank` (a number of singular values) or `energy` (a fraction to keep), not both",
+                );
+                need(p.rank.is_none_or(|r| r >= 1), "rank", "must be at least 1");
+                need(p.energy.is_none_or(|e| e > 0.0 && e <= 1.0), "energy", "must be in (0, 1]");
+                need(
+                    p.layers.as_ref().is_none_or(|l| !l.is_empty()),
+                    "layers",
+                    "must name at least one layer",
+                );
                 need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
                 need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
             }
@@ -538,6 +556,50 @@ pub struct PruneParams {
 
 fn is_default_norm(n: &PruneNorm) -> bool {
     *n == PruneNorm::L1
+}
+
+/// Parameters of `low-rank`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LowRankParams {
+    /// Keep this many singular values per layer (or give `energy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<i64>,
+    /// Keep the fewest singular values holding this fraction of each weight's energy
+    /// (sum of squared singular values), in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<f64>,
+    /// Linear layers to factor, by name (`fc0`, `hidden`); default: every one but the
+    /// classifier. A layer whose factors would not be smaller stays whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<String>>,
+    /// Epochs of fine-tuning the factors (0: none).
+    #[serde(default)]
+    pub finetune_epochs: u32,
+    /// Fine-tuning optimizer; default: the one the model was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+    /// Fine-tuning learning rate; default: the training learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Fine-tuning batch size; default: the training batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Fine-tuning dataset; default: the one the model was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Seed for fine-tuning; default: `defaults.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Batch-preparation threads for fine-tuning.
+    #[serde(default)]
+    pub workers: usize,
+    /// Record a training-curve point every N steps.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
+    /// Which stage in `needs` supplies the model (needed when several do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 fn d_distill_epochs() -> u32 {

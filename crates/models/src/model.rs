@@ -4,7 +4,9 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::ModelConfig;
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::families::{self, Net};
+use std::collections::BTreeMap;
+
+use crate::families::{self, Dense, Net};
 
 /// Errors building, converting, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +165,7 @@ impl Model {
     /// A deep copy on the same device.
     pub fn try_clone(&self) -> Result<Model, ModelError> {
         let mut m = Model::build(&self.name, &self.config, self.io, self.device(), None)?;
+        m.factor_shapes(&self.factored())?;
         m.set_kind(self.kind());
         m.copy_from(self)?;
         Ok(m)
@@ -188,6 +191,70 @@ impl Model {
             d.pack(kernel).map_err(|e| fail(e.to_string()))?;
         }
         Ok(layers.len())
+    }
+
+    /// Its linear layers, input to output.
+    pub fn dense_layers(&self) -> Vec<&Dense> {
+        self.net.dense_layers()
+    }
+
+    /// The factored linear layers: name -> rank.
+    pub fn factored(&self) -> BTreeMap<String, i64> {
+        self.dense_layers().iter().filter_map(|d| Some((d.name().to_string(), d.rank()?))).collect()
+    }
+
+    /// Replace the weight of the linear layer `layer` by `outer [out, r] x inner [r, in]`
+    /// (fp32). The factors become parameters of the model (`<layer>.lr_in.weight`,
+    /// `<layer>.lr_out.weight`); the full weight leaves it, so optimizers, files and
+    /// parameter counts see only the factors. The bias stays.
+    pub fn factorize(&mut self, layer: &str, inner: &Tensor, outer: &Tensor) -> Result<(), ModelError> {
+        let fail = |msg: String| ModelError::Build { name: self.name.clone(), msg };
+        let dense = self
+            .net
+            .dense_layers()
+            .into_iter()
+            .find(|d| d.name() == layer)
+            .ok_or_else(|| fail(format!("it has no linear layer `{layer}`")))?;
+        let (i, o) = dense.dims();
+        let r = inner.size().first().copied().unwrap_or(0);
+        if r < 1 || inner.size() != [r, i] || outer.size() != [o, r] {
+            return Err(fail(format!(
+                "factors of `{layer}` ({i} -> {o}) must be [r, {i}] and [{o}, r], got {:?} and {:?}",
+                inner.size(),
+                outer.size()
+            )));
+        }
+        let mut p = self.vs.root();
+        for c in layer.split('.') {
+            p = p.sub(c);
+        }
+        let inner = (&p / "lr_in").var_copy("weight", &inner.to_kind(Kind::Float));
+        let outer = (&p / "lr_out").var_copy("weight", &outer.to_kind(Kind::Float));
+        {
+            let mut vars = self.vs.variables_.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = vars.named_variables.remove(&format!("{layer}.weight")) {
+                let ptr = w.data_ptr();
+                vars.trainable_variables.retain(|v| v.tensor.data_ptr() != ptr);
+            }
+        }
+        dense.set_factors(inner, outer).map_err(fail)
+    }
+
+    /// Give the layers in `ranks` zero factors of those ranks (to load a factored file
+    /// into a freshly built model).
+    pub fn factor_shapes(&mut self, ranks: &BTreeMap<String, i64>) -> Result<(), ModelError> {
+        for (layer, &r) in ranks {
+            let dims = self.dense_layers().into_iter().find(|d| d.name() == layer).map(|d| d.dims());
+            let Some((i, o)) = dims else {
+                return Err(ModelError::Build {
+                    name: self.name.clone(),
+                    msg: format!("it has no linear layer `{layer}` to factor"),
+                });
+            };
+            let opts = (Kind::Float, self.device());
+            self.factorize(layer, &Tensor::zeros([r, i], opts), &Tensor::zeros([o, r], opts))?;
+        }
+        Ok(())
     }
 
     /// Stop gradients for every parameter (a frozen teacher).

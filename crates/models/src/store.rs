@@ -179,6 +179,7 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
     };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(e.to_string()))?;
     let mut model = Model::build(&meta.model, &meta.config, meta.io, Device::Cpu, None)?;
+    model.factor_shapes(&meta.factored)?;
     model.set_kind(kind_of(meta.precision));
     for (name, var) in model.named() {
         let src = match (sparse.get(&name), int8.get(&name)) {
@@ -261,6 +262,7 @@ mod tests {
             sparsity: 0.0,
             optim: None,
             kernel: Default::default(),
+            factored: Default::default(),
         };
         (m, meta)
     }
@@ -336,6 +338,34 @@ mod tests {
                 assert!(a.equal(&b), "{n}");
             }
         }
+    }
+
+    #[test]
+    fn factored_layers_round_trip_and_pack() {
+        use slimbench_core::artifact::Kernel;
+        use slimbench_core::config::MlpConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut meta) = seed();
+        meta.config = ModelConfig::Mlp(MlpConfig { hidden: vec![64] });
+        let mut m = Model::build("mlp", &meta.config, meta.io, Device::Cpu, Some(4)).unwrap();
+        let opts = (Kind::Float, Device::Cpu);
+        m.factorize("fc0", &(Tensor::randn([8, 784], opts) * 0.05), &(Tensor::randn([64, 8], opts) * 0.05))
+            .unwrap();
+        meta.factored = m.factored();
+        let p = dir.path().join("f.safetensors");
+        save(&m, &meta, &p, Encoding::Dense).unwrap();
+        let (back, back_meta) = load(&p, Device::Cpu).unwrap();
+        assert_eq!(back_meta.factored.get("fc0"), Some(&8));
+        let x = Tensor::randn([3, 1, 28, 28], opts);
+        assert!(back.forward(&x).equal(&m.forward(&x)));
+        // Both factors run on fbgemm's int8 kernel once packed.
+        assert_eq!(back.pack_linear(Kernel::Int8Dynamic).unwrap(), 2);
+        let err = (back.forward(&x) - m.forward(&x)).abs().max().double_value(&[]);
+        assert!(err > 0.0 && err < 0.05, "{err}");
+        // A file claiming a factor the model does not have is an error.
+        meta.factored.insert("fc9".into(), 2);
+        save(&m, &meta, &p, Encoding::Dense).unwrap();
+        assert!(load(&p, Device::Cpu).unwrap_err().to_string().contains("no linear layer `fc9`"));
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn explicit_dataset(params: &StageParams) -> Option<&str> {
     match params {
         StageParams::Train(p) => Some(&p.dataset),
         StageParams::Prune(p) => p.dataset.as_deref(),
+        StageParams::LowRank(p) => p.dataset.as_deref(),
         StageParams::Distill(p) => p.dataset.as_deref(),
         _ => None,
     }
@@ -117,7 +118,7 @@ pub fn explicit_dataset(params: &StageParams) -> Option<&str> {
 
 /// Whether a stage kind produces models that later stages can take as input.
 pub fn produces_models(kind: &str) -> bool {
-    matches!(kind, "train" | "quantize" | "prune" | "distill")
+    matches!(kind, "train" | "quantize" | "prune" | "low-rank" | "distill")
 }
 
 /// Directory-safe form of a stage id.
@@ -459,6 +460,12 @@ fn check_references(
         }
         StageParams::Quantize(p) => single_input("input", &p.input, "input", diags),
         StageParams::Prune(p) => {
+            single_input("input", &p.input, "input", diags);
+            if let Some(d) = &p.dataset {
+                dataset_ref(d, "dataset", diags);
+            }
+        }
+        StageParams::LowRank(p) => {
             single_input("input", &p.input, "input", diags);
             if let Some(d) = &p.dataset {
                 dataset_ref(d, "dataset", diags);

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use slimbench_core::artifact::{IoShape, ModelMeta, Precision, VariantOut};
-use slimbench_core::config::OptimSettings;
+use slimbench_core::config::{OptimSettings, OptimizerKind};
 use slimbench_data::Dataset;
 use slimbench_models::Model;
 use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageInput};
 use slimbench_pipeline::resolve::produces_models;
-use slimbench_train::TrainConfig;
+use slimbench_train::{CrossEntropy, StepHook, TrainConfig, TrainOutcome, train};
 use tch::Kind;
 
 use crate::StageError;
@@ -133,4 +133,70 @@ pub fn save_variant(
         meta,
         train_time_s: s.train_time_s,
     })
+}
+
+/// Fine-tuning after compression, as a stage's `with:` gives it; every unset field
+/// defaults to how the input model was trained.
+#[derive(Debug, Clone, Copy)]
+pub struct Finetune<'a> {
+    /// Epochs (0: none).
+    pub epochs: u32,
+    /// Optimizer.
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning rate.
+    pub lr: Option<f64>,
+    /// Batch size.
+    pub batch_size: Option<usize>,
+    /// Dataset name.
+    pub dataset: Option<&'a str>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Batch-preparation threads.
+    pub workers: usize,
+    /// Curve point every N steps.
+    pub log_every: usize,
+}
+
+impl Finetune<'_> {
+    /// The optimizer settings: the stage's, else the input's, else Adam at 1e-3.
+    pub fn optim(&self, meta: &ModelMeta) -> OptimSettings {
+        let base = meta.optim.clone().unwrap_or(OptimSettings {
+            optimizer: Default::default(),
+            lr: 1e-3,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            batch_size: 32,
+        });
+        OptimSettings {
+            optimizer: self.optimizer.unwrap_or(base.optimizer),
+            lr: self.lr.unwrap_or(base.lr),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            ..base
+        }
+    }
+
+    /// Fine-tune `model` (cross-entropy on its dataset, `hook` after every step);
+    /// `None` when `epochs` is 0.
+    pub fn run(
+        &self,
+        ctx: &StageContext<'_>,
+        model: &mut Model,
+        meta: &ModelMeta,
+        hook: Option<&mut dyn StepHook>,
+    ) -> Result<Option<TrainOutcome>, BoxError> {
+        if self.epochs == 0 {
+            return Ok(None);
+        }
+        let ds = dataset(ctx, self.dataset.unwrap_or(&meta.dataset))?;
+        let cfg = loop_config(
+            ctx,
+            ctx.stage.id.clone(),
+            self.epochs,
+            self.optim(meta),
+            self.seed,
+            self.workers,
+            self.log_every,
+        );
+        Ok(Some(train(model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, hook, ctx.progress)?))
+    }
 }

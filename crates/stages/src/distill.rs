@@ -48,6 +48,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
         sparsity: 0.0,
         optim: Some(optim.clone()),
         kernel: Default::default(),
+        factored: Default::default(),
     };
 
     let mut student = Model::build(&p.student, config, io, runner.device, Some(seed))?;

@@ -11,6 +11,7 @@
 //! | `train` | a dataset | `model.safetensors`, curves |
 //! | `quantize` | one model | `model.safetensors` at fp16/bf16 |
 //! | `prune` | one model (+ dataset to fine-tune) | sparse `model.safetensors`, curves |
+//! | `low-rank` | one model (+ dataset to fine-tune) | factored `model.safetensors`, curves |
 //! | `distill` | a teacher model + dataset | `student.safetensors`, `baseline.safetensors`, curves |
 //! | `evaluate` | every model of its needs | metric rows, latency samples, throughput |
 //! | `report` | the run's tables | charts, `report.html`, `summary.md` |
@@ -18,6 +19,7 @@
 mod common;
 mod distill;
 mod evaluate;
+mod lowrank;
 mod prune;
 mod quantize;
 mod report;

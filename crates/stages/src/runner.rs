@@ -69,6 +69,7 @@ impl StageRunner for TorchRunner {
             StageParams::Train(p) => crate::train::run(self, ctx, p),
             StageParams::Quantize(p) => crate::quantize::run(self, ctx, p),
             StageParams::Prune(p) => crate::prune::run(self, ctx, p),
+            StageParams::LowRank(p) => crate::lowrank::run(self, ctx, p),
             StageParams::Distill(p) => crate::distill::run(self, ctx, p),
             StageParams::Evaluate(p) => crate::evaluate::run(self, ctx, p),
             StageParams::Report(_) => Err("report stages are rendered, not run".into()),

@@ -5,6 +5,7 @@ mod compare;
 mod compress;
 mod deploy;
 mod errors;
+mod lowrank;
 mod run;
 mod seed;
 mod util;

@@ -45,6 +45,7 @@ fn meta() -> ModelMeta {
         sparsity: 0.0,
         optim: None,
         kernel: Default::default(),
+        factored: Default::default(),
     }
 }
 
