@@ -177,6 +177,11 @@ impl Scheduled {
         }
     }
 
+    /// The schedule followed.
+    pub fn schedule(&self) -> &Polynomial {
+        &self.schedule
+    }
+
     /// `(step, measured sparsity of the prunable weights)` after each mask update.
     pub fn history(&self) -> &[(u64, f64)] {
         &self.history

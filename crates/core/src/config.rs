@@ -279,7 +279,15 @@ impl StageParams {
             }
             StageParams::Quantize(_) => {}
             StageParams::Prune(p) => {
-                need((0.0..1.0).contains(&p.sparsity), "sparsity", "must be in [0, 1)");
+                match (p.method, p.sparsity) {
+                    (PruneMethod::SemiStructured, s) => need(
+                        s.is_none_or(|s| s == 0.5),
+                        "sparsity",
+                        "must be left out or 0.5: semi-structured (2:4) pruning always zeroes 2 of every 4 weights",
+                    ),
+                    (_, None) => need(false, "sparsity", "is required for magnitude and structured pruning"),
+                    (_, Some(s)) => need((0.0..1.0).contains(&s), "sparsity", "must be in [0, 1)"),
+                }
                 need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
                 need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
                 if let Some(s) = &p.schedule {
@@ -297,7 +305,7 @@ impl StageParams {
                     need(s.frequency >= 1, "schedule.frequency", "must be at least 1");
                     need(s.power > 0.0 && s.power.is_finite(), "schedule.power", "must be a positive number");
                     need(
-                        (0.0..=p.sparsity).contains(&s.initial_sparsity),
+                        (0.0..=p.sparsity.unwrap_or(0.0)).contains(&s.initial_sparsity),
                         "schedule.initial_sparsity",
                         "must be in [0, sparsity]",
                     );
@@ -577,8 +585,10 @@ pub struct PruneParams {
     #[serde(default)]
     pub scope: PruneScope,
     /// Fraction of the weights of conv and linear layers to zero (magnitude), or of the
-    /// channels and hidden neurons to remove (structured), in [0, 1).
-    pub sparsity: f64,
+    /// channels and hidden neurons to remove (structured), in [0, 1). Required by those
+    /// two; semi-structured always zeroes half (leave it out, or give 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<f64>,
     /// Epochs of fine-tuning with the pruning mask held (0: none).
     #[serde(default)]
     pub finetune_epochs: u32,
@@ -792,5 +802,34 @@ mod tests {
         let p =
             StageParams::deserialize_kind("prune", serde_json::json!({"sparsity": 1.5})).unwrap().unwrap();
         assert_eq!(p.check(), vec![("sparsity".to_string(), "must be in [0, 1)".to_string())]);
+    }
+
+    fn prune_errors(with: serde_json::Value) -> Vec<String> {
+        StageParams::deserialize_kind("prune", with).unwrap().unwrap().check().into_iter().map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn prune_schedule_and_method_checks_name_the_field() {
+        assert!(prune_errors(serde_json::json!({"method": "semi-structured"})).is_empty());
+        assert_eq!(prune_errors(serde_json::json!({"method": "semi-structured", "sparsity": 0.7})), ["sparsity"]);
+        assert_eq!(prune_errors(serde_json::json!({"method": "magnitude"})), ["sparsity"]);
+        let sched = serde_json::json!({"sparsity": 0.9, "finetune_epochs": 1,
+            "schedule": {"end_step": 100}});
+        assert!(prune_errors(sched).is_empty());
+        let bad = serde_json::json!({"sparsity": 0.9, "schedule": {"begin_step": 50, "end_step": 50,
+            "frequency": 0, "power": -1.0, "initial_sparsity": 0.95}});
+        assert_eq!(
+            prune_errors(bad),
+            [
+                "finetune_epochs",
+                "schedule.end_step",
+                "schedule.frequency",
+                "schedule.power",
+                "schedule.initial_sparsity"
+            ]
+        );
+        let structured = serde_json::json!({"method": "structured", "sparsity": 0.5, "finetune_epochs": 1,
+            "schedule": {"end_step": 10}});
+        assert_eq!(prune_errors(structured), ["schedule"]);
     }
 }

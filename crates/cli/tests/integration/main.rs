@@ -5,6 +5,7 @@ mod compare;
 mod compress;
 mod deploy;
 mod errors;
+mod prune_methods;
 mod run;
 mod seed;
 mod util;
