@@ -45,7 +45,8 @@ pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredErro
             let no_in = w.reshape([units, -1]).abs().amax(1, false).eq(0.0);
             let no_out = per_unit.abs().amax([0, 2].as_slice(), false).eq(0.0);
             let constant = bias.relu();
-            let foldable = if g.consumer_conv { constant.eq(0.0) } else { constant.ones_like().to_kind(Kind::Bool) };
+            let foldable =
+                if g.consumer_conv { constant.eq(0.0) } else { constant.ones_like().to_kind(Kind::Bool) };
             let dead = no_out.logical_or(&no_in.logical_and(&foldable));
             let n_dead = dead.sum(Kind::Int64).int64_value(&[]);
             if n_dead == 0 {

@@ -135,12 +135,14 @@ impl Polynomial {
         }
         let t = t.max(self.begin);
         let progress = (t - self.begin) as f64 / (self.end - self.begin).max(1) as f64;
-        self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress).powf(self.power)
+        self.final_sparsity
+            + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress).powf(self.power)
     }
 
     /// Whether the masks are recomputed after step `t`.
     pub fn is_update(&self, t: u64) -> bool {
-        (self.begin..=self.end).contains(&t) && ((t - self.begin).is_multiple_of(self.frequency) || t == self.end)
+        (self.begin..=self.end).contains(&t)
+            && ((t - self.begin).is_multiple_of(self.frequency) || t == self.end)
     }
 }
 
@@ -344,8 +346,9 @@ mod tests {
     #[test]
     fn forms_compute_the_same_function() {
         let io = IoShape { channels: 1, height: 8, width: 8, classes: 10 };
-        let m = Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![48] }), io, Device::Cpu, Some(2))
-            .unwrap();
+        let m =
+            Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![48] }), io, Device::Cpu, Some(2))
+                .unwrap();
         let f = magnitude_forms(&m, 0.95, PruneScope::Layer).unwrap();
         assert!(f.materialized.param_count() < f.simulated.param_count(), "{:?}", f.removed);
         assert_eq!(f.simulated.param_count(), m.param_count());

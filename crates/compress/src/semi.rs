@@ -37,7 +37,13 @@ pub fn mask_2_4(w: &Tensor) -> Tensor {
     };
     let groups = scores.view([out, -1, 4]);
     let (_, idx) = groups.topk(2, -1, true, false);
-    groups.zeros_like().scatter_value(-1, &idx, 1.0).view([out, -1]).narrow(1, 0, n).reshape(w.size()).to_kind(w.kind())
+    groups
+        .zeros_like()
+        .scatter_value(-1, &idx, 1.0)
+        .view([out, -1])
+        .narrow(1, 0, n)
+        .reshape(w.size())
+        .to_kind(w.kind())
 }
 
 /// 2:4 masks for every conv and linear weight of `model`.
@@ -152,7 +158,8 @@ mod tests {
     fn a_2_4_model_is_half_zeros_in_every_full_group() {
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
         let model =
-            Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig::default()), io, Device::Cpu, Some(3)).unwrap();
+            Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig::default()), io, Device::Cpu, Some(3))
+                .unwrap();
         masks_2_4(&model).apply(&model);
         let fc = model.named().into_iter().find(|(n, _)| n == "fc.weight").unwrap().1;
         // 2028 inputs: 507 groups per row, each with exactly 2 non-zeros.

@@ -56,7 +56,11 @@ pub enum StructuredError {
 
 /// The producer/consumer pairs of a family, input to output.
 pub(crate) fn groups(config: &ModelConfig) -> Result<Vec<Group>, StructuredError> {
-    let g = |p: &str, c: &str| Group { producer: p.into(), consumer: c.into(), consumer_conv: c.starts_with("conv") };
+    let g = |p: &str, c: &str| Group {
+        producer: p.into(),
+        consumer: c.into(),
+        consumer_conv: c.starts_with("conv"),
+    };
     Ok(match config {
         ModelConfig::Mlp(c) => {
             (0..c.hidden.len()).map(|i| g(&format!("fc{i}"), &format!("fc{}", i + 1))).collect()

@@ -301,7 +301,11 @@ impl StageParams {
                         "finetune_epochs",
                         "must be at least 1 when a schedule is given (the schedule runs during fine-tuning)",
                     );
-                    need(s.end_step > s.begin_step, "schedule.end_step", "must be greater than schedule.begin_step");
+                    need(
+                        s.end_step > s.begin_step,
+                        "schedule.end_step",
+                        "must be greater than schedule.begin_step",
+                    );
                     need(s.frequency >= 1, "schedule.frequency", "must be at least 1");
                     need(s.power > 0.0 && s.power.is_finite(), "schedule.power", "must be a positive number");
                     need(
@@ -546,7 +550,6 @@ fn d_prune_frequency() -> u64 {
 fn d_prune_power() -> f64 {
     3.0
 }
-
 
 /// Norm that ranks channels and neurons in structured pruning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -805,13 +808,22 @@ mod tests {
     }
 
     fn prune_errors(with: serde_json::Value) -> Vec<String> {
-        StageParams::deserialize_kind("prune", with).unwrap().unwrap().check().into_iter().map(|e| e.0).collect()
+        StageParams::deserialize_kind("prune", with)
+            .unwrap()
+            .unwrap()
+            .check()
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
     }
 
     #[test]
     fn prune_schedule_and_method_checks_name_the_field() {
         assert!(prune_errors(serde_json::json!({"method": "semi-structured"})).is_empty());
-        assert_eq!(prune_errors(serde_json::json!({"method": "semi-structured", "sparsity": 0.7})), ["sparsity"]);
+        assert_eq!(
+            prune_errors(serde_json::json!({"method": "semi-structured", "sparsity": 0.7})),
+            ["sparsity"]
+        );
         assert_eq!(prune_errors(serde_json::json!({"method": "magnitude"})), ["sparsity"]);
         let sched = serde_json::json!({"sparsity": 0.9, "finetune_epochs": 1,
             "schedule": {"end_step": 100}});

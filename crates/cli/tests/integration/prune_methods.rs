@@ -91,7 +91,10 @@ fn schedule_dead_path_removal_and_2_4_do_what_they_claim() {
         notes.contains("scheduled: sparsity by fine-tuning step 0:0.0% 20:") && notes.contains(" 60:97.0%"),
         "{notes}"
     );
-    assert!(notes.contains("polynomial schedule (power 3) from 0.0% at step 0 to 97.0% at step 60"), "{notes}");
+    assert!(
+        notes.contains("polynomial schedule (power 3) from 0.0% at step 0 to 97.0% at step 60"),
+        "{notes}"
+    );
     // Pruning gradually while training recovers more than pruning at once, with the same
     // fine-tuning (0.43 against 0.26 when written: global pruning empties fc0 at once).
     let one_shot = row(&rows, "one-shot");
