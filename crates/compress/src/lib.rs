@@ -5,8 +5,15 @@
 //! * [`quantize`]: store weights in fp16 or bf16 (the file really halves), or int8 with
 //!   linear layers on fbgemm's int8/fp16 kernels.
 //! * [`prune`]: unstructured magnitude pruning to an exact sparsity, globally or per
-//!   layer; the [`prune::Masks`] it returns re-apply themselves after every fine-tuning
-//!   step (they are a [`slimbench_train::StepHook`]).
+//!   layer, one-shot or along a polynomial schedule ([`prune::Scheduled`]); the
+//!   [`prune::Masks`] re-apply themselves after every fine-tuning step (they are a
+//!   [`slimbench_train::StepHook`]).
+//! * [`dead`]: dead-path removal after magnitude pruning: neurons and channels left
+//!   without inputs (their constant output folded into the next bias) or without
+//!   readers go, and a smaller dense model with the same outputs is rebuilt;
+//!   [`prune::magnitude_forms`] returns the masked and the materialized forms.
+//! * [`semi`]: 2:4 semi-structured sparsity (2 of every 4 consecutive weights kept),
+//!   with cuSPARSELt's kernels on CUDA.
 //! * [`structured`]: structured pruning: whole channels and neurons removed by norm and
 //!   a smaller dense model rebuilt, so latency really drops.
 //! * [`lowrank`]: truncated-SVD factorization of linear layers into two thinner ones,
@@ -15,8 +22,10 @@
 //!   [`slimbench_train::Objective`] mixing the frozen teacher's softened outputs
 //!   (KL divergence scaled by T^2) with the hard labels.
 
+pub mod dead;
 pub mod distill;
 pub mod lowrank;
 pub mod prune;
 pub mod quantize;
+pub mod semi;
 pub mod structured;

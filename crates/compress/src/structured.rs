@@ -19,11 +19,14 @@ use tch::{Device, Kind, Tensor};
 
 /// Output units of `producer` that feed `consumer`.
 #[derive(Debug, Clone, PartialEq)]
-struct Group {
+pub(crate) struct Group {
     /// Layer name (`fc0`, `conv`), whose `.weight` rows / `.bias` entries are units.
-    producer: String,
+    pub(crate) producer: String,
     /// Layer whose `.weight` columns (dim 1) take them, `block` columns per unit.
-    consumer: String,
+    pub(crate) consumer: String,
+    /// Whether the consumer is a padded convolution (a constant input channel then does
+    /// not contribute a constant: the zero padding breaks it at the borders).
+    pub(crate) consumer_conv: bool,
 }
 
 /// What structured pruning did to one layer.
@@ -56,8 +59,13 @@ pub enum StructuredError {
     Torch(#[from] tch::TchError),
 }
 
-fn groups(config: &ModelConfig) -> Result<Vec<Group>, StructuredError> {
-    let g = |p: &str, c: &str| Group { producer: p.into(), consumer: c.into() };
+/// The producer/consumer pairs of a family, input to output.
+pub(crate) fn groups(config: &ModelConfig) -> Result<Vec<Group>, StructuredError> {
+    let g = |p: &str, c: &str| Group {
+        producer: p.into(),
+        consumer: c.into(),
+        consumer_conv: c.starts_with("conv"),
+    };
     Ok(match config {
         ModelConfig::Mlp(c) => {
             (0..c.hidden.len()).map(|i| g(&format!("fc{i}"), &format!("fc{}", i + 1))).collect()
@@ -99,6 +107,60 @@ fn shrunk(config: &ModelConfig, units: &[i64]) -> ModelConfig {
     config
 }
 
+/// Slice group `g` down to the units `keep` (ascending indices): the producer's rows and
+/// bias entries, and the consumer's matching columns (one block of `h * w` columns per
+/// unit after a flatten, one otherwise).
+pub(crate) fn keep_units(
+    tensors: &mut HashMap<String, Tensor>,
+    g: &Group,
+    keep: &Tensor,
+) -> Result<(), StructuredError> {
+    let before = tensors[&format!("{}.weight", g.producer)].size()[0];
+    for part in ["weight", "bias"] {
+        let name = format!("{}.{part}", g.producer);
+        if let Some(t) = tensors.get(&name) {
+            let sliced = t.f_index_select(0, keep)?;
+            tensors.insert(name, sliced);
+        }
+    }
+    let cname = format!("{}.weight", g.consumer);
+    let c = &tensors[&cname];
+    let block = c.size()[1] / before;
+    let cols = (keep.unsqueeze(1) * block + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
+        .flatten(0, -1);
+    let sliced = c.f_index_select(1, &cols)?;
+    tensors.insert(cname, sliced);
+    Ok(())
+}
+
+/// The model's parameters, detached, on the CPU, by name.
+pub(crate) fn cpu_tensors(model: &Model) -> HashMap<String, Tensor> {
+    model.named().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect()
+}
+
+/// Build the family with these unit counts (in group order) on the CPU and copy
+/// `tensors` into it.
+pub(crate) fn rebuild(
+    model: &Model,
+    tensors: &HashMap<String, Tensor>,
+    units: &[i64],
+) -> Result<Model, StructuredError> {
+    let config = shrunk(&model.config, units);
+    let small = Model::build(&model.name, &config, model.io, Device::Cpu, None)?;
+    for (name, var) in small.named() {
+        let src = &tensors[&name];
+        if src.size() != var.size() {
+            return Err(ModelError::Format {
+                path: name,
+                msg: format!("pruned shape {:?} does not fit the rebuilt layer {:?}", src.size(), var.size()),
+            }
+            .into());
+        }
+        var.shallow_clone().f_copy_(src)?;
+    }
+    Ok(small)
+}
+
 /// Remove `fraction` of the channels/neurons of every group (by `norm`), returning the
 /// smaller model (on the CPU, fp32) and what changed per layer.
 pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Vec<Pruned>), StructuredError> {
@@ -108,8 +170,7 @@ pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Ve
         return Err(StructuredError::Factored(factored.into_keys().collect::<Vec<_>>().join(", ")));
     }
     let groups = groups(&model.config)?;
-    let mut tensors: HashMap<String, Tensor> =
-        model.named().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+    let mut tensors = cpu_tensors(model);
     let mut report = Vec::new();
     let mut units = Vec::new();
     for g in &groups {
@@ -124,39 +185,11 @@ pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Ve
         // Keep the strongest units, in their original order.
         let (_, keep) = scores.topk(after, 0, true, false);
         let keep = keep.sort(0, false).0;
-        for part in ["weight", "bias"] {
-            let name = format!("{}.{part}", g.producer);
-            if let Some(t) = tensors.get(&name) {
-                let sliced = t.f_index_select(0, &keep)?;
-                tensors.insert(name, sliced);
-            }
-        }
-        // The consumer's columns: one block per unit (h*w after a flatten, 1 otherwise).
-        let cname = format!("{}.weight", g.consumer);
-        let c = &tensors[&cname];
-        let block = c.size()[1] / before;
-        let cols = (keep.unsqueeze(1) * block
-            + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
-        .flatten(0, -1);
-        let sliced = c.f_index_select(1, &cols)?;
-        tensors.insert(cname, sliced);
+        keep_units(&mut tensors, g, &keep)?;
         units.push(after);
         report.push(Pruned { layer: g.producer.clone(), before, after });
     }
-    let config = shrunk(&model.config, &units);
-    let small = Model::build(&model.name, &config, model.io, Device::Cpu, None)?;
-    for (name, var) in small.named() {
-        let src = &tensors[&name];
-        if src.size() != var.size() {
-            return Err(ModelError::Format {
-                path: name,
-                msg: format!("pruned shape {:?} does not fit the rebuilt layer {:?}", src.size(), var.size()),
-            }
-            .into());
-        }
-        var.shallow_clone().f_copy_(src)?;
-    }
-    Ok((small, report))
+    Ok((rebuild(model, &tensors, &units)?, report))
 }
 
 #[cfg(test)]

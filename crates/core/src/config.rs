@@ -250,7 +250,7 @@ kind_set! {
         "train" => Train(TrainParams),
         /// Store a trained model's weights at lower precision (fp16, bf16).
         "quantize" => Quantize(QuantizeParams),
-        /// Zero the smallest weights (magnitude pruning), fine-tune with the mask held, store sparse.
+        /// Zero the smallest weights (magnitude, one-shot or on a schedule; 2:4 semi-structured) or remove channels (structured), fine-tune with the mask held, store sparse.
         "prune" => Prune(PruneParams),
         /// Factor linear layers into two thin ones by truncated SVD, then fine-tune.
         "low-rank" => LowRank(LowRankParams),
@@ -281,9 +281,41 @@ impl StageParams {
             }
             StageParams::Quantize(_) => {}
             StageParams::Prune(p) => {
-                need((0.0..1.0).contains(&p.sparsity), "sparsity", "must be in [0, 1)");
+                match (p.method, p.sparsity) {
+                    (PruneMethod::SemiStructured, s) => need(
+                        s.is_none_or(|s| s == 0.5),
+                        "sparsity",
+                        "must be left out or 0.5: semi-structured (2:4) pruning always zeroes 2 of every 4 weights",
+                    ),
+                    (_, None) => need(false, "sparsity", "is required for magnitude and structured pruning"),
+                    (_, Some(s)) => need((0.0..1.0).contains(&s), "sparsity", "must be in [0, 1)"),
+                }
                 need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
                 need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
+                if let Some(s) = &p.schedule {
+                    need(
+                        p.method == PruneMethod::Magnitude,
+                        "schedule",
+                        "only `method: magnitude` prunes on a schedule",
+                    );
+                    need(
+                        p.finetune_epochs >= 1,
+                        "finetune_epochs",
+                        "must be at least 1 when a schedule is given (the schedule runs during fine-tuning)",
+                    );
+                    need(
+                        s.end_step > s.begin_step,
+                        "schedule.end_step",
+                        "must be greater than schedule.begin_step",
+                    );
+                    need(s.frequency >= 1, "schedule.frequency", "must be at least 1");
+                    need(s.power > 0.0 && s.power.is_finite(), "schedule.power", "must be a positive number");
+                    need(
+                        (0.0..=p.sparsity.unwrap_or(0.0)).contains(&s.initial_sparsity),
+                        "schedule.initial_sparsity",
+                        "must be in [0, sparsity]",
+                    );
+                }
             }
             StageParams::LowRank(p) => {
                 need(
@@ -485,6 +517,56 @@ pub enum PruneMethod {
     /// Structured: remove whole channels and neurons of smallest norm, rebuilding
     /// smaller dense layers (the model really shrinks and speeds up).
     Structured,
+    /// 2:4 semi-structured: in every group of 4 consecutive inputs of each output row
+    /// (conv weights flattened per output channel) keep the 2 largest weights, the
+    /// pattern NVIDIA's sparse tensor cores (cuSPARSELt) run at up to 2x.
+    #[serde(rename = "semi-structured")]
+    SemiStructured,
+}
+
+/// Shape of a pruning schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Zhu & Gupta (2017), TF-MOT's PolynomialDecay:
+    /// `s_t = s_f + (s_i - s_f) * (1 - (t - begin_step) / (end_step - begin_step))^power`.
+    #[default]
+    Polynomial,
+}
+
+/// Iterative magnitude pruning during fine-tuning: the masks are recomputed from the
+/// current weights every `frequency` optimizer steps from `begin_step` to `end_step`,
+/// rising from `initial_sparsity` to the stage's `sparsity`, and held in between and
+/// after. Steps count the fine-tuning's optimizer steps from 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSchedule {
+    /// polynomial (the only kind so far).
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// Fine-tuning step of the first pruning (at `initial_sparsity`); before it the
+    /// model trains unpruned.
+    #[serde(default)]
+    pub begin_step: u64,
+    /// Step at which `sparsity` is reached exactly; it must fall within the fine-tuning
+    /// (finetune_epochs x batches per epoch).
+    pub end_step: u64,
+    /// Recompute the masks every this many steps between begin_step and end_step.
+    #[serde(default = "d_prune_frequency")]
+    pub frequency: u64,
+    /// Exponent of the decay: higher prunes faster early, when the network recovers best.
+    #[serde(default = "d_prune_power")]
+    pub power: f64,
+    /// Sparsity at begin_step, in [0, sparsity].
+    #[serde(default)]
+    pub initial_sparsity: f64,
+}
+
+fn d_prune_frequency() -> u64 {
+    100
+}
+fn d_prune_power() -> f64 {
+    3.0
 }
 
 /// Norm that ranks channels and neurons in structured pruning.
@@ -513,7 +595,8 @@ pub enum PruneScope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneParams {
-    /// magnitude (unstructured) or structured (channels and neurons removed).
+    /// magnitude (unstructured), structured (channels and neurons removed) or
+    /// semi-structured (2:4: two of every four consecutive weights zeroed).
     #[serde(default)]
     pub method: PruneMethod,
     /// Structured pruning: l1 or l2 norm of each channel's or neuron's weights.
@@ -523,11 +606,23 @@ pub struct PruneParams {
     #[serde(default)]
     pub scope: PruneScope,
     /// Fraction of the weights of conv and linear layers to zero (magnitude), or of the
-    /// channels and hidden neurons to remove (structured), in [0, 1).
-    pub sparsity: f64,
+    /// channels and hidden neurons to remove (structured), in [0, 1). Required by those
+    /// two; semi-structured always zeroes half (leave it out, or give 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<f64>,
     /// Epochs of fine-tuning with the pruning mask held (0: none).
     #[serde(default)]
     pub finetune_epochs: u32,
+    /// Magnitude pruning: reach `sparsity` gradually during fine-tuning instead of at
+    /// once (default: one-shot, before fine-tuning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<PruneSchedule>,
+    /// Magnitude pruning: after fine-tuning, remove the neurons and channels left with
+    /// no non-zero incoming weights (their constant output folded into the next layer's
+    /// bias) or no non-zero outgoing weights, and save the smaller model: same outputs,
+    /// fewer parameters. Default true (lossless); mlp, seed-cnn and cnn only.
+    #[serde(default = "d_true")]
+    pub remove_dead: bool,
     /// Fine-tuning optimizer; default: the one the model was trained with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerKind>,
@@ -772,5 +867,43 @@ mod tests {
         let p =
             StageParams::deserialize_kind("prune", serde_json::json!({"sparsity": 1.5})).unwrap().unwrap();
         assert_eq!(p.check(), vec![("sparsity".to_string(), "must be in [0, 1)".to_string())]);
+    }
+
+    fn prune_errors(with: serde_json::Value) -> Vec<String> {
+        StageParams::deserialize_kind("prune", with)
+            .unwrap()
+            .unwrap()
+            .check()
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
+    }
+
+    #[test]
+    fn prune_schedule_and_method_checks_name_the_field() {
+        assert!(prune_errors(serde_json::json!({"method": "semi-structured"})).is_empty());
+        assert_eq!(
+            prune_errors(serde_json::json!({"method": "semi-structured", "sparsity": 0.7})),
+            ["sparsity"]
+        );
+        assert_eq!(prune_errors(serde_json::json!({"method": "magnitude"})), ["sparsity"]);
+        let sched = serde_json::json!({"sparsity": 0.9, "finetune_epochs": 1,
+            "schedule": {"end_step": 100}});
+        assert!(prune_errors(sched).is_empty());
+        let bad = serde_json::json!({"sparsity": 0.9, "schedule": {"begin_step": 50, "end_step": 50,
+            "frequency": 0, "power": -1.0, "initial_sparsity": 0.95}});
+        assert_eq!(
+            prune_errors(bad),
+            [
+                "finetune_epochs",
+                "schedule.end_step",
+                "schedule.frequency",
+                "schedule.power",
+                "schedule.initial_sparsity"
+            ]
+        );
+        let structured = serde_json::json!({"method": "structured", "sparsity": 0.5, "finetune_epochs": 1,
+            "schedule": {"end_step": 10}});
+        assert_eq!(prune_errors(structured), ["schedule"]);
     }
 }

@@ -552,7 +552,7 @@ mod tests {
         );
         assert_eq!(p.stage("eval").unwrap().needs.len(), 4);
         let StageParams::Prune(pp) = &p.stages[4].params else { panic!() };
-        assert_eq!((pp.sparsity, pp.finetune_epochs), (0.9, 1));
+        assert_eq!((pp.sparsity, pp.finetune_epochs), (Some(0.9), 1));
         assert_eq!(p.stages[4].slug(), "prune@sparsity-0.9+finetune_epochs-1");
         // The resolved plan lists defaults that were filled in.
         assert!(p.to_yaml().contains("log_every: 50"));

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `train` | a dataset | `model.safetensors`, curves |
 //! | `quantize` | one model | `model.safetensors` at fp16/bf16 |
-//! | `prune` | one model (+ dataset to fine-tune) | sparse `model.safetensors`, curves |
+//! | `prune` | one model (+ dataset to fine-tune) | sparse `model.safetensors` (smaller after dead-path removal), curves |
 //! | `low-rank` | one model (+ dataset to fine-tune) | factored `model.safetensors`, curves |
 //! | `distill` | a teacher model + dataset | `student.safetensors`, `baseline.safetensors`, curves |
 //! | `evaluate` | every model of its needs | metric rows, latency samples, throughput |

@@ -6,6 +6,7 @@ mod compress;
 mod deploy;
 mod errors;
 mod lowrank;
+mod prune_methods;
 mod run;
 mod seed;
 mod util;
