@@ -261,6 +261,7 @@ mod tests {
             sparsity: 0.0,
             optim: None,
             kernel: Default::default(),
+            baseline: None,
         };
         (m, meta)
     }

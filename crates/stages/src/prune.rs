@@ -1,18 +1,23 @@
 //! `prune`: magnitude pruning (mask held while fine-tuning, sparse file) or structured
 //! pruning (channels and neurons removed, a smaller dense model fine-tuned and saved).
 
+use slimbench_core::artifact::{ModelMeta, SimulatedForm};
 use slimbench_core::config::{OptimSettings, PruneMethod, PruneParams, PruneScope};
-use slimbench_models::store::Encoding;
+use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 use slimbench_train::{CrossEntropy, StepHook, train};
 
 use crate::TorchRunner;
 use crate::common::{Saved, dataset, load_fp32, loop_config, save_variant, single_input};
 
+/// The structured variant's simulated form, beside `model.safetensors`.
+const SIMULATED_FILE: &str = "simulated.safetensors";
+
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
     let params_before = model.param_count();
+    let original_config = meta.config.clone();
     let mut masks = None;
     let mut removed = Vec::new();
     match p.method {
@@ -101,7 +106,23 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
         ));
         Encoding::Dense
     };
+    let sim_meta = ModelMeta { config: original_config, ..meta.clone() };
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, train_time_s, encoding))?;
-    output.variants.push(variant);
+    let simulated = if masks.is_some() {
+        // Until dead-path removal materializes something smaller, the masked model is
+        // both what is stored and what pruning simulates.
+        SimulatedForm::file(
+            &variant.file,
+            "masked dense model: zeros stored sparse, still multiplied by dense kernels",
+        )
+    } else {
+        // The original-size model with the removed channels/neurons zeroed: what a
+        // mask-based structured pruning would run.
+        let full = slimbench_compress::structured::expand(&model, &sim_meta.config, &removed)?;
+        let sim_meta = ModelMeta { sparsity: full.sparsity(), ..sim_meta };
+        store::save(&full, &sim_meta, &ctx.out_dir.join(SIMULATED_FILE), Encoding::Dense)?;
+        SimulatedForm::file(SIMULATED_FILE, "original-size model, removed channels/neurons zeroed")
+    };
+    output.variants.push(variant.with_simulated(simulated));
     Ok(output)
 }

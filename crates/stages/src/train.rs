@@ -30,6 +30,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         sparsity: 0.0,
         optim: Some(p.optim()),
         kernel: Default::default(),
+        baseline: None,
     };
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, out.train_time_s, Encoding::Dense))?;
     let mut output = StageOutput { variants: vec![variant], ..Default::default() };

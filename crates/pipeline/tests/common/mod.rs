@@ -45,6 +45,7 @@ fn meta() -> ModelMeta {
         sparsity: 0.0,
         optim: None,
         kernel: Default::default(),
+        baseline: None,
     }
 }
 
@@ -65,6 +66,7 @@ impl StageRunner for Fake {
             primary: true,
             meta: meta(),
             train_time_s: 0.0,
+            simulated: None,
         });
         if ctx.stage.kind() == "evaluate" {
             out.records.metrics.push(MetricRow {
