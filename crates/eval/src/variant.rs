@@ -227,6 +227,10 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         peak_rss_bytes,
         train_time_s: v.train_time_s,
         notes: notes.join("; "),
+        // Filled in by the speedup check, for variants with a baseline beside them.
+        speedup_b1: f64::NAN,
+        speedup_large: f64::NAN,
+        faster: String::new(),
     };
     let latency = lat
         .samples_us

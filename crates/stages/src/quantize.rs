@@ -38,7 +38,8 @@ pub fn run(
         // The same file on dense kernels: dequantized weights in fp32 arithmetic, which
         // is what fake quantization computes.
         let what = format!("{} weights dequantized, fp32 arithmetic (fake quantization)", precision.as_str());
-        variant = variant.with_simulated(SimulatedForm::on_kernel(&variant.file, Kernel::Dense, what));
+        let form = SimulatedForm::on_kernel(&variant.file, Kernel::Dense, what);
+        variant = variant.with_simulated(form);
     }
     Ok(StageOutput { variants: vec![variant], notes, ..Default::default() })
 }
