@@ -7,4 +7,5 @@ mod deploy;
 mod errors;
 mod run;
 mod seed;
+mod speedup;
 mod util;
