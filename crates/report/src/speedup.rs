@@ -185,7 +185,7 @@ pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
         let _ = writeln!(
             h,
             "<tr class=\"why\"><td colspan=\"7\"><b>{}</b> {}</td></tr>",
-            if verdict == "yes" { "Why:" } else { "Why not:" },
+            if verdict == "yes" { "Known:" } else { "Why not faster:" },
             if v.why.is_empty() { format::MISSING.to_string() } else { esc(v.why) }
         );
     }
@@ -335,7 +335,7 @@ mod tests {
         assert!(h.contains("<span class=\"badge slow\">not faster</span>"));
         assert!(h.contains("<span class=\"badge fast\">faster</span>"));
         assert!(h.contains("none: the stored model is the simulated one"));
-        assert!(h.contains("<b>Why not:</b> sparse reasons"));
+        assert!(h.contains("<b>Why not faster:</b> sparse reasons"));
         assert!(h.contains("<td class=\"num slow\">0.90×</td>"), "{h}");
         let mut empty = String::new();
         html_section(&mut empty, &[]);

@@ -55,7 +55,18 @@ pub fn run(
     }
 
     for (i, (input, v)) in evaluated.iter().enumerate() {
-        let Some(base_ref) = &v.meta.baseline else { continue };
+        let Some(base_ref) = &v.meta.baseline else {
+            // Models trained from scratch have no baseline; a compressed one without
+            // lineage comes from a file written before slimbench recorded it.
+            if !matches!(v.meta.technique.as_str(), "baseline" | "student-alone") {
+                output.notes.push(format!(
+                    "{}: speedup not checked: its file does not record the model it was compressed from \
+                     (written by an older slimbench; rerun its stage with --force)",
+                    v.name
+                ));
+            }
+            continue;
+        };
         // The baseline may be any need of this stage, evaluated or not.
         let baseline =
             ctx.inputs.iter().filter(|s| s.id == base_ref.stage).find_map(|s| {
