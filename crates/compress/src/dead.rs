@@ -32,9 +32,12 @@ pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredErro
         t[&format!("{layer}.weight")].size()[0]
     };
     let before: Vec<i64> = groups.iter().map(|g| unit_count(&tensors, &g.producer)).collect();
+    // Per group, the original index of each unit still there (removal can take several
+    // passes, each renumbering what is left).
+    let mut origin: Vec<Vec<i64>> = before.iter().map(|&n| (0..n).collect()).collect();
     loop {
         let mut changed = false;
-        for g in &groups {
+        for (gi, g) in groups.iter().enumerate() {
             let w = &tensors[&format!("{}.weight", g.producer)];
             let units = w.size()[0];
             let bias = tensors[&format!("{}.bias", g.producer)].to_kind(Kind::Float);
@@ -76,6 +79,7 @@ pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredErro
             let keep = alive.nonzero().squeeze_dim(1).to_device(Device::Cpu);
             if keep.size()[0] < units {
                 keep_units(&mut tensors, g, &keep)?;
+                origin[gi] = Vec::<i64>::try_from(&keep)?.iter().map(|&i| origin[gi][i as usize]).collect();
                 changed = true;
             }
         }
@@ -87,8 +91,8 @@ pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredErro
     let small = rebuild(model, &tensors, &after)?;
     let report = groups
         .iter()
-        .zip(before.iter().zip(&after))
-        .map(|(g, (&before, &after))| Pruned { layer: g.producer.clone(), before, after })
+        .zip(before.iter().zip(&after).zip(origin))
+        .map(|(g, ((&before, &after), kept))| Pruned { layer: g.producer.clone(), before, after, kept })
         .collect();
     Ok((small, report))
 }
@@ -136,8 +140,13 @@ mod tests {
         assert_eq!(
             report,
             [
-                Pruned { layer: "fc0".into(), before: 32, after: 27 },
-                Pruned { layer: "fc1".into(), before: 16, after: 15 },
+                Pruned {
+                    layer: "fc0".into(),
+                    before: 32,
+                    after: 27,
+                    kept: [0].into_iter().chain(4..32).filter(|i| ![5, 6].contains(i)).collect()
+                },
+                Pruned { layer: "fc1".into(), before: 16, after: 15, kept: (1..16).collect() },
             ]
         );
         assert_eq!(small.config, ModelConfig::Mlp(MlpConfig { hidden: vec![27, 15] }));
@@ -162,6 +171,12 @@ mod tests {
         assert_eq!(report[0].after, 4);
         assert_eq!(report[1].after, 3);
         assert!(max_diff(&m, &small) < 1e-5);
+        // Kept indices are the original ones across both passes, so the smaller model
+        // expands back to the original shape with the same outputs.
+        assert_eq!(report[0].kept, [4, 5, 6, 7]);
+        assert_eq!(report[1].kept, [0, 1, 3]);
+        let full = crate::structured::expand(&small, &m.config, &report).unwrap();
+        assert!(max_diff(&m, &full) < 1e-5);
     }
 
     #[test]
@@ -172,7 +187,15 @@ mod tests {
         });
         zero(&m, "conv", 0, &[0, 7]);
         let (small, report) = remove_dead(&m).unwrap();
-        assert_eq!(report, [Pruned { layer: "conv".into(), before: 12, after: 10 }]);
+        assert_eq!(
+            report,
+            [Pruned {
+                layer: "conv".into(),
+                before: 12,
+                after: 10,
+                kept: vec![1, 2, 3, 4, 5, 6, 8, 9, 10, 11]
+            }]
+        );
         assert_eq!(small.param_count(), 10 * 10 + 10 * 169 * 10 + 10);
         assert!(max_diff(&m, &small) < 1e-5);
     }

@@ -38,6 +38,9 @@ pub struct Pruned {
     pub before: i64,
     /// Units kept.
     pub after: i64,
+    /// Indices (in the original layer, ascending) of the units kept, so the smaller
+    /// model can be laid back into the original shape ([`expand`]).
+    pub kept: Vec<i64>,
 }
 
 /// Why a model cannot be pruned this way.
@@ -187,9 +190,81 @@ pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Ve
         let keep = keep.sort(0, false).0;
         keep_units(&mut tensors, g, &keep)?;
         units.push(after);
-        report.push(Pruned { layer: g.producer.clone(), before, after });
+        let kept = Vec::<i64>::try_from(&keep)?;
+        report.push(Pruned { layer: g.producer.clone(), before, after, kept });
     }
     Ok((rebuild(model, &tensors, &units)?, report))
+}
+
+/// The *simulated* form of a structurally pruned model: `small`'s weights laid back
+/// into the original architecture `config`, with the removed channels/neurons (and the
+/// weights that consumed them) zero. It computes the same function as `small` at the
+/// original cost, which is what a mask-based structured pruning would run. `report`
+/// is what [`prune`] returned for that original model. On the CPU, fp32.
+pub fn expand(small: &Model, config: &ModelConfig, report: &[Pruned]) -> Result<Model, StructuredError> {
+    let _g = tch::no_grad_guard();
+    let groups = groups(config)?;
+    let full = Model::build(&small.name, config, small.io, Device::Cpu, None)?;
+    let index = |kept: &[i64]| Tensor::from_slice(kept);
+    // Per tensor: the kept rows (it produces a group's units) and kept columns with
+    // their block size (it consumes them).
+    let mut rows: HashMap<String, Tensor> = HashMap::new();
+    let mut cols: HashMap<String, (Tensor, i64)> = HashMap::new();
+    for (g, r) in groups.iter().zip(report) {
+        if g.producer != r.layer || r.kept.len() as i64 != r.after {
+            return Err(ModelError::Format {
+                path: r.layer.clone(),
+                msg: format!(
+                    "pruning report does not match the `{}` layer of the original model",
+                    g.producer
+                ),
+            }
+            .into());
+        }
+        for part in ["weight", "bias"] {
+            rows.insert(format!("{}.{part}", g.producer), index(&r.kept));
+        }
+        cols.insert(format!("{}.weight", g.consumer), (index(&r.kept), r.before));
+    }
+    let smalls: HashMap<String, Tensor> = small
+        .named()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).to_kind(Kind::Float)))
+        .collect();
+    for (name, var) in full.named() {
+        let src = smalls.get(&name).ok_or_else(|| ModelError::Format {
+            path: name.clone(),
+            msg: "the pruned model has no such tensor".into(),
+        })?;
+        let mut t = src.shallow_clone();
+        if let Some((keep, before)) = cols.get(&name) {
+            let block = var.size()[1] / before;
+            let idx = (keep.unsqueeze(1) * block
+                + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
+            .flatten(0, -1);
+            let mut shape = t.size();
+            shape[1] = var.size()[1];
+            t = Tensor::zeros(&shape, (Kind::Float, Device::Cpu)).f_index_copy(1, &idx, &t)?;
+        }
+        if let Some(keep) = rows.get(&name) {
+            let mut shape = t.size();
+            shape[0] = var.size()[0];
+            t = Tensor::zeros(&shape, (Kind::Float, Device::Cpu)).f_index_copy(0, keep, &t)?;
+        }
+        if t.size() != var.size() {
+            return Err(ModelError::Format {
+                path: name,
+                msg: format!(
+                    "expanded shape {:?} does not fit the original layer {:?}",
+                    t.size(),
+                    var.size()
+                ),
+            }
+            .into());
+        }
+        var.shallow_clone().f_copy_(&t)?;
+    }
+    Ok(full)
 }
 
 #[cfg(test)]
@@ -235,7 +310,7 @@ mod tests {
             let _ = w.narrow(0, 6, 6).shallow_clone().g_mul_scalar_(0.01);
         });
         let (small, report) = prune(&m, 0.5, PruneNorm::L2).unwrap();
-        assert_eq!(report, [Pruned { layer: "conv".into(), before: 12, after: 6 }]);
+        assert_eq!(report, [Pruned { layer: "conv".into(), before: 12, after: 6, kept: (0..6).collect() }]);
         assert_eq!(small.config, ModelConfig::SeedCnn(SeedCnnConfig { filters: 6 }));
         // conv 6*9+6, fc 6*169*10+10: about half the parameters.
         assert_eq!(small.param_count(), 54 + 6 + 10140 + 10);
@@ -259,6 +334,35 @@ mod tests {
         );
         assert_eq!(report.len(), 3);
         assert_eq!(small.forward(&x()).size(), [4, 10]);
+    }
+
+    #[test]
+    fn expanding_back_computes_the_same_function_with_zeros_where_units_went() {
+        for config in [
+            ModelConfig::Mlp(MlpConfig { hidden: vec![32, 16] }),
+            ModelConfig::SeedCnn(SeedCnnConfig::default()),
+            ModelConfig::Cnn(CnnConfig { channels: vec![4, 8], hidden: 16, dropout: 0.0 }),
+        ] {
+            let m = build(config.clone());
+            let (small, report) = prune(&m, 0.5, PruneNorm::L1).unwrap();
+            let full = expand(&small, &config, &report).unwrap();
+            assert_eq!(full.config, config);
+            assert_eq!(full.param_count(), m.param_count());
+            // Only the smaller model's weights are non-zero: the rest is padding.
+            assert!(full.nonzero_count() <= small.param_count());
+            assert!(full.nonzero_count() < m.param_count());
+            let xs = x();
+            let diff = (small.forward(&xs) - full.forward(&xs)).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{config:?}: {diff}");
+        }
+        let m = build(ModelConfig::SeedCnn(SeedCnnConfig::default()));
+        let (small, report) = prune(&m, 0.5, PruneNorm::L2).unwrap();
+        let full = expand(&small, &m.config, &report).unwrap();
+        let w = full.named().into_iter().find(|(n, _)| n == "conv.weight").unwrap().1;
+        let removed: Vec<i64> = (0..12).filter(|i| !report[0].kept.contains(i)).collect();
+        for i in removed {
+            assert_eq!(w.get(i).abs().sum(Kind::Float).double_value(&[]), 0.0, "filter {i}");
+        }
     }
 
     #[test]

@@ -78,6 +78,49 @@ pub struct ModelMeta {
     /// Linear layers stored as two low-rank factors, by layer name (`fc0`) -> rank.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub factored: BTreeMap<String, i64>,
+    /// The model it was compressed (or distilled) from; `None` for a model trained from
+    /// scratch, and for files written before lineage was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineRef>,
+}
+
+/// Which model a compressed one came from: a variant of an earlier stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaselineRef {
+    /// Stage (instance) id that produced it.
+    pub stage: String,
+    /// Variant name.
+    pub variant: String,
+}
+
+/// The *simulated* form of a compressed variant: what the compression computes while
+/// the model keeps its original shape and arithmetic (masks over zeros, fake-quantized
+/// weights in fp32), beside the variant's own file, its *materialized* form
+/// (physically smaller layers, real int8 kernels). `evaluate` times both against the
+/// baseline, so a report can tell a saving on paper from one at run time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulatedForm {
+    /// Model file, relative to the stage directory (may be the variant's own file).
+    pub file: String,
+    /// Kernel to load it with instead of the one in its metadata (e.g. `dense` for an
+    /// int8 file: dequantized weights in fp32 arithmetic, which is what fake
+    /// quantization computes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<Kernel>,
+    /// What it is, in a short phrase for the report.
+    pub what: String,
+}
+
+impl SimulatedForm {
+    /// The same file as the variant, run on another kernel.
+    pub fn on_kernel(file: &str, kernel: Kernel, what: impl Into<String>) -> Self {
+        SimulatedForm { file: file.to_string(), kernel: Some(kernel), what: what.into() }
+    }
+
+    /// Another model file of the stage, run as its metadata says.
+    pub fn file(file: &str, what: impl Into<String>) -> Self {
+        SimulatedForm { file: file.to_string(), kernel: None, what: what.into() }
+    }
 }
 
 /// The kernels a model's linear layers run on.
@@ -133,6 +176,26 @@ pub struct VariantOut {
     pub meta: ModelMeta,
     /// Seconds of training that produced it in this stage.
     pub train_time_s: f64,
+    /// Its simulated form, where the compression has one (see [`SimulatedForm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<SimulatedForm>,
+}
+
+impl VariantOut {
+    /// Declare the variant's simulated form.
+    pub fn with_simulated(mut self, form: SimulatedForm) -> Self {
+        self.simulated = Some(form);
+        self
+    }
+
+    /// Whether its simulated form is its own file on its own kernel: nothing smaller or
+    /// faster was materialized (e.g. a magnitude-pruned model, whose zeros are still
+    /// multiplied).
+    pub fn simulated_is_stored(&self) -> bool {
+        self.simulated
+            .as_ref()
+            .is_some_and(|s| s.file == self.file && s.kernel.is_none_or(|k| k == self.meta.kernel))
+    }
 }
 
 /// `stage.json`: the record of one finished stage.

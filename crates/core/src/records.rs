@@ -1,5 +1,6 @@
 //! Rows that stages emit and that become the run's Polars tables
-//! (`metrics`, `training`, `latency`, `throughput`). Column names are the field names.
+//! (`metrics`, `training`, `latency`, `throughput`, `speedup`). Column names are the
+//! field names.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,68 @@ pub struct MetricRow {
     pub train_time_s: f64,
     /// Remarks (e.g. why compute was upcast).
     pub notes: String,
+    /// Batch-1 speedup of this variant as stored over the model it was compressed from
+    /// (baseline p50 / its p50, timed side by side; see the `speedup` table); NaN when
+    /// it was not checked.
+    pub speedup_b1: f64,
+    /// The same at `batch_size` (the largest measured).
+    pub speedup_large: f64,
+    /// Whether it is really faster than its baseline ([`MIN_SPEEDUP`] or more): `yes`,
+    /// `no`, `batch 1 only`, `large batch only`; empty when not checked.
+    pub faster: String,
+}
+
+/// A speedup below this is "not faster": repeated timings of one model on a shared CPU
+/// differ by a few percent, so 5% is the least we call a real gain.
+pub const MIN_SPEEDUP: f64 = 1.05;
+
+/// Whether a speedup (baseline time / variant time) is a real gain.
+pub fn is_faster(speedup: f64) -> bool {
+    speedup.is_finite() && speedup >= MIN_SPEEDUP
+}
+
+/// The `faster` verdict of a variant from its speedups at batch 1 and at a large batch
+/// (`NaN` for a batch size that was not measured).
+pub fn faster_verdict(b1: f64, large: f64) -> &'static str {
+    match (is_faster(b1), is_faster(large) || (large.is_nan() && is_faster(b1))) {
+        (true, true) => "yes",
+        (true, false) => "batch 1 only",
+        (false, true) if !large.is_nan() => "large batch only",
+        _ => "no",
+    }
+}
+
+/// One form of a compressed variant timed beside its baseline: a row of
+/// `speedup.parquet`. A variant has a `baseline` row, a `simulated` row where the
+/// compression has a simulated form (masks, fake quantization) and a `materialized`
+/// row where something physically smaller or on faster kernels exists, each at batch
+/// 1 and at the largest configured batch size.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SpeedupRow {
+    /// The compressed variant.
+    pub variant: String,
+    /// The variant it was compressed from.
+    pub baseline: String,
+    /// `baseline`, `simulated` or `materialized`.
+    pub form: String,
+    /// What this form is (file, kernel, arithmetic).
+    pub what: String,
+    /// Images per forward.
+    pub batch_size: u64,
+    /// Timed forwards.
+    pub samples: u64,
+    /// Median microseconds per forward.
+    pub p50_us: f64,
+    /// Images per second at the median.
+    pub images_per_s: f64,
+    /// Size of the form's model file.
+    pub file_bytes: u64,
+    /// Baseline p50 / this form's p50 (1 for the baseline row).
+    pub speedup: f64,
+    /// `yes` or `no` ([`MIN_SPEEDUP`] or more); empty on the baseline row.
+    pub faster: String,
+    /// Why the variant is or is not faster, from what is known (kernels, notes).
+    pub why: String,
 }
 
 /// One point of a training curve: a row of `training.parquet`.
@@ -128,6 +191,9 @@ pub struct Records {
     /// Throughput by batch size.
     #[serde(default)]
     pub throughput: Vec<ThroughputRow>,
+    /// Compressed variants timed beside their baselines.
+    #[serde(default)]
+    pub speedup: Vec<SpeedupRow>,
 }
 
 impl Records {
@@ -137,6 +203,7 @@ impl Records {
         self.curves.extend(other.curves.iter().cloned());
         self.latency.extend(other.latency.iter().cloned());
         self.throughput.extend(other.throughput.iter().cloned());
+        self.speedup.extend(other.speedup.iter().cloned());
     }
 }
 
@@ -154,7 +221,20 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{faster_verdict, is_faster, percentile};
+
+    #[test]
+    fn faster_needs_the_threshold_at_each_batch_size() {
+        assert!(is_faster(1.05) && is_faster(3.0));
+        assert!(!is_faster(1.04) && !is_faster(0.5) && !is_faster(f64::NAN) && !is_faster(f64::INFINITY));
+        assert_eq!(faster_verdict(1.2, 1.5), "yes");
+        assert_eq!(faster_verdict(1.02, 1.5), "large batch only");
+        assert_eq!(faster_verdict(1.5, 0.9), "batch 1 only");
+        assert_eq!(faster_verdict(1.03, 1.04), "no");
+        // Only batch 1 measured: batch 1 decides.
+        assert_eq!(faster_verdict(1.5, f64::NAN), "yes");
+        assert_eq!(faster_verdict(1.0, f64::NAN), "no");
+    }
 
     #[test]
     fn percentiles_interpolate() {

@@ -10,10 +10,15 @@
 //!   model is upcast on CPUs unless `compute: native`, and the table says so), and
 //!   fills a [`slimbench_core::records::MetricRow`] with accuracy, latency,
 //!   throughput, file size, parameter counts and the peak resident memory.
+//! * [`speedup`]: a compressed variant timed side by side with its baseline, in its
+//!   simulated and materialized forms ([`check_speedup`]), with the reasons it is or is
+//!   not faster.
 
 mod accuracy;
 pub mod latency;
+pub mod speedup;
 mod variant;
 
 pub use accuracy::{Accuracy, accuracy, images_tensor, labels_tensor};
-pub use variant::{EvalError, VariantEval, VariantResult, evaluate_variant};
+pub use speedup::{Form, FormSpec, SpeedupCheck, check_speedup};
+pub use variant::{EvalError, Loaded, VariantEval, VariantResult, evaluate_variant, load_for_eval};

@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use slimbench_core::artifact::Precision;
+use slimbench_core::artifact::{Kernel, ModelMeta, Precision};
 use slimbench_core::cancel::Cancelled;
 use slimbench_core::config::{ComputeMode, EvaluateParams};
 use slimbench_core::progress::Progress;
 use slimbench_core::records::{LatencySample, MetricRow, ThroughputRow};
 use slimbench_data::Split;
 use slimbench_models::runtime::device_name;
-use slimbench_models::{ModelError, store};
+use slimbench_models::{Model, ModelError, store};
 use tch::{Device, Kind};
 
 use crate::{accuracy, latency};
@@ -63,20 +63,43 @@ pub struct VariantResult {
     pub throughput: Vec<ThroughputRow>,
 }
 
-/// Load, measure and describe one variant.
-pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<VariantResult, EvalError> {
-    let rss_reset = slimbench_metrics::reset_peak_rss();
-    let rss_before = slimbench_metrics::current_rss_bytes().unwrap_or(0);
-    let (mut model, meta) = store::load(v.file, v.device)?;
+/// A model file loaded the way evaluation computes with it.
+pub struct Loaded {
+    /// The model, packed onto its kernel or upcast as decided.
+    pub model: Model,
+    /// Its metadata, as stored.
+    pub meta: ModelMeta,
+    /// What its arithmetic runs in (the metrics table's `compute_precision`).
+    pub compute_precision: String,
+    /// Remarks on how it computes (packed layers, upcasts).
+    pub notes: Vec<String>,
+}
+
+/// Load `file` for evaluation: pack its linear layers onto fbgemm when its kernel (or
+/// `kernel`, which overrides it) says so, and decide the arithmetic precision (a
+/// half-precision model is upcast on CPUs unless `compute: native`). A `Some(Dense)`
+/// override on a file stored in reduced precision always computes in fp32: that is
+/// what fake quantization does. `name` names the variant in errors; `probe` is a split
+/// to try one forward on when libtorch might lack the precision.
+pub fn load_for_eval(
+    name: &str,
+    file: &Path,
+    kernel: Option<Kernel>,
+    device: Device,
+    probe: &Split,
+) -> Result<Loaded, EvalError> {
+    let (mut model, meta) = store::load(file, device)?;
     let stored = meta.precision;
+    let kernel = kernel.unwrap_or(meta.kernel);
+    let fake_quant = kernel == Kernel::Dense && meta.kernel != Kernel::Dense;
     let mut notes = Vec::new();
 
     // fbgemm kernels: pack the linear layers (CPU only).
-    let packed = meta.kernel.compute_precision();
+    let packed = kernel.compute_precision();
     if packed.is_some() {
-        if v.device != Device::Cpu {
+        if device != Device::Cpu {
             return Err(EvalError::Compute {
-                variant: v.name.to_string(),
+                variant: name.to_string(),
                 msg: format!(
                     "{} runs on fbgemm, a CPU library; evaluate it with `device: cpu`",
                     meta.technique
@@ -84,17 +107,18 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
             });
         }
         model.set_kind(Kind::Float);
-        let n = model.pack_linear(meta.kernel)?;
-        notes.push(format!("{n} linear layer(s) on {}", meta.kernel.describe()));
+        let n = model.pack_linear(kernel)?;
+        notes.push(format!("{n} linear layer(s) on {}", kernel.describe()));
     }
     // Decide the arithmetic precision; say so when it differs from the storage.
     let upcast = packed.is_none()
         && stored != Precision::Fp32
-        && match meta.compute {
-            ComputeMode::Upcast => true,
-            ComputeMode::Native => false,
-            ComputeMode::Auto => v.device == Device::Cpu,
-        };
+        && (fake_quant
+            || match meta.compute {
+                ComputeMode::Upcast => true,
+                ComputeMode::Native => false,
+                ComputeMode::Auto => device == Device::Cpu,
+            });
     let compute_precision = if let Some(p) = packed {
         p.to_string()
     } else if upcast {
@@ -102,7 +126,9 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         notes.push(format!(
             "weights stored in {0}, upcast to fp32 at load: compute ran in fp32{1}",
             stored.as_str(),
-            if meta.compute == ComputeMode::Auto {
+            if fake_quant {
+                " (the fake-quantized form)"
+            } else if meta.compute == ComputeMode::Auto {
                 " (CPUs lack native half-precision arithmetic; set compute: native to force it)"
             } else {
                 ""
@@ -117,7 +143,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         // this device; probe once so the failure is a message, not a crash.
         let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _g = tch::no_grad_guard();
-            let x = crate::images_tensor(v.test, 0, 1, v.device, model.kind());
+            let x = crate::images_tensor(probe, 0, 1, device, model.kind());
             let _ = model.forward(&x);
         }));
         if let Err(e) = probe {
@@ -127,16 +153,26 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
             return Err(EvalError::Compute {
-                variant: v.name.to_string(),
+                variant: name.to_string(),
                 msg: format!(
                     "libtorch cannot compute in {} on {}: {}; use `compute: upcast`",
                     stored.as_str(),
-                    device_name(v.device),
+                    device_name(device),
                     msg.lines().next().unwrap_or("")
                 ),
             });
         }
     }
+    Ok(Loaded { model, meta, compute_precision, notes })
+}
+
+/// Load, measure and describe one variant.
+pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<VariantResult, EvalError> {
+    let rss_reset = slimbench_metrics::reset_peak_rss();
+    let rss_before = slimbench_metrics::current_rss_bytes().unwrap_or(0);
+    let Loaded { model, meta, compute_precision, notes } =
+        load_for_eval(v.name, v.file, None, v.device, v.test)?;
+    let stored = meta.precision;
 
     let acc = accuracy::accuracy(&model, v.test, v.params.batch_size);
     let lp = &v.params.latency;
@@ -191,6 +227,10 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         peak_rss_bytes,
         train_time_s: v.train_time_s,
         notes: notes.join("; "),
+        // Filled in by the speedup check, for variants with a baseline beside them.
+        speedup_b1: f64::NAN,
+        speedup_large: f64::NAN,
+        faster: String::new(),
     };
     let latency = lat
         .samples_us

@@ -3,9 +3,9 @@
 //! The run's tables and the probes that fill in where a run happened; no libtorch.
 //!
 //! * Tables: the rows stages record ([`MetricRow`], [`CurvePoint`], [`LatencySample`],
-//!   [`ThroughputRow`], gathered in [`Records`]) become Polars [`DataFrame`]s with one
-//!   column per field ([`metrics_frame`], [`curves_frame`], [`latency_frame`],
-//!   [`throughput_frame`]) and are written into the run directory by [`write_tables`]
+//!   [`ThroughputRow`], [`SpeedupRow`], gathered in [`Records`]) become Polars
+//!   [`DataFrame`]s with one column per field ([`metrics_frame`], [`curves_frame`],
+//!   [`latency_frame`], [`throughput_frame`], [`speedup_frame`]) and are written into the run directory by [`write_tables`]
 //!   as the files a [`Table`] names. [`read_table`] reads one back;
 //!   [`read_metric_rows`] and friends turn it back into rows.
 //! * Host: [`probe_host`] describes the machine ([`HostInfo`]); [`peak_rss_bytes`],
@@ -18,6 +18,7 @@
 //! [`CurvePoint`]: slimbench_core::records::CurvePoint
 //! [`LatencySample`]: slimbench_core::records::LatencySample
 //! [`ThroughputRow`]: slimbench_core::records::ThroughputRow
+//! [`SpeedupRow`]: slimbench_core::records::SpeedupRow
 //! [`Records`]: slimbench_core::records::Records
 //! [`HostInfo`]: slimbench_core::artifact::HostInfo
 
@@ -32,11 +33,11 @@ pub use host::{current_rss_bytes, peak_rss_bytes, probe_host, reset_peak_rss};
 pub use polars;
 pub use polars::prelude::{DataFrame, PolarsError, PolarsResult};
 pub use tables::{
-    METRICS_CSV, Table, curve_points_from_frame, curves_frame, curves_schema, latency_frame,
+    METRICS_CSV, SPEEDUP_CSV, Table, curve_points_from_frame, curves_frame, curves_schema, latency_frame,
     latency_samples_from_frame, latency_schema, metric_rows_from_frame, metrics_frame, metrics_schema,
-    read_curve_points, read_latency_samples, read_metric_rows, read_metrics_csv, read_table,
-    read_throughput_rows, throughput_frame, throughput_rows_from_frame, throughput_schema, write_csv,
-    write_parquet, write_tables,
+    read_curve_points, read_latency_samples, read_metric_rows, read_metrics_csv, read_speedup_rows,
+    read_table, read_throughput_rows, speedup_frame, speedup_rows_from_frame, speedup_schema,
+    throughput_frame, throughput_rows_from_frame, throughput_schema, write_csv, write_parquet, write_tables,
 };
 
 /// Why a table could not be built, written or read.

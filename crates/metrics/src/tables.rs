@@ -10,13 +10,16 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 use slimbench_core::fsutil;
-use slimbench_core::records::{CurvePoint, LatencySample, MetricRow, Records, ThroughputRow};
+use slimbench_core::records::{CurvePoint, LatencySample, MetricRow, Records, SpeedupRow, ThroughputRow};
 
 use crate::MetricsError;
 
 /// The CSV copy of the metrics table (for spreadsheets and quick looks), beside
 /// [`Table::Metrics`]'s parquet file.
 pub const METRICS_CSV: &str = "metrics.csv";
+
+/// The CSV copy of the speedup table, beside [`Table::Speedup`]'s parquet file.
+pub const SPEEDUP_CSV: &str = "speedup.csv";
 
 /// The tables of a run directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,11 +32,14 @@ pub enum Table {
     Latency,
     /// Throughput by batch size ([`ThroughputRow`]).
     Throughput,
+    /// Compressed variants timed beside their baselines ([`SpeedupRow`]).
+    Speedup,
 }
 
 impl Table {
     /// Every table, in the order [`write_tables`] writes them.
-    pub const ALL: [Table; 4] = [Table::Metrics, Table::Training, Table::Latency, Table::Throughput];
+    pub const ALL: [Table; 5] =
+        [Table::Metrics, Table::Training, Table::Latency, Table::Throughput, Table::Speedup];
 
     /// The table's short name (`metrics`, `training`, ...).
     pub fn name(self) -> &'static str {
@@ -42,6 +48,7 @@ impl Table {
             Table::Training => "training",
             Table::Latency => "latency",
             Table::Throughput => "throughput",
+            Table::Speedup => "speedup",
         }
     }
 
@@ -52,6 +59,7 @@ impl Table {
             Table::Training => "training.parquet",
             Table::Latency => "latency.parquet",
             Table::Throughput => "throughput.parquet",
+            Table::Speedup => "speedup.parquet",
         }
     }
 
@@ -62,6 +70,7 @@ impl Table {
             Table::Training => curves_schema(),
             Table::Latency => latency_schema(),
             Table::Throughput => throughput_schema(),
+            Table::Speedup => speedup_schema(),
         }
     }
 }
@@ -207,6 +216,9 @@ record_table! {
     peak_rss_bytes: U64,
     train_time_s: F64,
     notes: Str,
+    speedup_b1: F64,
+    speedup_large: F64,
+    faster: Str,
 }
 
 record_table! {
@@ -238,8 +250,24 @@ record_table! {
     images_per_s: F64,
 }
 
+record_table! {
+    SpeedupRow, "speedup", speedup_frame, speedup_schema, speedup_rows_from_frame;
+    variant: Str,
+    baseline: Str,
+    form: Str,
+    what: Str,
+    batch_size: U64,
+    samples: U64,
+    p50_us: F64,
+    images_per_s: F64,
+    file_bytes: U64,
+    speedup: F64,
+    faster: Str,
+    why: Str,
+}
+
 /// Write every table of `records` into `run_dir` (created if needed): the parquet file
-/// of each [`Table`] plus [`METRICS_CSV`]. Tables without rows are still written, empty
+/// of each [`Table`] plus [`METRICS_CSV`] and [`SPEEDUP_CSV`]. Tables without rows are still written, empty
 /// but with their schema, so readers can rely on the files being there. Returns the
 /// paths written.
 pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, MetricsError> {
@@ -248,13 +276,15 @@ pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, M
     let mut training = curves_frame(&records.curves).map_err(frame_err(Table::Training))?;
     let mut latency = latency_frame(&records.latency).map_err(frame_err(Table::Latency))?;
     let mut throughput = throughput_frame(&records.throughput).map_err(frame_err(Table::Throughput))?;
+    let mut speedup = speedup_frame(&records.speedup).map_err(frame_err(Table::Speedup))?;
 
-    let mut written = Vec::with_capacity(5);
+    let mut written = Vec::with_capacity(7);
     for (table, df) in [
         (Table::Metrics, &mut metrics),
         (Table::Training, &mut training),
         (Table::Latency, &mut latency),
         (Table::Throughput, &mut throughput),
+        (Table::Speedup, &mut speedup),
     ] {
         let path = run_dir.join(table.file_name());
         write_parquet(&path, df)?;
@@ -263,6 +293,9 @@ pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, M
     let csv = run_dir.join(METRICS_CSV);
     write_csv(&csv, &mut metrics)?;
     written.insert(1, csv);
+    let csv = run_dir.join(SPEEDUP_CSV);
+    write_csv(&csv, &mut speedup)?;
+    written.push(csv);
     Ok(written)
 }
 
@@ -334,6 +367,11 @@ pub fn read_throughput_rows(run_dir: &Path) -> Result<Vec<ThroughputRow>, Metric
     read_rows(run_dir, Table::Throughput, throughput_rows_from_frame)
 }
 
+/// The speedup rows of a run directory (`speedup.parquet`).
+pub fn read_speedup_rows(run_dir: &Path) -> Result<Vec<SpeedupRow>, MetricsError> {
+    read_rows(run_dir, Table::Speedup, speedup_rows_from_frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +405,9 @@ mod tests {
             peak_rss_bytes: 123_456_789,
             train_time_s: 12.5,
             notes: "comma, \"quote\" and\nnewline".into(),
+            speedup_b1: 1.25,
+            speedup_large: 0.98,
+            faster: "batch 1 only".into(),
         }
     }
 
@@ -409,6 +450,23 @@ mod tests {
                     images_per_s: 51_200.0,
                 },
             ],
+            speedup: ["baseline", "materialized"]
+                .iter()
+                .map(|form| SpeedupRow {
+                    variant: "int8".into(),
+                    baseline: "train".into(),
+                    form: form.to_string(),
+                    what: "int8 weights, fbgemm".into(),
+                    batch_size: 256,
+                    samples: 30,
+                    p50_us: 5000.0,
+                    images_per_s: 51_200.0,
+                    file_bytes: 21_000,
+                    speedup: 1.0,
+                    faster: if *form == "baseline" { "" } else { "no" }.into(),
+                    why: "1 convolution(s) kept in fp32".into(),
+                })
+                .collect(),
         }
     }
 
@@ -416,7 +474,7 @@ mod tests {
     fn frames_have_one_typed_column_per_field() {
         let df = metrics_frame(&records().metrics).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 27);
+        assert_eq!(df.width(), 30);
         assert_eq!(df.column("variant").unwrap().dtype(), &DataType::String);
         assert_eq!(df.column("accuracy").unwrap().dtype(), &DataType::Float64);
         assert_eq!(df.column("params").unwrap().dtype(), &DataType::UInt64);
@@ -433,6 +491,7 @@ mod tests {
             (curves_frame(&[]).unwrap(), Table::Training),
             (latency_frame(&[]).unwrap(), Table::Latency),
             (throughput_frame(&[]).unwrap(), Table::Throughput),
+            (speedup_frame(&[]).unwrap(), Table::Speedup),
         ] {
             assert_eq!(df.height(), 0);
             assert_eq!(**df.schema(), table.schema(), "{}", table.name());
@@ -448,12 +507,21 @@ mod tests {
         let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["metrics.parquet", "metrics.csv", "training.parquet", "latency.parquet", "throughput.parquet"]
+            [
+                "metrics.parquet",
+                "metrics.csv",
+                "training.parquet",
+                "latency.parquet",
+                "throughput.parquet",
+                "speedup.parquet",
+                "speedup.csv"
+            ]
         );
         assert_eq!(read_metric_rows(dir.path()).unwrap(), recs.metrics);
         assert_eq!(read_curve_points(dir.path()).unwrap(), recs.curves);
         assert_eq!(read_latency_samples(dir.path()).unwrap(), recs.latency);
         assert_eq!(read_throughput_rows(dir.path()).unwrap(), recs.throughput);
+        assert_eq!(read_speedup_rows(dir.path()).unwrap(), recs.speedup);
         for table in Table::ALL {
             assert_eq!(**read_table(dir.path(), table).unwrap().schema(), table.schema());
         }
@@ -467,6 +535,17 @@ mod tests {
         let df = read_metrics_csv(dir.path()).unwrap();
         assert_eq!(**df.schema(), metrics_schema());
         assert_eq!(metric_rows_from_frame(&df).unwrap(), recs.metrics);
+    }
+
+    #[test]
+    fn speedup_csv_has_a_header_and_a_line_per_row() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tables(dir.path(), &records()).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join(SPEEDUP_CSV)).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[0].starts_with("variant,baseline,form,what,batch_size"), "{}", lines[0]);
+        assert!(lines[2].starts_with("int8,train,materialized,"), "{}", lines[2]);
     }
 
     #[test]
@@ -491,7 +570,15 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["latency.parquet", "metrics.csv", "metrics.parquet", "throughput.parquet", "training.parquet"]
+            [
+                "latency.parquet",
+                "metrics.csv",
+                "metrics.parquet",
+                "speedup.csv",
+                "speedup.parquet",
+                "throughput.parquet",
+                "training.parquet"
+            ]
         );
     }
 

@@ -263,6 +263,7 @@ mod tests {
             optim: None,
             kernel: Default::default(),
             factored: Default::default(),
+            baseline: None,
         };
         (m, meta)
     }

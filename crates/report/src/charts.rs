@@ -32,16 +32,20 @@ pub enum ChartKind {
     AccuracyVsSparsity,
     /// Images per second vs batch size (log-log).
     Throughput,
+    /// Speedup over the baseline of each compressed variant's forms, at batch 1 and the
+    /// largest batch.
+    Speedup,
 }
 
 impl ChartKind {
     /// Every chart, in report order.
-    pub const ALL: [ChartKind; 5] = [
+    pub const ALL: [ChartKind; 6] = [
         ChartKind::AccuracyVsSize,
         ChartKind::AccuracyVsLatency,
         ChartKind::TrainingCurves,
         ChartKind::AccuracyVsSparsity,
         ChartKind::Throughput,
+        ChartKind::Speedup,
     ];
 
     /// File stem under `charts/` (`accuracy_vs_size`, ...).
@@ -52,6 +56,7 @@ impl ChartKind {
             ChartKind::TrainingCurves => "training_curves",
             ChartKind::AccuracyVsSparsity => "accuracy_vs_sparsity",
             ChartKind::Throughput => "throughput",
+            ChartKind::Speedup => "speedup",
         }
     }
 
@@ -63,6 +68,7 @@ impl ChartKind {
             ChartKind::TrainingCurves => "Training curves",
             ChartKind::AccuracyVsSparsity => "Accuracy vs sparsity",
             ChartKind::Throughput => "Throughput vs batch size",
+            ChartKind::Speedup => "Speedup over the baseline",
         }
     }
 
@@ -157,6 +163,7 @@ impl<'a> ChartData<'a> {
             ChartKind::TrainingCurves => curve_points(&input.curves).next().is_none(),
             ChartKind::AccuracyVsSparsity => !input.metrics.iter().any(is_pruned),
             ChartKind::Throughput => throughput_points(self).next().is_none(),
+            ChartKind::Speedup => speedup_bars(&crate::speedup::group(&input.speedup)).is_empty(),
         };
         empty.then_some(match kind {
             ChartKind::AccuracyVsSize => "no variant has both an accuracy and a model file size",
@@ -164,6 +171,7 @@ impl<'a> ChartData<'a> {
             ChartKind::TrainingCurves => "no training curves were recorded",
             ChartKind::AccuracyVsSparsity => "no pruned variant (sparsity > 0) in this run",
             ChartKind::Throughput => "no throughput was measured",
+            ChartKind::Speedup => "no compressed variant was timed beside its baseline",
         })
     }
 }
@@ -200,6 +208,7 @@ impl Drawing for ReportChart<'_, '_> {
             ChartKind::TrainingCurves => training_curves(data, root),
             ChartKind::AccuracyVsSparsity => accuracy_vs_sparsity(data, root),
             ChartKind::Throughput => throughput(data, root),
+            ChartKind::Speedup => speedup(data, root),
         }
     }
 }
@@ -893,6 +902,89 @@ fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, S
     }
     legend(&mut chart, &occupied)?;
     Ok(())
+}
+
+/// One bar of the speedup chart: (variant index, series index, speedup).
+fn speedup_bars(variants: &[crate::speedup::VariantSpeed<'_>]) -> Vec<(usize, usize, f64)> {
+    let mut bars = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        for f in &v.forms {
+            let series = match f.form {
+                "simulated" => 0,
+                "materialized" => 2,
+                _ => continue,
+            };
+            for (k, r) in [f.b1, f.large].into_iter().enumerate() {
+                if let Some(r) = r.filter(|r| r.speedup.is_finite() && r.speedup > 0.0) {
+                    bars.push((i, series + k, r.speedup));
+                }
+            }
+        }
+    }
+    bars
+}
+
+fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    use slimbench_core::records::MIN_SPEEDUP;
+    let variants = crate::speedup::group(&data.input.speedup);
+    let bars = speedup_bars(&variants);
+    let large = variants.iter().filter_map(|v| v.large).max().unwrap_or(1);
+    let series: [(String, RGBColor); 4] = [
+        ("simulated, batch 1".into(), RGBColor(0xA0, 0xCB, 0xE8)),
+        (format!("simulated, batch {large}"), PALETTE[0]),
+        ("materialized, batch 1".into(), RGBColor(0xFF, 0xBE, 0x7D)),
+        (format!("materialized, batch {large}"), PALETTE[1]),
+    ];
+    let n = variants.len();
+    let top = bars.iter().map(|b| b.2).fold(MIN_SPEEDUP, f64::max) * 1.15;
+    let names: Vec<&str> = variants.iter().map(|v| v.variant).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::Speedup.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.6..n as f64 - 0.4, 0.0..top)?;
+    // Variant names at the whole-number ticks (the bar groups), nothing between.
+    let x_fmt = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            String::new()
+        } else {
+            names.get(i as usize).map_or(String::new(), |s| s.to_string())
+        }
+    };
+    mesh(&mut chart, "Compressed variant", "Speedup over its baseline (×)", &x_fmt, &|y: &f64| {
+        format!("{y:.1}×")
+    })?;
+    let width = 0.19;
+    for (s, (label, colour)) in series.iter().enumerate() {
+        let colour = *colour;
+        let offset = (s as f64 - 1.5) * (width + 0.01);
+        chart
+            .draw_series(bars.iter().filter(|b| b.1 == s).map(|&(i, _, v)| {
+                let x = i as f64 + offset;
+                Rectangle::new([(x - width / 2.0, 0.0), (x + width / 2.0, v)], colour.filled())
+            }))?
+            .label(label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+    }
+    // 1× is the baseline; below the threshold a form is "not faster".
+    let span = vec![(-0.6, 1.0), (n as f64 - 0.4, 1.0)];
+    chart.draw_series(LineSeries::new(span.clone(), INK.stroke_width(1)))?;
+    chart
+        .draw_series(LineSeries::new(
+            span.iter().map(|&(x, _)| (x, MIN_SPEEDUP)).collect::<Vec<_>>(),
+            RGBColor(0xB7, 0x1C, 0x1C).mix(0.6).stroke_width(1),
+        ))?
+        .label(format!("not-faster threshold ({MIN_SPEEDUP:.2}×)"))
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x, y), (x + 14, y)], RGBColor(0xB7, 0x1C, 0x1C).stroke_width(1))
+        });
+    let pixels: Vec<(i32, i32)> = bars
+        .iter()
+        .map(|&(i, s, v)| chart.backend_coord(&(i as f64 + (s as f64 - 1.5) * (width + 0.01), v)))
+        .collect();
+    legend(&mut chart, &pixels)
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ table.metrics tr.best td { background: var(--best); }
   border: 1px solid currentColor; white-space: nowrap; }
 .badge.best { color: #9a6b00; }
 .badge.pareto { color: var(--accent); }
+.badge.slow, td.slow { color: #b71c1c; } .badge.fast, td.fast { color: #2e7d32; }
+table.speedup tr.why td { background: var(--bg); font-size: 13px; }
 .status-ran { color: #2e7d32; } .status-cached { color: var(--dim); } .status-rendered { color: var(--accent); }
 figure { margin: 0 0 28px; }
 figure svg { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); }
@@ -70,11 +72,12 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
         if run.started_at.is_empty() { String::new() } else { format!(", started {}", esc(&run.started_at)) }
     );
     h.push_str(
-        "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#charts\">Charts</a>\
+        "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#speedup\">Speedup</a><a href=\"#charts\">Charts</a>\
          <a href=\"#stages\">Stages</a><a href=\"#notes\">Notes</a></nav>\n</header>\n",
     );
     metadata(&mut h, input);
     results(&mut h, input, data);
+    crate::speedup::html_section(&mut h, &input.speedup);
     charts_section(&mut h, charts);
     stages(&mut h, input);
     notes(&mut h, input);
@@ -174,6 +177,11 @@ fn chart_caption(kind: ChartKind) -> &'static str {
              grey lines join the variants of one model."
         }
         ChartKind::Throughput => "Images per second against batch size (log-log), per variant.",
+        ChartKind::Speedup => {
+            "Speedup of each compressed variant's simulated and materialized forms over its baseline, at \
+             batch 1 and the largest batch, timed side by side. Bars below the dashed line (the \
+             not-faster threshold) buy nothing at run time."
+        }
     }
 }
 

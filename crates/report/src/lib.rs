@@ -13,6 +13,9 @@
 //! * `report.html` opens offline: styles inline, charts inlined as SVG markup. All text
 //!   that comes from the run (pipeline, variant and stage names, notes) is escaped.
 //! * [`summary_markdown`] is the GitHub-flavoured table for CI job summaries.
+//! * "Does it really get faster?" (HTML and markdown, and the `speedup` chart): each
+//!   compressed variant's baseline, simulated and materialized forms timed side by
+//!   side, variants that are not faster marked, with the reasons known.
 //! * [`pareto_front`] picks the variants no other variant beats on both latency and
 //!   accuracy; the report highlights them.
 //!
@@ -26,6 +29,7 @@ pub mod format;
 mod html;
 mod markdown;
 mod pareto;
+mod speedup;
 
 /// The report's drawing and page pieces, for other renderers of slimbench results
 /// (`slimbench-compare`), so that their charts and pages look like the report's and
@@ -44,7 +48,7 @@ use std::path::{Path, PathBuf};
 
 use slimbench_core::artifact::RunInfo;
 use slimbench_core::fsutil::{self, FsError};
-use slimbench_core::records::{CurvePoint, MetricRow, ThroughputRow};
+use slimbench_core::records::{CurvePoint, MetricRow, SpeedupRow, ThroughputRow};
 use slimbench_metrics::{MetricsError, Table};
 
 pub use charts::ChartKind;
@@ -75,6 +79,9 @@ pub struct ReportInput {
     pub curves: Vec<CurvePoint>,
     /// Throughput by batch size.
     pub throughput: Vec<ThroughputRow>,
+    /// Compressed variants timed beside their baselines (the "Does it really get
+    /// faster?" section).
+    pub speedup: Vec<SpeedupRow>,
 }
 
 /// Why a report could not be loaded or rendered.
@@ -104,9 +111,9 @@ pub enum ReportError {
     },
 }
 
-/// Read a run directory: `run.json` and the metrics, training and throughput tables.
-/// The training and throughput tables are optional (older or partial runs); the run
-/// metadata and the metrics table are not. The title is the pipeline's name.
+/// Read a run directory: `run.json` and the metrics, training, throughput and speedup
+/// tables. The training, throughput and speedup tables are optional (older or partial
+/// runs); the run metadata and the metrics table are not. The title is the pipeline's name.
 pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     for required in [RUN_JSON, Table::Metrics.file_name()] {
         if !run_dir.join(required).is_file() {
@@ -123,8 +130,10 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     } else {
         Vec::new()
     };
+    let speedup =
+        if optional(Table::Speedup) { slimbench_metrics::read_speedup_rows(run_dir)? } else { Vec::new() };
     let title = if run.pipeline.is_empty() { run.run_id.clone() } else { run.pipeline.clone() };
-    Ok(ReportInput { run, title, metrics, curves, throughput })
+    Ok(ReportInput { run, title, metrics, curves, throughput, speedup })
 }
 
 /// Render the report into `run_dir`: one file per drawable chart and format under

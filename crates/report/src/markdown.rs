@@ -8,7 +8,8 @@ use crate::{Highlight, ReportInput, format};
 /// The markdown summary of a run: a heading, a line with run id, device and duration,
 /// and one table row per variant (variant, technique, precision, sparsity, accuracy,
 /// batch-1 p50 latency, throughput, file size, peak RSS), with the best and the
-/// Pareto-optimal variants marked.
+/// Pareto-optimal variants marked; then, when compressed variants were timed beside
+/// their baselines, "Does it really get faster?" with the ones that are not marked.
 pub fn summary_markdown(input: &ReportInput) -> String {
     let run = &input.run;
     let mut md = String::new();
@@ -54,6 +55,7 @@ pub fn summary_markdown(input: &ReportInput) -> String {
         );
     }
     md.push_str("\n★ best accuracy · ◆ Pareto-optimal (batch-1 latency vs accuracy)\n");
+    crate::speedup::markdown_section(&mut md, &input.speedup);
     md
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use slimbench_core::artifact::{HostInfo, StageStatus, StageSummary};
-use slimbench_core::records::Records;
+use slimbench_core::records::{Records, SpeedupRow};
 
 use super::*;
 
@@ -46,7 +46,40 @@ fn metric(
         peak_rss_bytes: 180_000_000,
         train_time_s: if technique == "fp16" { 0.0 } else { 41.5 },
         notes: String::new(),
+        speedup_b1: if technique == "baseline" { 0.0 } else { 1.0 },
+        speedup_large: if technique == "baseline" { 0.0 } else { 1.2 },
+        faster: if technique == "baseline" { String::new() } else { "large batch only".into() },
     }
+}
+
+/// A compressed variant's forms timed beside `train`, with a speedup per form at
+/// batch 1 and 256.
+fn speedup(variant: &str, forms: &[(&str, f64, f64)], why: &str) -> Vec<SpeedupRow> {
+    let mut rows = Vec::new();
+    for &(form, b1, large) in [("baseline", 1.0, 1.0)].iter().chain(forms) {
+        for (batch_size, s) in [(1u64, b1), (256, large)] {
+            let p50_us = if batch_size == 1 { 194.1 } else { 4100.0 } / s;
+            rows.push(SpeedupRow {
+                variant: variant.into(),
+                baseline: "train".into(),
+                form: form.into(),
+                what: format!("{form} of {variant}"),
+                batch_size,
+                samples: 100,
+                p50_us,
+                images_per_s: batch_size as f64 * 1e6 / p50_us,
+                file_bytes: if form == "baseline" { 83_000 } else { 44_000 },
+                speedup: s,
+                faster: match form {
+                    "baseline" => String::new(),
+                    _ if s >= 1.05 => "yes".into(),
+                    _ => "no".into(),
+                },
+                why: if form == "baseline" { String::new() } else { why.into() },
+            });
+        }
+    }
+    rows
 }
 
 fn curve(variant: &str, steps: u64, final_acc: f64) -> Vec<CurvePoint> {
@@ -107,6 +140,21 @@ fn input() -> ReportInput {
             })
         })
         .collect();
+    let mut speedups = speedup(
+        "fp16",
+        &[("materialized", 1.01, 0.99)],
+        "fp16 weights upcast to fp32 on the CPU: the same fp32 arithmetic as the baseline",
+    );
+    speedups.extend(speedup(
+        "prune[sparsity=0.9]",
+        &[("simulated", 1.0, 1.02)],
+        "no materialized form: unstructured zeros (90% of the weights) are still multiplied by dense kernels",
+    ));
+    speedups.extend(speedup(
+        "distill",
+        &[("materialized", 1.6, 2.1)],
+        "a smaller student, not a compressed form of its teacher (9000 parameters against 20410)",
+    ));
     let stage = |id: &str, kind: &str, status, duration_s| StageSummary {
         id: id.into(),
         kind: kind.into(),
@@ -152,6 +200,7 @@ fn input() -> ReportInput {
         metrics,
         curves,
         throughput,
+        speedup: speedups,
     }
 }
 
@@ -194,7 +243,7 @@ fn renders_every_chart_and_document() {
     let (_tmp, dir) = out_dir("full");
     let input = input();
     let written = render(&input, dir.as_path(), &[ChartFormat::Png, ChartFormat::Svg]).unwrap();
-    assert_eq!(written.len(), 5 * 2 + 2, "{written:?}");
+    assert_eq!(written.len(), 6 * 2 + 2, "{written:?}");
     for path in &written {
         assert!(std::fs::metadata(path).unwrap().len() > 0, "{} is empty", path.display());
     }
@@ -206,10 +255,10 @@ fn renders_every_chart_and_document() {
     }
     // Nothing half-written left behind.
     assert_eq!(file_names(dir.as_path()), ["charts", "report.html", "summary.md"]);
-    assert_eq!(file_names(&dir.as_path().join("charts")).len(), 10);
+    assert_eq!(file_names(&dir.as_path().join("charts")).len(), 12);
 
     let html = read(&dir.as_path().join(REPORT_HTML));
-    assert_eq!(html.matches("<svg").count(), 5);
+    assert_eq!(html.matches("<svg").count(), 6);
     for m in &input.metrics {
         assert!(html.contains(&format::html(&m.variant)), "{}", m.variant);
     }
@@ -219,6 +268,13 @@ fn renders_every_chart_and_document() {
     }
     assert!(html.contains("★ best"));
     assert!(html.contains("student | smaller"));
+    // Does it really get faster? The not-faster variants are marked, with their reasons.
+    assert!(html.contains("<h2>Does it really get faster?</h2>"));
+    assert_eq!(html.matches("<span class=\"badge slow\">not faster</span>").count(), 2);
+    assert_eq!(html.matches("<span class=\"badge fast\">faster</span>").count(), 1);
+    assert!(html.contains("unstructured zeros (90% of the weights) are still multiplied by dense kernels"));
+    assert!(html.contains("a smaller student, not a compressed form of its teacher"));
+    assert!(html.contains("id=\"chart-speedup\""));
     // Self-contained: nothing is loaded from anywhere.
     for external in ["src=\"http", "href=\"http", "<link", "<img", "<script", "@import", "url("] {
         assert!(!html.contains(external), "report.html contains {external}");
@@ -235,6 +291,12 @@ fn run_text_is_escaped_everywhere() {
     input.run.notes.push(EVIL.into());
     input.run.stages[0].id = EVIL.into();
     input.title = EVIL.into();
+    for r in &mut input.speedup {
+        if r.variant == "fp16" {
+            r.variant = EVIL.into();
+            r.why = EVIL.into();
+        }
+    }
     for c in &mut input.curves {
         if c.variant == "train" {
             c.variant = EVIL.into();
@@ -290,6 +352,7 @@ fn charts_without_data_are_skipped_and_stale_files_removed() {
     dense.metrics.retain(|m| m.sparsity == 0.0);
     dense.curves.clear();
     dense.throughput.clear();
+    dense.speedup.clear();
     render(&dense, dir.path(), &[ChartFormat::Png]).unwrap();
     let charts = file_names(&dir.path().join("charts"));
     // Skipped charts lose their files, and so does the format no longer asked for.
@@ -298,6 +361,8 @@ fn charts_without_data_are_skipped_and_stale_files_removed() {
     assert!(html.contains("no pruned variant (sparsity &gt; 0) in this run"));
     assert!(html.contains("no training curves were recorded"));
     assert!(html.contains("no throughput was measured"));
+    assert!(html.contains("no compressed variant was timed beside its baseline"));
+    assert!(html.contains("No compressed variant was timed beside its baseline in this run"));
 }
 
 #[test]
@@ -318,8 +383,10 @@ fn degenerate_values_do_not_break_charts() {
         images_per_s: f64::INFINITY,
         ..input.throughput[0].clone()
     });
+    input.speedup[3].speedup = f64::NAN;
+    input.speedup[2].p50_us = f64::INFINITY;
     let written = render(&input, dir.path(), &[ChartFormat::Png]).unwrap();
-    assert_eq!(written.len(), 5 + 2, "{written:?}");
+    assert_eq!(written.len(), 6 + 2, "{written:?}");
     let html = read(&dir.path().join(REPORT_HTML));
     assert!(html.contains("100.00%"));
 
@@ -328,6 +395,7 @@ fn degenerate_values_do_not_break_charts() {
     single.metrics = vec![MetricRow { variant: "only".into(), accuracy: 0.5, ..Default::default() }];
     single.curves.clear();
     single.throughput.clear();
+    single.speedup.clear();
     render(&single, dir.path(), &[ChartFormat::Png]).unwrap();
     assert!(read(&dir.path().join(SUMMARY_MD)).contains("| only ★ |"));
 }
@@ -338,10 +406,10 @@ fn svg_only_and_no_chart_files() {
     let written = render(&input(), dir.path(), &[]).unwrap();
     assert_eq!(written.len(), 2);
     // The HTML inlines the charts whether or not chart files are written.
-    assert_eq!(read(&dir.path().join(REPORT_HTML)).matches("<svg").count(), 5);
+    assert_eq!(read(&dir.path().join(REPORT_HTML)).matches("<svg").count(), 6);
 
     let written = render(&input(), dir.path(), &[ChartFormat::Svg]).unwrap();
-    assert_eq!(written.iter().filter(|p| p.extension().unwrap() == "svg").count(), 5);
+    assert_eq!(written.iter().filter(|p| p.extension().unwrap() == "svg").count(), 6);
     assert!(!written.iter().any(|p| p.extension().unwrap() == "png"));
 }
 
@@ -353,6 +421,7 @@ fn loads_and_renders_a_run_directory() {
         metrics: input.metrics.clone(),
         curves: input.curves.clone(),
         throughput: input.throughput.clone(),
+        speedup: input.speedup.clone(),
         ..Default::default()
     };
     slimbench_metrics::write_tables(dir.path(), &records).unwrap();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use slimbench_core::artifact::{IoShape, ModelMeta, Precision, VariantOut};
+use slimbench_core::artifact::{BaselineRef, IoShape, ModelMeta, Precision, VariantOut};
 use slimbench_core::config::{OptimSettings, OptimizerKind};
 use slimbench_data::Dataset;
 use slimbench_models::Model;
@@ -60,16 +60,20 @@ pub fn single_input<'c>(
 }
 
 /// Load an input model on the run's device, in fp32 (compression works on full precision).
+/// The returned metadata names the input as its `baseline`, so whatever a compressing
+/// stage saves from it records what it was compressed from (`evaluate` times the two
+/// side by side).
 pub fn load_fp32(
     runner: &TorchRunner,
     input: &StageInput,
     v: &VariantOut,
 ) -> Result<(Model, ModelMeta), BoxError> {
-    let (mut model, meta) = store::load(&input.variant_path(v), runner.device)?;
+    let (mut model, mut meta) = store::load(&input.variant_path(v), runner.device)?;
     if meta.precision != Precision::Fp32 {
         tracing::warn!(input = %input.id, "input model is stored in {}; working on an fp32 copy", meta.precision.as_str());
         model.set_kind(Kind::Float);
     }
+    meta.baseline = Some(BaselineRef { stage: input.id.clone(), variant: v.name.clone() });
     Ok((model, meta))
 }
 
@@ -132,6 +136,7 @@ pub fn save_variant(
         primary: s.primary,
         meta,
         train_time_s: s.train_time_s,
+        simulated: None,
     })
 }
 

@@ -2,7 +2,7 @@
 //! student trained alone with the same budget (same initial weights, same batches).
 
 use slimbench_compress::distill::Distillation;
-use slimbench_core::artifact::{ModelMeta, Precision};
+use slimbench_core::artifact::{BaselineRef, ModelMeta, Precision};
 use slimbench_core::config::{ComputeMode, DistillParams, OptimSettings};
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
@@ -37,7 +37,10 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
     };
     let cfg =
         |variant: String| loop_config(ctx, variant, p.epochs, optim.clone(), p.seed, p.workers, p.log_every);
-    let meta = |technique: &str| ModelMeta {
+    // The distilled student is measured against its teacher (not a compressed form of
+    // it, which the speedup check says); the student-alone control has no lineage.
+    let teacher_ref = teacher_meta.baseline.clone();
+    let meta = |technique: &str, baseline: Option<BaselineRef>| ModelMeta {
         model: p.student.clone(),
         config: config.clone(),
         io,
@@ -49,6 +52,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
         optim: Some(optim.clone()),
         kernel: Default::default(),
         factored: Default::default(),
+        baseline,
     };
 
     let mut student = Model::build(&p.student, config, io, runner.device, Some(seed))?;
@@ -65,7 +69,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
     output.variants.push(save_variant(
         ctx,
         &student,
-        meta("distill-response"),
+        meta("distill-response", teacher_ref.clone()),
         Saved {
             name: name.clone(),
             file: "student.safetensors",
@@ -99,7 +103,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
         output.variants.push(save_variant(
             ctx,
             &alone,
-            meta("student-alone"),
+            meta("student-alone", None),
             Saved {
                 name: base_name,
                 file: "baseline.safetensors",

@@ -6,13 +6,18 @@
 use slimbench_compress::prune::{Masks, Polynomial, Scheduled};
 use slimbench_compress::semi;
 use slimbench_compress::structured::{Pruned, StructuredError};
+use slimbench_core::artifact::{ModelMeta, SimulatedForm};
 use slimbench_core::config::{PruneMethod, PruneParams, PruneScope};
-use slimbench_models::store::Encoding;
+use slimbench_models::Model;
+use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
 use slimbench_train::StepHook;
 
 use crate::common::{Finetune, Saved, dataset, load_fp32, save_variant, single_input};
 use crate::{StageError, TorchRunner};
+
+/// The simulated form of a variant, when it is not the variant's own file.
+const SIMULATED_FILE: &str = "simulated.safetensors";
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Result<StageOutput, BoxError> {
     let (input, v) = single_input(ctx, p.input.as_deref())?;
@@ -20,6 +25,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     let sparsity = p.sparsity.unwrap_or(0.5);
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
     let params_before = model.param_count();
+    let original_config = meta.config.clone();
     let weights_before: i64 = model.prunable().iter().map(|(_, w)| w.numel() as i64).sum();
 
     // Fine-tuning reuses how the input was trained unless the stage says otherwise.
@@ -90,6 +96,8 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     meta.optim = Some(optim);
 
     let mut notes = Vec::new();
+    // Magnitude pruning's masked full-size model, kept when dead-path removal replaces it.
+    let mut masked: Option<Model> = None;
     match p.method {
         PruneMethod::Magnitude => {
             meta.technique = "prune-magnitude".into();
@@ -134,6 +142,12 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
             }
             if p.remove_dead {
                 match slimbench_compress::dead::remove_dead(&model) {
+                    Ok((_, report)) if report.iter().all(|r| r.before == r.after) => notes.push(format!(
+                        "{}: dead-path removal found no neuron or channel without inputs or readers ({}); the masked \
+                         model is saved",
+                        ctx.stage.id,
+                        describe(&report)
+                    )),
                     Ok((mut small, report)) => {
                         small.to_device(runner.device);
                         let kept: i64 = small
@@ -153,7 +167,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
                             small.sparsity() * 100.0
                         ));
                         meta.config = small.config.clone();
-                        model = small;
+                        masked = Some(std::mem::replace(&mut model, small));
                     }
                     Err(StructuredError::Unsupported(family)) => notes.push(format!(
                         "{}: dead-path removal skipped: not supported for the `{family}` family (mlp, seed-cnn, \
@@ -201,8 +215,33 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     meta.sparsity = model.sparsity();
     output.notes.extend(notes);
     let encoding = if p.method == PruneMethod::Structured { Encoding::Dense } else { Encoding::Sparse };
+    let sim_meta = ModelMeta { config: original_config, ..meta.clone() };
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, train_time_s, encoding))?;
-    output.variants.push(variant);
+    let simulated = match (p.method, masked) {
+        (PruneMethod::Structured, _) => {
+            // The original-size model with the removed channels/neurons zeroed: what a
+            // mask-based structured pruning would run.
+            let full = slimbench_compress::structured::expand(&model, &sim_meta.config, &removed)?;
+            let sim_meta = ModelMeta { sparsity: full.sparsity(), ..sim_meta };
+            store::save(&full, &sim_meta, &ctx.out_dir.join(SIMULATED_FILE), Encoding::Dense)?;
+            SimulatedForm::file(SIMULATED_FILE, "original-size model, removed channels/neurons zeroed")
+        }
+        (_, Some(full)) => {
+            let sim_meta = ModelMeta { sparsity: full.sparsity(), ..sim_meta };
+            store::save(&full, &sim_meta, &ctx.out_dir.join(SIMULATED_FILE), Encoding::Sparse)?;
+            SimulatedForm::file(
+                SIMULATED_FILE,
+                "masked original-size model: zeros still multiplied by dense kernels",
+            )
+        }
+        // Nothing was removed: the masked model is both what is stored and what pruning
+        // simulates.
+        (_, None) => SimulatedForm::file(
+            &variant.file,
+            "masked dense model: zeros stored sparse, still multiplied by dense kernels",
+        ),
+    };
+    output.variants.push(variant.with_simulated(simulated));
     Ok(output)
 }
 

@@ -1,7 +1,7 @@
 //! `quantize`: reduced-precision weights, and int8/fp16 linear layers on fbgemm.
 
 use slimbench_compress::quantize::{convert, kernel_of, technique_of};
-use slimbench_core::artifact::Kernel;
+use slimbench_core::artifact::{Kernel, SimulatedForm};
 use slimbench_core::config::QuantizeParams;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
@@ -32,6 +32,14 @@ pub fn run(
             if convs > 0 { format!("; {convs} convolution(s) kept in fp32") } else { String::new() }
         ));
     }
-    let variant = save_variant(ctx, &model, meta, Saved::main(ctx, 0.0, Encoding::Dense))?;
+    let kernel = meta.kernel;
+    let mut variant = save_variant(ctx, &model, meta, Saved::main(ctx, 0.0, Encoding::Dense))?;
+    if kernel != Kernel::Dense {
+        // The same file on dense kernels: dequantized weights in fp32 arithmetic, which
+        // is what fake quantization computes.
+        let what = format!("{} weights dequantized, fp32 arithmetic (fake quantization)", precision.as_str());
+        let form = SimulatedForm::on_kernel(&variant.file, Kernel::Dense, what);
+        variant = variant.with_simulated(form);
+    }
     Ok(StageOutput { variants: vec![variant], notes, ..Default::default() })
 }

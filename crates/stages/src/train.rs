@@ -31,6 +31,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         optim: Some(p.optim()),
         kernel: Default::default(),
         factored: Default::default(),
+        baseline: None,
     };
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, out.train_time_s, Encoding::Dense))?;
     let mut output = StageOutput { variants: vec![variant], ..Default::default() };

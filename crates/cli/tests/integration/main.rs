@@ -9,4 +9,5 @@ mod lowrank;
 mod prune_methods;
 mod run;
 mod seed;
+mod speedup;
 mod util;

@@ -46,6 +46,7 @@ fn meta() -> ModelMeta {
         optim: None,
         kernel: Default::default(),
         factored: Default::default(),
+        baseline: None,
     }
 }
 
@@ -66,6 +67,7 @@ impl StageRunner for Fake {
             primary: true,
             meta: meta(),
             train_time_s: 0.0,
+            simulated: None,
         });
         if ctx.stage.kind() == "evaluate" {
             out.records.metrics.push(MetricRow {
