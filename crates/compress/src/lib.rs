@@ -3,7 +3,15 @@
 //! Compression techniques, each acting on a [`slimbench_models::Model`]:
 //!
 //! * [`quantize`]: store weights in fp16 or bf16 (the file really halves), or int8 with
-//!   linear layers on fbgemm's int8/fp16 kernels.
+//!   layers on fbgemm's int8/fp16 kernels (dynamic, or static with calibrated
+//!   activations), or for CUDA's autocast, `_int_mm` and `_scaled_mm`; the
+//!   accuracy-aware search keeps the most sensitive layers in fp32
+//!   ([`quantize::accuracy_aware`]).
+//! * [`observe`]: activation observers (min-max, moving average, percentile) and the
+//!   calibration that gives a static int8 model its activation ranges.
+//! * [`qat`]: training with the quantization simulated (fake quantization with
+//!   straight-through gradients): quantization-aware training, and fine-tuning after
+//!   post-training quantization.
 //! * [`prune`]: unstructured magnitude pruning to an exact sparsity, globally or per
 //!   layer, one-shot or along a polynomial schedule ([`prune::Scheduled`]); the
 //!   [`prune::Masks`] re-apply themselves after every fine-tuning step (they are a
@@ -25,7 +33,9 @@
 pub mod dead;
 pub mod distill;
 pub mod lowrank;
+pub mod observe;
 pub mod prune;
+pub mod qat;
 pub mod quantize;
 pub mod semi;
 pub mod structured;

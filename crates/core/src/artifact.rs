@@ -82,6 +82,72 @@ pub struct ModelMeta {
     /// scratch, and for files written before lineage was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineRef>,
+    /// Layers an int8 model keeps in fp32 (accuracy-aware quantization fell back on
+    /// them, most sensitive first), by layer name (`conv`, `fc1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fp32_layers: Vec<String>,
+    /// Static int8 quantization: the calibrated scale and zero point of every quantized
+    /// activation, for [`Kernel::Int8Static`] and [`Kernel::FakeQuant`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_quant: Option<StaticQuant>,
+}
+
+impl ModelMeta {
+    /// An fp32 model trained from scratch (`technique` names how), on dense kernels,
+    /// with nothing compressed yet; set the other fields with struct update syntax.
+    pub fn new(model: &str, config: ModelConfig, io: IoShape, dataset: &str, technique: &str) -> Self {
+        ModelMeta {
+            model: model.to_string(),
+            config,
+            io,
+            dataset: dataset.to_string(),
+            technique: technique.to_string(),
+            precision: Precision::Fp32,
+            compute: ComputeMode::Auto,
+            sparsity: 0.0,
+            optim: None,
+            kernel: Kernel::Dense,
+            factored: BTreeMap::new(),
+            baseline: None,
+            fp32_layers: Vec::new(),
+            static_quant: None,
+        }
+    }
+
+    /// Whether the layer `layer` (`fc0`, `conv`) is kept in fp32 in an int8 model.
+    pub fn keeps_fp32(&self, layer: &str) -> bool {
+        self.fp32_layers.iter().any(|l| l == layer)
+    }
+}
+
+/// Scale and zero point of an affine quantization: `real = scale * (q - zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QParams {
+    /// Step between two quantized values.
+    pub scale: f64,
+    /// The quantized value of real 0.
+    pub zero_point: i64,
+}
+
+/// How a statically quantized model computes: int8 weights (symmetric, per output
+/// channel or per tensor), and uint8 activations whose ranges were calibrated (or
+/// learned by quantization-aware training) at fixed points of the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaticQuant {
+    /// Quantization of the activation at each point, by point name: `input` (the
+    /// image), then each conv/linear layer's output after its ReLU (`conv`, `fc0`, and
+    /// `fc0.lr_in` between the factors of a low-rank layer).
+    pub activations: BTreeMap<String, QParams>,
+    /// One weight scale per output channel (else one per tensor).
+    pub per_channel: bool,
+    /// Activations use 7 of the 8 bits (fbgemm needs it on CPUs without VNNI, where
+    /// its 16-bit accumulation could overflow).
+    pub reduce_range: bool,
+    /// Observer that set the activation ranges (`minmax`, `moving-average`,
+    /// `percentile`, or `qat` when learned in training).
+    pub observer: String,
+    /// Images the ranges were calibrated on.
+    pub calibration_samples: u64,
 }
 
 /// Which model a compressed one came from: a variant of an earlier stage.
@@ -134,6 +200,24 @@ pub enum Kernel {
     Int8Dynamic,
     /// fbgemm's fp16-weight linear (`quantized::linear_dynamic_fp16`).
     Fp16Dynamic,
+    /// Static int8: the whole chain of convolutions, linear layers, ReLUs and pools on
+    /// fbgemm's quantized kernels (`quantized::conv2d_relu`, `quantized::linear`, ...),
+    /// activations quantized with calibrated scales ([`ModelMeta::static_quant`]).
+    Int8Static,
+    /// Fake quantization: fp32 arithmetic on dequantized int8 weights, with every
+    /// calibrated activation rounded to its int8 grid and back; what quantization-aware
+    /// training computes, and the simulated form of a static int8 model.
+    FakeQuant,
+    /// CUDA: int8 weights and per-row dynamically quantized activations multiplied by
+    /// `torch._int_mm` (int32 accumulation), then rescaled.
+    Int8Mm,
+    /// CUDA (compute capability 8.9+): fp8 e4m3 weights and activations multiplied by
+    /// `torch._scaled_mm`.
+    Fp8,
+    /// CUDA autocast to bfloat16: fp32 weights, matmuls and convolutions in bf16.
+    AmpBf16,
+    /// CUDA autocast to float16.
+    AmpFp16,
 }
 
 impl Kernel {
@@ -148,7 +232,28 @@ impl Kernel {
             Kernel::Dense => "libtorch's dense kernels",
             Kernel::Int8Dynamic => "fbgemm's dynamic int8 kernel",
             Kernel::Fp16Dynamic => "fbgemm's fp16-weight kernel",
+            Kernel::Int8Static => "fbgemm's static int8 kernels",
+            Kernel::FakeQuant => "fp32 kernels with fake quantization",
+            Kernel::Int8Mm => "CUDA's int8 matmul (_int_mm)",
+            Kernel::Fp8 => "CUDA's fp8 matmul (_scaled_mm)",
+            Kernel::AmpBf16 => "CUDA autocast to bf16",
+            Kernel::AmpFp16 => "CUDA autocast to fp16",
         }
+    }
+
+    /// Whether it quantizes only the linear layers (convolutions stay fp32).
+    pub fn linear_only(self) -> bool {
+        matches!(self, Kernel::Int8Dynamic | Kernel::Fp16Dynamic | Kernel::Int8Mm | Kernel::Fp8)
+    }
+
+    /// Whether it runs only on CUDA devices.
+    pub fn cuda_only(self) -> bool {
+        matches!(self, Kernel::Int8Mm | Kernel::Fp8 | Kernel::AmpBf16 | Kernel::AmpFp16)
+    }
+
+    /// Whether it runs only on the CPU (fbgemm is a CPU library).
+    pub fn cpu_only(self) -> bool {
+        matches!(self, Kernel::Int8Dynamic | Kernel::Fp16Dynamic | Kernel::Int8Static)
     }
 
     /// What the metrics table's `compute_precision` says for models on this kernel;
@@ -158,6 +263,12 @@ impl Kernel {
             Kernel::Dense => None,
             Kernel::Int8Dynamic => Some("int8 (fbgemm, dynamic)"),
             Kernel::Fp16Dynamic => Some("fp16 weights (fbgemm)"),
+            Kernel::Int8Static => Some("int8 (fbgemm, static)"),
+            Kernel::FakeQuant => Some("fp32 (fake-quantized)"),
+            Kernel::Int8Mm => Some("int8 (_int_mm)"),
+            Kernel::Fp8 => Some("fp8 e4m3 (_scaled_mm)"),
+            Kernel::AmpBf16 => Some("bf16 (autocast)"),
+            Kernel::AmpFp16 => Some("fp16 (autocast)"),
         }
     }
 }

@@ -279,7 +279,55 @@ impl StageParams {
                 need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
                 need(p.log_every >= 1, "log_every", "must be at least 1");
             }
-            StageParams::Quantize(_) => {}
+            StageParams::Quantize(p) => {
+                let m = p.method;
+                let static_only = "applies to `method: int8-static` and `method: qat` only";
+                need(p.observer.is_none() || m.is_static(), "observer", static_only);
+                need(p.per_channel.is_none() || m.is_static(), "per_channel", static_only);
+                need(p.calibration_samples.is_none() || m.is_static(), "calibration_samples", static_only);
+                need(
+                    p.percentile.is_none() || p.observer() == ObserverKind::Percentile,
+                    "percentile",
+                    "applies to `observer: percentile` only",
+                );
+                need(
+                    p.percentile.is_none_or(|q| q > 50.0 && q <= 100.0),
+                    "percentile",
+                    "must be in (50, 100]",
+                );
+                need(
+                    p.calibration_samples.is_none_or(|n| n >= 1),
+                    "calibration_samples",
+                    "must be at least 1",
+                );
+                need(p.epochs.is_none() || m == QuantMethod::Qat, "epochs", "applies to `method: qat` only");
+                need(p.epochs.is_none_or(|e| e >= 1), "epochs", "must be at least 1");
+                need(
+                    p.finetune_epochs == 0 || matches!(m, QuantMethod::Int8Dynamic | QuantMethod::Int8Static),
+                    "finetune_epochs",
+                    "applies to int8-dynamic and int8-static (qat trains for `epochs`)",
+                );
+                need(
+                    p.tolerable_loss.is_none()
+                        || matches!(m, QuantMethod::Int8Dynamic | QuantMethod::Int8Static | QuantMethod::Qat),
+                    "tolerable_loss",
+                    "applies to int8-dynamic, int8-static and qat",
+                );
+                need(
+                    p.tolerable_loss.is_none_or(|t| (0.0..1.0).contains(&t)),
+                    "tolerable_loss",
+                    "must be in [0, 1) (a fraction: 0.01 is one point of accuracy)",
+                );
+                need(
+                    p.validation_samples.is_none() || p.tolerable_loss.is_some(),
+                    "validation_samples",
+                    "applies with `tolerable_loss` only",
+                );
+                need(p.validation_samples.is_none_or(|n| n >= 1), "validation_samples", "must be at least 1");
+                need(p.batch_size.is_none_or(|b| b >= 1), "batch_size", "must be at least 1");
+                need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
+                need(p.log_every >= 1, "log_every", "must be at least 1");
+            }
             StageParams::Prune(p) => {
                 match (p.method, p.sparsity) {
                     (PruneMethod::SemiStructured, s) => need(
@@ -477,6 +525,89 @@ pub enum QuantMethod {
     /// fp16 linear weights run on fbgemm's fp16 kernel (fp32 activations).
     #[serde(rename = "fp16-dynamic")]
     Fp16Dynamic,
+    /// Post-training static int8: activation ranges calibrated on training images,
+    /// convolutions, linear layers, ReLUs and pools all on fbgemm's int8 kernels.
+    #[serde(rename = "int8-static")]
+    Int8Static,
+    /// Quantization-aware training: fine-tune with fake-quantized weights and
+    /// activations (straight-through gradients, moving-average ranges), then convert to
+    /// the static int8 model.
+    Qat,
+    /// CUDA: fp32 weights, evaluated under autocast to bfloat16.
+    #[serde(rename = "amp-bf16")]
+    AmpBf16,
+    /// CUDA: fp32 weights, evaluated under autocast to float16.
+    #[serde(rename = "amp-fp16")]
+    AmpFp16,
+    /// CUDA: int8 linear weights, activations quantized per row, multiplied by
+    /// `torch._int_mm`.
+    #[serde(rename = "int8-mm")]
+    Int8Mm,
+    /// CUDA, compute capability 8.9+ (Ada, Hopper): fp8 e4m3 linear layers on
+    /// `torch._scaled_mm`.
+    Fp8,
+}
+
+impl QuantMethod {
+    /// Its name in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuantMethod::Fp16 => "fp16",
+            QuantMethod::Bf16 => "bf16",
+            QuantMethod::Int8Dynamic => "int8-dynamic",
+            QuantMethod::Fp16Dynamic => "fp16-dynamic",
+            QuantMethod::Int8Static => "int8-static",
+            QuantMethod::Qat => "qat",
+            QuantMethod::AmpBf16 => "amp-bf16",
+            QuantMethod::AmpFp16 => "amp-fp16",
+            QuantMethod::Int8Mm => "int8-mm",
+            QuantMethod::Fp8 => "fp8",
+        }
+    }
+
+    /// Whether it gives int8 weights (and so can fine-tune and fall back to fp32).
+    pub fn is_int8(self) -> bool {
+        matches!(
+            self,
+            QuantMethod::Int8Dynamic | QuantMethod::Int8Static | QuantMethod::Qat | QuantMethod::Int8Mm
+        )
+    }
+
+    /// Whether activations are quantized at calibrated ranges (int8-static, qat).
+    pub fn is_static(self) -> bool {
+        matches!(self, QuantMethod::Int8Static | QuantMethod::Qat)
+    }
+
+    /// Whether it needs a CUDA device.
+    pub fn needs_cuda(self) -> bool {
+        matches!(self, QuantMethod::AmpBf16 | QuantMethod::AmpFp16 | QuantMethod::Int8Mm | QuantMethod::Fp8)
+    }
+}
+
+/// How calibration sets an activation's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObserverKind {
+    /// The smallest and largest value seen.
+    #[default]
+    Minmax,
+    /// Minimum and maximum of each batch, averaged with a constant of 0.01 (PyTorch's
+    /// MovingAverageMinMaxObserver; what quantization-aware training uses).
+    MovingAverage,
+    /// The `percentile`-th and (100 - `percentile`)-th percentiles of a sample of the
+    /// values: outliers are clipped for a finer grid.
+    Percentile,
+}
+
+impl ObserverKind {
+    /// Its name in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObserverKind::Minmax => "minmax",
+            ObserverKind::MovingAverage => "moving-average",
+            ObserverKind::Percentile => "percentile",
+        }
+    }
 }
 
 /// How evaluation computes with reduced-precision weights.
@@ -497,14 +628,101 @@ pub enum ComputeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantizeParams {
-    /// fp16, bf16 (weights only), int8-dynamic or fp16-dynamic (fbgemm kernels).
+    /// fp16, bf16 (weights only); int8-dynamic, fp16-dynamic, int8-static, qat (fbgemm
+    /// kernels, CPU); amp-bf16, amp-fp16, int8-mm, fp8 (CUDA; skipped with a note
+    /// elsewhere).
     pub method: QuantMethod,
     /// How `evaluate` computes with the result: auto, native or upcast.
     #[serde(default)]
     pub compute: ComputeMode,
+    /// int8-static and qat: how activation ranges are calibrated: minmax,
+    /// moving-average or percentile (default minmax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer: Option<ObserverKind>,
+    /// The percentile observer's upper percentile, in (50, 100] (default 99.99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
+    /// int8-static and qat: one weight scale per output channel (true, the default) or
+    /// one per tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_channel: Option<bool>,
+    /// int8-static and qat: training images the activation ranges are calibrated on
+    /// (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_samples: Option<usize>,
+    /// qat: epochs of quantization-aware training (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u32>,
+    /// int8-dynamic and int8-static: epochs of fine-tuning after quantizing, with the
+    /// quantization simulated (fake-quantized weights, and activations at their
+    /// calibrated ranges for int8-static) so the weights adapt to it (0: none).
+    #[serde(default)]
+    pub finetune_epochs: u32,
+    /// int8 methods: the largest accuracy drop (a fraction: 0.01 is one point) allowed
+    /// against the fp32 model on held-out training images; the most sensitive layers
+    /// fall back to fp32 until it holds. Default: no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerable_loss: Option<f64>,
+    /// Held-out images (the last ones of the training split) the accuracy-aware search
+    /// measures on (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_samples: Option<usize>,
+    /// Training optimizer (qat, fine-tuning); default: the one the model was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+    /// Training learning rate; default: a tenth of the model's training rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Training batch size; default: the model's training batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Dataset for calibration and training; default: the one the model was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Seed for training; default: `defaults.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Batch-preparation threads for training.
+    #[serde(default)]
+    pub workers: usize,
+    /// Record a training-curve point every N steps.
+    #[serde(default = "d_log_every")]
+    pub log_every: usize,
     /// Which stage in `needs` supplies the model (needed when several do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+}
+
+impl QuantizeParams {
+    /// The observer (default minmax).
+    pub fn observer(&self) -> ObserverKind {
+        self.observer.unwrap_or_default()
+    }
+
+    /// The percentile observer's upper percentile.
+    pub fn percentile(&self) -> f64 {
+        self.percentile.unwrap_or(99.99)
+    }
+
+    /// Per-channel weight scales.
+    pub fn per_channel(&self) -> bool {
+        self.per_channel.unwrap_or(true)
+    }
+
+    /// Calibration images.
+    pub fn calibration_samples(&self) -> usize {
+        self.calibration_samples.unwrap_or(1024)
+    }
+
+    /// Quantization-aware training epochs.
+    pub fn qat_epochs(&self) -> u32 {
+        self.epochs.unwrap_or(1)
+    }
+
+    /// Held-out images for the accuracy-aware search.
+    pub fn validation_samples(&self) -> usize {
+        self.validation_samples.unwrap_or(2000)
+    }
 }
 
 /// Pruning methods of this version.

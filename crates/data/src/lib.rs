@@ -90,6 +90,19 @@ impl Split {
         &self.images[i * len..(i + 1) * len]
     }
 
+    /// A copy of images `start..start + n` (clamped to the split).
+    pub fn slice(&self, start: usize, n: usize) -> Split {
+        let start = start.min(self.len());
+        let end = (start + n).min(self.len());
+        let len = self.image_len();
+        Split {
+            images: self.images[start * len..end * len].to_vec(),
+            labels: self.labels[start..end].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
     /// Keep only the first `n` images (no-op when there are fewer).
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());
@@ -225,6 +238,12 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s.image(1), &[4, 5, 6, 7]);
         assert_eq!(s.class_counts(2), vec![1, 2]);
+        let tail = s.slice(1, 5);
+        assert_eq!(
+            (tail.len(), tail.image(0), tail.labels.as_slice()),
+            (2, &[4u8, 5, 6, 7][..], &[1u8, 1][..])
+        );
+        assert!(s.slice(7, 2).is_empty());
         s.truncate(10);
         assert_eq!(s.len(), 3);
         s.truncate(1);

@@ -154,6 +154,12 @@ pub fn check_speedup(check: &SpeedupCheck<'_>) -> Result<Vec<SpeedupRow>, EvalEr
         baseline: &loaded[base_idx].meta,
         baseline_params: loaded[base_idx].model.param_count(),
         convs: conv_count(&loaded[stored].model),
+        conv_shapes: loaded[stored]
+            .model
+            .convs()
+            .iter()
+            .map(|c| (c.name().to_string(), c.weight().size()[1] * c.geometry().2, c.weight().size()[0]))
+            .collect(),
         materialized: check.forms.iter().any(|f| f.form == Form::Materialized),
         speedup_b1: speedup(stored, 0),
         speedup_large: large_speedup,
@@ -195,6 +201,22 @@ fn conv_count(model: &slimbench_models::Model) -> usize {
     model.named().iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() == 4).count()
 }
 
+/// Convolutions with at most this many input x output channels count as small.
+const SMALL_CONV: i64 = 256;
+
+/// Whether this CPU has int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI),
+/// which fbgemm's int8 kernels use.
+fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// What is known about a variant and its baseline, for [`reasons`].
 #[derive(Debug, Clone)]
 pub struct Evidence<'a> {
@@ -210,6 +232,8 @@ pub struct Evidence<'a> {
     pub baseline_params: u64,
     /// Convolutions in the variant.
     pub convs: usize,
+    /// Each convolution's name, input and output channels.
+    pub conv_shapes: Vec<(String, i64, i64)>,
     /// Whether a materialized form exists (else the stored model is the simulated one).
     pub materialized: bool,
     /// Speedup of the stored variant at batch 1.
@@ -236,11 +260,18 @@ pub fn reasons(e: &Evidence<'_>) -> Vec<String> {
         });
     }
     if v.kernel != Kernel::Dense {
-        if e.convs > 0 {
+        if e.convs > 0 && v.kernel.linear_only() {
             why.push(format!(
                 "{} convolution(s) kept in fp32: only the linear layers run on {}",
                 e.convs,
                 v.kernel.describe()
+            ));
+        }
+        if !v.fp32_layers.is_empty() {
+            why.push(format!(
+                "{} layer(s) kept in fp32 by the accuracy-aware search: {}",
+                v.fp32_layers.len(),
+                v.fp32_layers.join(", ")
             ));
         }
         match v.kernel {
@@ -250,7 +281,38 @@ pub fn reasons(e: &Evidence<'_>) -> Vec<String> {
             Kernel::Fp16Dynamic => {
                 why.push("fbgemm's fp16 kernel halves the weights but still computes in fp32".into())
             }
-            Kernel::Dense => {}
+            Kernel::Int8Static => {
+                if !is_faster(e.speedup_b1) {
+                    why.push(
+                        "static int8 quantizes the input, reorders activations into fbgemm's channels-last \
+                         layout and dequantizes the logits on every call: a fixed cost batch 1 feels most"
+                            .into(),
+                    );
+                }
+                let small: Vec<String> = e
+                    .conv_shapes
+                    .iter()
+                    .filter(|(_, i, o)| i * o <= SMALL_CONV)
+                    .map(|(n, i, o)| format!("{n} {i}->{o}"))
+                    .collect();
+                let faster_both = is_faster(e.speedup_large) && is_faster(e.speedup_b1);
+                if !small.is_empty() && !faster_both {
+                    why.push(format!(
+                        "fbgemm's int8 convolutions gain little or lose against oneDNN's fp32 ones with few \
+                         channels ({}){}",
+                        small.join(", "),
+                        if cpu_has_vnni() { "" } else { " on a CPU without VNNI (int8 dot-product instructions)" }
+                    ));
+                }
+            }
+            Kernel::Int8Mm | Kernel::Fp8 => why.push(
+                "activations are quantized on every call, and small matmuls are padded to the kernel's tile sizes"
+                    .into(),
+            ),
+            Kernel::AmpBf16 | Kernel::AmpFp16 => {
+                why.push("autocast casts weights and activations on every call; small layers gain little".into())
+            }
+            Kernel::Dense | Kernel::FakeQuant => {}
         }
     } else if v.precision != Precision::Fp32 && e.variant_compute.contains("upcast") {
         why.push(format!(
@@ -285,21 +347,20 @@ pub fn reasons(e: &Evidence<'_>) -> Vec<String> {
 mod tests {
     use super::*;
     use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{ComputeMode, ModelConfig, SeedCnnConfig};
+    use slimbench_core::config::{ModelConfig, SeedCnnConfig};
 
     fn meta(technique: &str, precision: Precision, kernel: Kernel, sparsity: f64) -> ModelMeta {
         ModelMeta {
-            model: "seed".into(),
-            config: ModelConfig::SeedCnn(SeedCnnConfig::default()),
-            io: IoShape { channels: 1, height: 28, width: 28, classes: 10 },
-            dataset: "mnist".into(),
-            technique: technique.into(),
             precision,
-            compute: ComputeMode::Auto,
             sparsity,
-            optim: None,
             kernel,
-            baseline: None,
+            ..ModelMeta::new(
+                "seed",
+                ModelConfig::SeedCnn(SeedCnnConfig::default()),
+                IoShape { channels: 1, height: 28, width: 28, classes: 10 },
+                "mnist",
+                technique,
+            )
         }
     }
 
@@ -311,6 +372,7 @@ mod tests {
             baseline: base,
             baseline_params: 20_410,
             convs: 1,
+            conv_shapes: vec![("conv".into(), 1, 12)],
             materialized: true,
             speedup_b1: 1.0,
             speedup_large: 1.0,
@@ -371,7 +433,7 @@ mod tests {
 mod timing_tests {
     use super::*;
     use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{ComputeMode, ModelConfig, SeedCnnConfig};
+    use slimbench_core::config::{ModelConfig, SeedCnnConfig};
     use slimbench_models::Model;
     use slimbench_models::store::{self, Encoding};
 
@@ -394,19 +456,7 @@ mod timing_tests {
         let config = ModelConfig::SeedCnn(SeedCnnConfig { filters });
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
         let m = Model::build("seed", &config, io, Device::Cpu, Some(1)).unwrap();
-        let meta = ModelMeta {
-            model: "seed".into(),
-            config,
-            io,
-            dataset: "d".into(),
-            technique: "t".into(),
-            precision,
-            compute: ComputeMode::Auto,
-            sparsity: 0.0,
-            optim: None,
-            kernel,
-            baseline: None,
-        };
+        let meta = ModelMeta { precision, kernel, ..ModelMeta::new("seed", config, io, "d", "t") };
         let path = dir.join(file);
         store::save(&m, &meta, &path, Encoding::Dense).unwrap();
         path

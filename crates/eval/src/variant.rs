@@ -75,12 +75,14 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
-/// Load `file` for evaluation: pack its linear layers onto fbgemm when its kernel (or
-/// `kernel`, which overrides it) says so, and decide the arithmetic precision (a
-/// half-precision model is upcast on CPUs unless `compute: native`). A `Some(Dense)`
-/// override on a file stored in reduced precision always computes in fp32: that is
-/// what fake quantization does. `name` names the variant in errors; `probe` is a split
-/// to try one forward on when libtorch might lack the precision.
+/// Load `file` for evaluation: put it on its kernel (or on `kernel`, which overrides
+/// it): fbgemm's int8/fp16 linear kernels or its static int8 chain on the CPU, fake
+/// quantization, or CUDA's autocast and low-precision matmuls; and decide the
+/// arithmetic precision (a half-precision model is upcast on CPUs unless `compute:
+/// native`). A `Some(Dense)` override on a file stored in reduced precision always
+/// computes in fp32: dequantized weights, as weight-only fake quantization does.
+/// `name` names the variant in errors; `probe` is a split to try one forward on when
+/// libtorch might lack the precision.
 pub fn load_for_eval(
     name: &str,
     file: &Path,
@@ -93,22 +95,31 @@ pub fn load_for_eval(
     let kernel = kernel.unwrap_or(meta.kernel);
     let fake_quant = kernel == Kernel::Dense && meta.kernel != Kernel::Dense;
     let mut notes = Vec::new();
+    let refuse = |msg: String| EvalError::Compute { variant: name.to_string(), msg };
 
-    // fbgemm kernels: pack the linear layers (CPU only).
+    // Any kernel but the dense one: fp32 weights handed to it.
     let packed = kernel.compute_precision();
     if packed.is_some() {
-        if device != Device::Cpu {
-            return Err(EvalError::Compute {
-                variant: name.to_string(),
-                msg: format!(
-                    "{} runs on fbgemm, a CPU library; evaluate it with `device: cpu`",
-                    meta.technique
-                ),
-            });
+        if kernel.cpu_only() && device != Device::Cpu {
+            return Err(refuse(format!(
+                "{} runs on fbgemm, a CPU library; evaluate it with `device: cpu`",
+                meta.technique
+            )));
+        }
+        if kernel.cuda_only() && !device.is_cuda() {
+            return Err(refuse(format!(
+                "{} runs on {}, a CUDA kernel; evaluate it with `device: cuda`",
+                meta.technique,
+                kernel.describe()
+            )));
         }
         model.set_kind(Kind::Float);
-        let n = model.pack_linear(kernel)?;
-        notes.push(format!("{n} linear layer(s) on {}", kernel.describe()));
+        let n = model.set_kernel(kernel, &meta)?;
+        let what = if kernel.linear_only() { "linear layer(s)" } else { "layer(s)" };
+        notes.push(format!("{n} {what} on {}", kernel.describe()));
+        if !meta.fp32_layers.is_empty() && kernel != Kernel::FakeQuant {
+            notes.push(format!("kept in fp32: {}", meta.fp32_layers.join(", ")));
+        }
     }
     // Decide the arithmetic precision; say so when it differs from the storage.
     let upcast = packed.is_none()

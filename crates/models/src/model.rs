@@ -5,8 +5,13 @@ use slimbench_core::config::ModelConfig;
 use tch::{Device, Kind, Tensor, nn};
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-use crate::families::{self, Dense, Net};
+use slimbench_core::artifact::{Kernel, ModelMeta};
+
+use crate::families::{self, Conv, Dense, Net};
+use crate::int8::{FakeQuant, StaticChain};
+use crate::ops::{self, Op, Tap};
 
 /// Errors building, converting, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,20 @@ pub struct Model {
     pub io: IoShape,
     vs: nn::VarStore,
     net: Box<dyn Net>,
+    /// How the whole forward pass runs, when [`Model::set_kernel`] chose a kernel that
+    /// is not per linear layer.
+    runtime: OnceLock<Runtime>,
+}
+
+/// A forward pass other than the network's own.
+#[derive(Debug)]
+enum Runtime {
+    /// The static int8 chain on fbgemm.
+    Static(StaticChain),
+    /// fp32 with fake quantization.
+    Fake(FakeQuant),
+    /// The network's own pass under CUDA autocast to this kind.
+    Amp(Kind),
 }
 
 impl Model {
@@ -77,12 +96,49 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let net = families::build(&vs.root(), config, io)
             .map_err(|msg| ModelError::Build { name: name.to_string(), msg })?;
-        Ok(Model { name: name.to_string(), config: config.clone(), io, vs, net })
+        Ok(Model { name: name.to_string(), config: config.clone(), io, vs, net, runtime: OnceLock::new() })
     }
 
     /// Logits for a batch `[N, C, H, W]`; `train` enables dropout.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        nn::ModuleT::forward_t(&*self.net, xs, train)
+        match self.runtime.get() {
+            None => nn::ModuleT::forward_t(&*self.net, xs, train),
+            // Built from this model's own layers and checked by `set_kernel`; a failure
+            // here is a bug, as a shape mismatch in `apply` would be.
+            Some(Runtime::Static(chain)) => {
+                chain.forward(xs).unwrap_or_else(|e| panic!("static int8 model `{}`: {e}", self.name))
+            }
+            Some(Runtime::Fake(fq)) => ops::run_tapped(&self.net.ops(), xs, train, &mut &*fq),
+            Some(Runtime::Amp(kind)) => {
+                if let Err(e) = slimbench_torch_ext::set_cuda_autocast_dtype(*kind) {
+                    panic!("autocast: {e}");
+                }
+                tch::autocast(true, || nn::ModuleT::forward_t(&*self.net, xs, train))
+            }
+        }
+    }
+
+    /// Logits past a [`Tap`] that sees every weight and activation point (see
+    /// [`crate::ops`]); calibration, quantization-aware training and feature
+    /// distillation run the model this way.
+    pub fn forward_tapped(&self, xs: &Tensor, train: bool, tap: &mut dyn Tap) -> Tensor {
+        ops::run_tapped(&self.net.ops(), xs, train, tap)
+    }
+
+    /// Its forward pass as a chain of steps.
+    pub fn ops(&self) -> Vec<Op<'_>> {
+        self.net.ops()
+    }
+
+    /// Its convolutions and linear layers by name, input to output: the layers
+    /// quantization can keep in fp32.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.net.ops().iter().filter_map(|op| op.layer().map(str::to_string)).collect()
+    }
+
+    /// Its convolutions, input to output.
+    pub fn convs(&self) -> Vec<&Conv> {
+        self.net.convs()
     }
 
     /// Logits in inference mode.
@@ -171,26 +227,69 @@ impl Model {
         Ok(m)
     }
 
-    /// Run the linear layers on `kernel` from now on (fbgemm's packed int8 or fp16
-    /// kernels, CPU only; the current fp32 weights are packed). Returns how many layers.
-    pub fn pack_linear(&self, kernel: slimbench_core::artifact::Kernel) -> Result<usize, ModelError> {
-        use slimbench_core::artifact::Kernel;
+    /// Compute on `kernel` from now on (once; the current fp32 weights are used):
+    ///
+    /// * fbgemm's dynamic int8 or fp16 linear kernels, or CUDA's `_int_mm` / `_scaled_mm`:
+    ///   each linear layer is packed, but those `meta` keeps in fp32;
+    /// * [`Kernel::Int8Static`]: the whole chain on fbgemm's static int8 kernels, with
+    ///   `meta.static_quant`'s calibration;
+    /// * [`Kernel::FakeQuant`]: fp32 with that quantization simulated;
+    /// * [`Kernel::AmpBf16`] / [`Kernel::AmpFp16`]: CUDA autocast.
+    ///
+    /// Returns how many layers (convolutions and linear) run on it.
+    pub fn set_kernel(&self, kernel: Kernel, meta: &ModelMeta) -> Result<usize, ModelError> {
+        let fail = |msg: String| ModelError::Kernel { kernel, msg };
         if kernel == Kernel::Dense {
             return Ok(0);
         }
-        let fail = |msg: String| ModelError::Kernel { kernel, msg };
-        if self.device() != Device::Cpu || self.kind() != Kind::Float {
+        if self.runtime.get().is_some() || self.dense_layers().iter().any(|d| d.is_packed()) {
+            return Err(fail("the model already runs on another kernel".into()));
+        }
+        let on_cuda = self.device().is_cuda();
+        if kernel.cpu_only() && (on_cuda || self.kind() != Kind::Float) {
             return Err(fail(format!(
                 "fbgemm runs fp32 models on the CPU, this one is {:?} on {:?}",
                 self.kind(),
                 self.device()
             )));
         }
-        let layers = self.net.dense_layers();
-        for d in &layers {
-            d.pack(kernel).map_err(|e| fail(e.to_string()))?;
+        if kernel.cuda_only() && !on_cuda {
+            return Err(fail(format!("it runs on CUDA devices only, this model is on {:?}", self.device())));
         }
-        Ok(layers.len())
+        let static_quant = || {
+            meta.static_quant.as_ref().ok_or_else(|| {
+                fail("the model file has no static quantization (calibrated activations)".into())
+            })
+        };
+        let ops = self.net.ops();
+        let (runtime, n) = match kernel {
+            Kernel::Int8Static => {
+                let chain = StaticChain::build(&ops, static_quant()?, &meta.fp32_layers).map_err(fail)?;
+                let n = chain.counts().0;
+                (Runtime::Static(chain), n)
+            }
+            Kernel::FakeQuant => {
+                let fq = FakeQuant::build(&ops, static_quant()?, &meta.fp32_layers).map_err(fail)?;
+                let n = fq.weight_count();
+                (Runtime::Fake(fq), n)
+            }
+            Kernel::AmpBf16 | Kernel::AmpFp16 => {
+                let kind = if kernel == Kernel::AmpBf16 { Kind::BFloat16 } else { Kind::Half };
+                (Runtime::Amp(kind), ops.iter().filter(|o| o.layer().is_some()).count())
+            }
+            _ => {
+                let mut n = 0;
+                for d in self.dense_layers() {
+                    if !meta.keeps_fp32(d.name()) {
+                        d.pack(kernel).map_err(fail)?;
+                        n += 1;
+                    }
+                }
+                return Ok(n);
+            }
+        };
+        let _ = self.runtime.set(runtime);
+        Ok(n)
     }
 
     /// Its linear layers, input to output.

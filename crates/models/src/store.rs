@@ -7,11 +7,14 @@
 //! plus `<name>.__values` (the non-zero elements in order). A model with 90% of its
 //! weights pruned therefore takes about 1/8 + 1/10 of its dense size.
 //!
-//! An int8 model ([`Precision::Int8`]) stores each linear weight as `<name>.__int8`
-//! (int8, symmetric per output channel) plus `<name>.__scale` (one fp32 scale per
-//! row), listed in `slimbench.int8`; everything else stays fp32. Loading gives the
-//! dequantized fp32 weights, which quantize back to exactly the stored integers when
-//! the layers are packed for fbgemm.
+//! An int8 model ([`Precision::Int8`]) stores each quantized weight as `<name>.__int8`
+//! (int8, symmetric) plus `<name>.__scale` (one fp32 scale per output channel, or one
+//! for the tensor), listed in `slimbench.int8`: the linear weights, and the
+//! convolution weights too for a statically quantized model (one with
+//! [`ModelMeta::static_quant`]); layers the metadata keeps in fp32, biases and
+//! everything else stay fp32. Loading gives the dequantized fp32 weights, which
+//! quantize back to exactly the stored integers when the model is put on its int8
+//! kernels (the largest magnitude of each channel is stored as exactly +-127).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,6 +22,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use slimbench_core::artifact::{ModelMeta, Precision};
 use slimbench_core::fsutil;
+use slimbench_torch_ext::quantized::quantize_weight_with;
 use tch::{Device, Kind, Tensor};
 
 use crate::{Model, ModelError};
@@ -82,20 +86,36 @@ fn is_zero(elem: &[u8]) -> bool {
     last & 0x7f == 0 && rest.iter().all(|&b| b == 0)
 }
 
+/// Whether the tensor `name` of an int8 model is stored as int8: a linear weight, or a
+/// convolution weight of a statically quantized model, of a layer not kept in fp32.
+fn stored_int8(meta: &ModelMeta, name: &str, t: &Tensor) -> bool {
+    let Some(layer) = name.strip_suffix(".weight") else { return false };
+    let layer = layer.strip_suffix(".lr_in").or_else(|| layer.strip_suffix(".lr_out")).unwrap_or(layer);
+    meta.precision == Precision::Int8
+        && !meta.keeps_fp32(layer)
+        && (t.dim() == 2 || (t.dim() == 4 && meta.static_quant.is_some()))
+}
+
 /// Save `model` with `meta` to `path` (atomically); returns the file size in bytes.
 pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) -> Result<u64, ModelError> {
     let fmt_err = |msg: String| ModelError::Format { path: path.display().to_string(), msg };
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut sparse: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut int8: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let per_channel = meta.static_quant.as_ref().is_none_or(|s| s.per_channel);
     for (name, t) in model.named() {
-        if meta.precision == Precision::Int8 && t.dim() == 2 && name.ends_with(".weight") {
-            let q = tch::no_grad(|| slimbench_torch_ext::quantized::quantize_weight(&t.detach()))
+        if stored_int8(meta, &name, &t) {
+            let q = tch::no_grad(|| quantize_weight_with(&t.detach(), per_channel))
                 .map_err(|e| fmt_err(format!("{name}: {e}")))?;
             let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let scales = q.q_per_channel_scales().to_kind(Kind::Float);
+            let scales = if per_channel {
+                q.q_per_channel_scales().to_kind(Kind::Float)
+            } else {
+                Tensor::from_slice(&[q.q_scale() as f32])
+            };
+            let n_scales = scales.numel();
             owned.push((format!("{name}{INT8}"), Dtype::I8, shape.clone(), tensor_bytes(&q.int_repr())));
-            owned.push((format!("{name}{SCALE}"), Dtype::F32, vec![shape[0]], tensor_bytes(&scales)));
+            owned.push((format!("{name}{SCALE}"), Dtype::F32, vec![n_scales], tensor_bytes(&scales)));
             int8.insert(name, shape);
             continue;
         }
@@ -187,11 +207,15 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
                 let q = st.tensor(&format!("{name}{INT8}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
                 let s = st.tensor(&format!("{name}{SCALE}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
                 let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-                if q.dtype() != Dtype::I8 || s.dtype() != Dtype::F32 || s.shape() != [shape[0]] {
+                let scales_ok = s.shape() == [shape[0]] || s.shape() == [1];
+                if q.dtype() != Dtype::I8 || s.dtype() != Dtype::F32 || !scales_ok || dims.is_empty() {
                     return Err(fmt_err(format!("{name}: int8 weight or scales of the wrong type or shape")));
                 }
                 let q = Tensor::f_from_data_size(q.data(), &dims, Kind::Int8)?;
-                let s = Tensor::f_from_data_size(s.data(), &[dims[0], 1], Kind::Float)?;
+                // One scale per output channel (or one in all), broadcast over the rest.
+                let mut sdims = vec![s.shape()[0] as i64];
+                sdims.resize(dims.len(), 1);
+                let s = Tensor::f_from_data_size(s.data(), &sdims, Kind::Float)?;
                 q.to_kind(Kind::Float) * s
             }
             (Some(shape), None) => {
@@ -245,26 +269,13 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
 mod tests {
     use super::*;
     use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{ComputeMode, ModelConfig, SeedCnnConfig};
+    use slimbench_core::config::{ModelConfig, SeedCnnConfig};
 
     fn seed() -> (Model, ModelMeta) {
         let config = ModelConfig::SeedCnn(SeedCnnConfig::default());
         let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
         let m = Model::build("seed-cnn", &config, io, Device::Cpu, Some(3)).unwrap();
-        let meta = ModelMeta {
-            model: "seed-cnn".into(),
-            config,
-            io,
-            dataset: "mnist".into(),
-            technique: "baseline".into(),
-            precision: Precision::Fp32,
-            compute: ComputeMode::Auto,
-            sparsity: 0.0,
-            optim: None,
-            kernel: Default::default(),
-            factored: Default::default(),
-            baseline: None,
-        };
+        let meta = ModelMeta::new("seed-cnn", config.clone(), io, "mnist", "baseline");
         (m, meta)
     }
 
@@ -359,8 +370,8 @@ mod tests {
         assert_eq!(back_meta.factored.get("fc0"), Some(&8));
         let x = Tensor::randn([3, 1, 28, 28], opts);
         assert!(back.forward(&x).equal(&m.forward(&x)));
-        // Both factors run on fbgemm's int8 kernel once packed.
-        assert_eq!(back.pack_linear(Kernel::Int8Dynamic).unwrap(), 2);
+        // Both layers (the factored one as its two factors) run on fbgemm once packed.
+        assert_eq!(back.set_kernel(Kernel::Int8Dynamic, &back_meta).unwrap(), 2);
         let err = (back.forward(&x) - m.forward(&x)).abs().max().double_value(&[]);
         assert!(err > 0.0 && err < 0.05, "{err}");
         // A file claiming a factor the model does not have is an error.

@@ -109,6 +109,7 @@ impl Plan {
 pub fn explicit_dataset(params: &StageParams) -> Option<&str> {
     match params {
         StageParams::Train(p) => Some(&p.dataset),
+        StageParams::Quantize(p) => p.dataset.as_deref(),
         StageParams::Prune(p) => p.dataset.as_deref(),
         StageParams::LowRank(p) => p.dataset.as_deref(),
         StageParams::Distill(p) => p.dataset.as_deref(),
@@ -458,7 +459,12 @@ fn check_references(
             model_ref(&p.model, "model", diags);
             dataset_ref(&p.dataset, "dataset", diags);
         }
-        StageParams::Quantize(p) => single_input("input", &p.input, "input", diags),
+        StageParams::Quantize(p) => {
+            single_input("input", &p.input, "input", diags);
+            if let Some(d) = &p.dataset {
+                dataset_ref(d, "dataset", diags);
+            }
+        }
         StageParams::Prune(p) => {
             single_input("input", &p.input, "input", diags);
             if let Some(d) = &p.dataset {

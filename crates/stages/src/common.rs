@@ -9,7 +9,7 @@ use slimbench_models::Model;
 use slimbench_models::store::{self, Encoding};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageInput};
 use slimbench_pipeline::resolve::produces_models;
-use slimbench_train::{CrossEntropy, StepHook, TrainConfig, TrainOutcome, train};
+use slimbench_train::{CrossEntropy, Objective, StepHook, TrainConfig, TrainOutcome, train};
 use tch::Kind;
 
 use crate::StageError;
@@ -160,6 +160,9 @@ pub struct Finetune<'a> {
     pub workers: usize,
     /// Curve point every N steps.
     pub log_every: usize,
+    /// Train on all but the last this many training images (held out for a search
+    /// that measures on them).
+    pub holdout: usize,
 }
 
 impl Finetune<'_> {
@@ -189,6 +192,18 @@ impl Finetune<'_> {
         meta: &ModelMeta,
         hook: Option<&mut dyn StepHook>,
     ) -> Result<Option<TrainOutcome>, BoxError> {
+        self.run_with(ctx, model, meta, &mut CrossEntropy, hook)
+    }
+
+    /// [`Finetune::run`] with another objective (e.g. with the quantization simulated).
+    pub fn run_with(
+        &self,
+        ctx: &StageContext<'_>,
+        model: &mut Model,
+        meta: &ModelMeta,
+        objective: &mut dyn Objective,
+        hook: Option<&mut dyn StepHook>,
+    ) -> Result<Option<TrainOutcome>, BoxError> {
         if self.epochs == 0 {
             return Ok(None);
         }
@@ -202,6 +217,10 @@ impl Finetune<'_> {
             self.workers,
             self.log_every,
         );
-        Ok(Some(train(model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, hook, ctx.progress)?))
+        let train_split = match self.holdout {
+            0 => ds.train.clone(),
+            n => Arc::new(ds.train.slice(0, ds.train.len().saturating_sub(n))),
+        };
+        Ok(Some(train(model, &train_split, &ds.test, &cfg, objective, hook, ctx.progress)?))
     }
 }

@@ -2,8 +2,8 @@
 //! student trained alone with the same budget (same initial weights, same batches).
 
 use slimbench_compress::distill::Distillation;
-use slimbench_core::artifact::{BaselineRef, ModelMeta, Precision};
-use slimbench_core::config::{ComputeMode, DistillParams, OptimSettings};
+use slimbench_core::artifact::{BaselineRef, ModelMeta};
+use slimbench_core::config::{DistillParams, OptimSettings};
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
@@ -41,18 +41,9 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &DistillParams) -> R
     // it, which the speedup check says); the student-alone control has no lineage.
     let teacher_ref = teacher_meta.baseline.clone();
     let meta = |technique: &str, baseline: Option<BaselineRef>| ModelMeta {
-        model: p.student.clone(),
-        config: config.clone(),
-        io,
-        dataset: ds_name.clone(),
-        technique: technique.into(),
-        precision: Precision::Fp32,
-        compute: ComputeMode::Auto,
-        sparsity: 0.0,
         optim: Some(optim.clone()),
-        kernel: Default::default(),
-        factored: Default::default(),
         baseline,
+        ..ModelMeta::new(&p.student, config.clone(), io, &ds_name, technique)
     };
 
     let mut student = Model::build(&p.student, config, io, runner.device, Some(seed))?;

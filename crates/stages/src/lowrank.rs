@@ -31,6 +31,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &LowRankParams) -> R
         seed: p.seed,
         workers: p.workers,
         log_every: p.log_every,
+        holdout: 0,
     };
     let mut output = StageOutput::default();
     let outcome = ft.run(ctx, &mut model, &meta, None)?;

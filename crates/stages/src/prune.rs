@@ -38,6 +38,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
         seed: p.seed,
         workers: p.workers,
         log_every: p.log_every,
+        holdout: 0,
     };
     let optim = ft.optim(&meta);
     let ds =

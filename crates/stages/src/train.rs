@@ -1,7 +1,7 @@
 //! `train`: a model from scratch.
 
-use slimbench_core::artifact::{ModelMeta, Precision};
-use slimbench_core::config::{ComputeMode, TrainParams};
+use slimbench_core::artifact::ModelMeta;
+use slimbench_core::config::TrainParams;
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
@@ -20,18 +20,8 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
     let cfg = loop_config(ctx, ctx.stage.id.clone(), p.epochs, p.optim(), p.seed, p.workers, p.log_every);
     let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, ctx.progress)?;
     let meta = ModelMeta {
-        model: p.model.clone(),
-        config: config.clone(),
-        io,
-        dataset: p.dataset.clone(),
-        technique: "baseline".into(),
-        precision: Precision::Fp32,
-        compute: ComputeMode::Auto,
-        sparsity: 0.0,
         optim: Some(p.optim()),
-        kernel: Default::default(),
-        factored: Default::default(),
-        baseline: None,
+        ..ModelMeta::new(&p.model, config.clone(), io, &p.dataset, "baseline")
     };
     let variant = save_variant(ctx, &model, meta, Saved::main(ctx, out.train_time_s, Encoding::Dense))?;
     let mut output = StageOutput { variants: vec![variant], ..Default::default() };

@@ -9,6 +9,7 @@
 //   `c10::IValue*` that Rust owns and frees with sbx_value_free;
 // * no C++ exception crosses the boundary: a failing call returns null / -1 and leaves
 //   its message in a thread-local string read with sbx_last_error.
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/ivalue.h>
 #include <ATen/core/stack.h>
@@ -46,6 +47,9 @@ c10::IValue* sbx_value_bool(int v) { return new c10::IValue(v != 0); }
 c10::IValue* sbx_value_int(int64_t v) { return new c10::IValue(v); }
 c10::IValue* sbx_value_double(double v) { return new c10::IValue(v); }
 c10::IValue* sbx_value_tensor(const at::Tensor* t) { return new c10::IValue(*t); }
+c10::IValue* sbx_value_int_list(const int64_t* v, size_t n) {
+  return new c10::IValue(c10::List<int64_t>(std::vector<int64_t>(v, v + n)));
+}
 c10::IValue* sbx_value_clone(const c10::IValue* v) { return new c10::IValue(*v); }
 void sbx_value_free(c10::IValue* v) { delete v; }
 
@@ -117,5 +121,25 @@ int sbx_call(const char* name, const char* overload, c10::IValue* const* args, s
 }
 
 void sbx_free_string(char* s) { free(s); }
+
+// The reduced precision CUDA autocast casts to (tch can switch autocast on, not pick
+// its dtype): 5 = Half, 15 = BFloat16 (c10::ScalarType codes). 0 on success.
+int sbx_set_cuda_autocast_dtype(int scalar_type) {
+  return guarded(
+      [&] {
+        auto t = static_cast<c10::ScalarType>(scalar_type);
+        if (t != c10::ScalarType::Half && t != c10::ScalarType::BFloat16) {
+          throw std::runtime_error("autocast computes in float16 or bfloat16 only");
+        }
+        at::autocast::set_autocast_dtype(at::kCUDA, t);
+        return 0;
+      },
+      -1);
+}
+
+// The CUDA autocast dtype (a c10::ScalarType code).
+int sbx_cuda_autocast_dtype() {
+  return static_cast<int>(at::autocast::get_autocast_dtype(at::kCUDA));
+}
 
 }  // extern "C"

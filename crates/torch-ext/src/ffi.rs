@@ -18,6 +18,7 @@ unsafe extern "C" {
     pub fn sbx_value_int(v: i64) -> *mut CValue;
     pub fn sbx_value_double(v: f64) -> *mut CValue;
     pub fn sbx_value_tensor(t: *const C_tensor) -> *mut CValue;
+    pub fn sbx_value_int_list(v: *const i64, n: usize) -> *mut CValue;
     pub fn sbx_value_clone(v: *const CValue) -> *mut CValue;
     pub fn sbx_value_free(v: *mut CValue);
     pub fn sbx_value_kind(v: *const CValue) -> i32;
@@ -35,4 +36,6 @@ unsafe extern "C" {
         nouts: *mut usize,
     ) -> i32;
     pub fn sbx_free_string(s: *mut c_char);
+    pub fn sbx_set_cuda_autocast_dtype(scalar_type: i32) -> i32;
+    pub fn sbx_cuda_autocast_dtype() -> i32;
 }

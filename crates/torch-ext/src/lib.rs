@@ -133,6 +133,8 @@ pub enum Arg<'a> {
     Int(i64),
     /// `float` (a double in TorchScript).
     Double(f64),
+    /// `int[]` (strides, paddings).
+    IntList(&'a [i64]),
     /// Any value a previous call returned (e.g. packed weights).
     Value(&'a Value),
 }
@@ -147,6 +149,7 @@ impl Arg<'_> {
                 Arg::Bool(b) => ffi::sbx_value_bool(b.into()),
                 Arg::Int(i) => ffi::sbx_value_int(i),
                 Arg::Double(d) => ffi::sbx_value_double(d),
+                Arg::IntList(v) => ffi::sbx_value_int_list(v.as_ptr(), v.len()),
                 Arg::Value(v) => ffi::sbx_value_clone(v.0.as_ptr()),
             }
         };
@@ -187,6 +190,33 @@ pub fn op_schema(op: &str) -> Option<String> {
     let (name, overload) = split_op(op);
     // SAFETY: two valid C strings; the result is ours to free.
     unsafe { take_string(ffi::sbx_op_schema(name.as_ptr(), overload.as_ptr())) }
+}
+
+/// Set the reduced precision CUDA autocast computes in (`Kind::Half` or
+/// `Kind::BFloat16`; tch's [`tch::autocast`] only switches it on). Per thread, as in
+/// PyTorch.
+pub fn set_cuda_autocast_dtype(kind: tch::Kind) -> Result<()> {
+    // c10::ScalarType codes (tch keeps its own conversion private).
+    let code = match kind {
+        tch::Kind::Half => 5,
+        tch::Kind::BFloat16 => 15,
+        _ => -1,
+    };
+    // SAFETY: a plain call; errors come back as -1 and the thread's last error.
+    if unsafe { ffi::sbx_set_cuda_autocast_dtype(code) } != 0 {
+        return Err(BridgeError::Torch { op: "set_autocast_dtype".into(), message: last_error() });
+    }
+    Ok(())
+}
+
+/// The reduced precision CUDA autocast computes in on this thread.
+pub fn cuda_autocast_dtype() -> Option<tch::Kind> {
+    // SAFETY: a plain call.
+    match unsafe { ffi::sbx_cuda_autocast_dtype() } {
+        5 => Some(tch::Kind::Half),
+        15 => Some(tch::Kind::BFloat16),
+        _ => None,
+    }
 }
 
 /// Most results any operator slimbench calls returns.
@@ -265,6 +295,23 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("aten::add.Tensor: ") && msg.contains("size of tensor"), "{msg}");
         assert!(!msg.contains("Exception raised from"), "{msg}");
+    }
+
+    #[test]
+    fn int_lists_cross_as_int_lists() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let y = call_tensor("aten::reshape", &[Arg::Tensor(&x), Arg::IntList(&[2, 3])]).unwrap();
+        assert_eq!(y.size(), [2, 3]);
+    }
+
+    #[test]
+    fn autocast_dtype_is_settable_and_checked() {
+        set_cuda_autocast_dtype(tch::Kind::BFloat16).unwrap();
+        assert_eq!(cuda_autocast_dtype(), Some(tch::Kind::BFloat16));
+        set_cuda_autocast_dtype(tch::Kind::Half).unwrap();
+        assert_eq!(cuda_autocast_dtype(), Some(tch::Kind::Half));
+        let e = set_cuda_autocast_dtype(tch::Kind::Float).unwrap_err().to_string();
+        assert!(e.contains("float16 or bfloat16"), "{e}");
     }
 
     #[test]

@@ -1,26 +1,53 @@
-//! fbgemm's dynamic quantized linear kernels, the CPU path where int8 (and fp16
-//! weights) are really faster than fp32: weights are packed once into fbgemm's layout,
-//! activations are quantized per call from their observed range.
+//! fbgemm's quantized kernels, the CPU path where int8 (and fp16 weights) are really
+//! faster than fp32: weights are packed once into fbgemm's layout.
 //!
-//! * [`quantize_weight`]: symmetric per-output-channel int8 (`qint8`, zero point 0),
-//!   the scheme PyTorch's `quantize_dynamic` uses for linear weights.
-//! * [`PackedLinear::int8`] / [`PackedLinear::forward`]: `quantized::linear_prepack`
-//!   and `quantized::linear_dynamic`.
-//! * [`PackedLinear::fp16`]: `quantized::linear_prepack_fp16` and
-//!   `quantized::linear_dynamic_fp16` (fp16 weights, fp32 arithmetic in fbgemm).
+//! * [`quantize_weight`] / [`quantize_weight_with`]: symmetric int8 (`qint8`, zero
+//!   point 0) per output channel (the scheme PyTorch uses for fbgemm) or per tensor.
+//! * Dynamic: [`PackedLinear::int8`] / [`PackedLinear::forward`]
+//!   (`quantized::linear_prepack`, `quantized::linear_dynamic`: activations quantized
+//!   per call from their observed range); [`PackedLinear::fp16`]
+//!   (`quantized::linear_prepack_fp16`, `quantized::linear_dynamic_fp16`: fp16
+//!   weights, fp32 arithmetic in fbgemm).
+//! * Static: [`PackedLinear::forward_static`] (`quantized::linear[_relu]`) and
+//!   [`PackedConv`] (`quantized::conv2d_prepack`, `quantized::conv2d[_relu].new`) take
+//!   quint8 activations and return quint8 activations at a calibrated scale and zero
+//!   point, so a chain of layers stays in int8 from input to output.
 
 use tch::{Kind, Tensor};
 
 use crate::{Arg, BridgeError, Result, Value, call, call_tensor};
 
-/// Symmetric per-output-channel int8 quantization of a `[out, in]` weight: each row's
+/// Symmetric per-output-channel int8 quantization of a weight: each output channel's
 /// scale is its largest magnitude / 127 (never 0), zero points are 0.
 pub fn quantize_weight(w: &Tensor) -> Result<Tensor> {
-    let amax = w.abs().amax(1, false).to_kind(Kind::Double);
-    let scales = (amax / 127.0).clamp_min(1e-12);
-    let zero_points = Tensor::zeros([w.size()[0]], (Kind::Int64, w.device()));
-    w.f_quantize_per_channel(&scales, &zero_points, 0, Kind::QInt8)
-        .map_err(|e| BridgeError::Torch { op: "quantize_per_channel".into(), message: e.to_string() })
+    quantize_weight_with(w, true)
+}
+
+/// The symmetric int8 scales of a weight `[out, ...]`: one per output channel (its
+/// largest magnitude / 127, never 0), or a single one for the whole tensor.
+pub fn weight_scales(w: &Tensor, per_channel: bool) -> Tensor {
+    let a = w.detach().abs();
+    let amax = if per_channel && w.dim() > 1 {
+        a.flatten(1, -1).amax(1, false)
+    } else {
+        a.amax(Vec::<i64>::new().as_slice(), false).reshape([1])
+    };
+    (amax.to_kind(Kind::Double) / 127.0).clamp_min(1e-12)
+}
+
+/// Symmetric int8 quantization of a weight of any rank `[out, ...]`, per output
+/// channel or per tensor (see [`weight_scales`]).
+pub fn quantize_weight_with(w: &Tensor, per_channel: bool) -> Result<Tensor> {
+    let err = |op: &str, e: tch::TchError| BridgeError::Torch { op: op.into(), message: e.to_string() };
+    let scales = weight_scales(w, per_channel);
+    if per_channel && w.dim() > 1 {
+        let zero_points = Tensor::zeros([w.size()[0]], (Kind::Int64, w.device()));
+        w.f_quantize_per_channel(&scales, &zero_points, 0, Kind::QInt8)
+            .map_err(|e| err("quantize_per_channel", e))
+    } else {
+        w.f_quantize_per_tensor(scales.double_value(&[0]), 0, Kind::QInt8)
+            .map_err(|e| err("quantize_per_tensor", e))
+    }
 }
 
 /// Precision of a packed layer's weights.
@@ -66,6 +93,23 @@ impl PackedLinear {
         self.kind
     }
 
+    /// Static int8: `qx` (quint8, per tensor) in, quint8 at `scale`/`zero_point` out,
+    /// with the ReLU fused when `relu`. Only for [`PackedKind::Int8`] layers.
+    pub fn forward_static(&self, qx: &Tensor, scale: f64, zero_point: i64, relu: bool) -> Result<Tensor> {
+        let op = if relu { "quantized::linear_relu" } else { "quantized::linear" };
+        if self.kind != PackedKind::Int8 {
+            return Err(BridgeError::Type {
+                op: op.into(),
+                expected: "int8 packed weights",
+                got: "fp16".into(),
+            });
+        }
+        call_tensor(
+            op,
+            &[Arg::Tensor(qx), Arg::Value(&self.packed), Arg::Double(scale), Arg::Int(zero_point)],
+        )
+    }
+
     /// `x @ W^T + b` for fp32 `x` of shape `[.., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.kind {
@@ -77,6 +121,46 @@ impl PackedLinear {
                 call_tensor("quantized::linear_dynamic_fp16", &[Arg::Tensor(x), Arg::Value(&self.packed)])
             }
         }
+    }
+}
+
+/// A 2-D convolution packed for fbgemm's static int8 kernels.
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    packed: Value,
+}
+
+impl PackedConv {
+    /// Pack an int8 weight `[out, in / groups, kh, kw]` (from [`quantize_weight_with`])
+    /// and an fp32 bias, with the convolution's geometry.
+    pub fn new(
+        weight_q: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [i64; 2],
+        padding: [i64; 2],
+        dilation: [i64; 2],
+        groups: i64,
+    ) -> Result<Self> {
+        let op = "quantized::conv2d_prepack";
+        let args = [
+            Arg::Tensor(weight_q),
+            Arg::OptTensor(bias),
+            Arg::IntList(&stride),
+            Arg::IntList(&padding),
+            Arg::IntList(&dilation),
+            Arg::Int(groups),
+        ];
+        Ok(PackedConv { packed: one(op, call(op, &args)?)? })
+    }
+
+    /// `qx` (quint8 `[N, C, H, W]`) in, quint8 at `scale`/`zero_point` out, with the
+    /// ReLU fused when `relu`.
+    pub fn forward(&self, qx: &Tensor, scale: f64, zero_point: i64, relu: bool) -> Result<Tensor> {
+        let op = if relu { "quantized::conv2d_relu.new" } else { "quantized::conv2d.new" };
+        call_tensor(
+            op,
+            &[Arg::Tensor(qx), Arg::Value(&self.packed), Arg::Double(scale), Arg::Int(zero_point)],
+        )
     }
 }
 
@@ -130,6 +214,61 @@ mod tests {
         let y = PackedLinear::fp16(&w, Some(&b)).unwrap().forward(&x).unwrap();
         let e = rel_err(&y, &x.linear(&w, Some(&b)));
         assert!(e < 2e-3, "relative error {e}");
+    }
+
+    fn quint8(x: &Tensor) -> (Tensor, f64, i64) {
+        let (lo, hi) = (x.min().double_value(&[]).min(0.0), x.max().double_value(&[]).max(0.0));
+        let scale = (hi - lo) / 127.0;
+        let zp = (-lo / scale).round() as i64;
+        (x.quantize_per_tensor(scale, zp, Kind::QUInt8), scale, zp)
+    }
+
+    #[test]
+    fn static_int8_linear_matches_fp32() {
+        let (w, b, x) = data();
+        let reference = x.linear(&w, Some(&b)).relu();
+        let packed = PackedLinear::int8(&quantize_weight_with(&w, false).unwrap(), Some(&b)).unwrap();
+        let (qx, _, _) = quint8(&x);
+        let (_, out_scale, out_zp) = quint8(&reference);
+        let y = packed.forward_static(&qx, out_scale, out_zp, true).unwrap();
+        assert_eq!(y.kind(), Kind::QUInt8);
+        let e = rel_err(&y.dequantize(), &reference);
+        assert!(e < 0.05, "relative error {e}");
+    }
+
+    #[test]
+    fn static_int8_conv_matches_fp32() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, Device::Cpu);
+        let w = Tensor::randn([8, 4, 3, 3], opts) * 0.2;
+        let b = Tensor::randn([8], opts) * 0.1;
+        let x = Tensor::rand([2, 4, 10, 10], opts);
+        let reference = x.conv2d(&w, Some(&b), [1, 1], [1, 1], [1, 1], 1).relu();
+        let wq = quantize_weight_with(&w, true).unwrap();
+        assert_eq!(wq.q_per_channel_scales().size(), [8]);
+        let conv = PackedConv::new(&wq, Some(&b), [1, 1], [1, 1], [1, 1], 1).unwrap();
+        let (qx, _, _) = quint8(&x);
+        let (_, s, zp) = quint8(&reference);
+        let y = conv.forward(&qx, s, zp, true).unwrap();
+        assert_eq!(y.size(), [2, 8, 10, 10]);
+        let e = rel_err(&y.dequantize(), &reference);
+        assert!(e < 0.05, "relative error {e}");
+        // Depthwise (groups = channels), the dsconv family's blocks.
+        let wd = Tensor::randn([4, 1, 3, 3], opts) * 0.3;
+        let dw = PackedConv::new(&quantize_weight(&wd).unwrap(), None, [2, 2], [1, 1], [1, 1], 4).unwrap();
+        let reference = x.conv2d(&wd, None::<&Tensor>, [2, 2], [1, 1], [1, 1], 4);
+        let (_, s, zp) = quint8(&reference);
+        let y = dw.forward(&qx, s, zp, false).unwrap();
+        assert!(rel_err(&y.dequantize(), &reference) < 0.06);
+    }
+
+    #[test]
+    fn per_tensor_weights_have_one_scale() {
+        let (w, _, _) = data();
+        let q = quantize_weight_with(&w, false).unwrap();
+        let amax = w.abs().max().double_value(&[]);
+        assert!((q.q_scale() - amax / 127.0).abs() < 1e-9);
+        assert_eq!(weight_scales(&w, true).size(), [64]);
     }
 
     #[test]

@@ -6,12 +6,13 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::CnnConfig;
 use tch::{Tensor, nn};
 
-use super::{Dense, Net};
+use super::{Conv, Dense, Net};
+use crate::ops::{self, Op};
 
 /// The configurable CNN.
 #[derive(Debug)]
 pub struct Cnn {
-    convs: Vec<nn::Conv2D>,
+    convs: Vec<Conv>,
     hidden: Option<Dense>,
     fc: Dense,
     dropout: f64,
@@ -23,11 +24,10 @@ impl Cnn {
         if c.channels.iter().any(|&ch| ch < 1) || c.hidden < 0 || !(0.0..1.0).contains(&c.dropout) {
             return Err("cnn channels must be positive, hidden >= 0 and dropout in [0, 1)".into());
         }
-        let pad = nn::ConvConfig { padding: 1, ..Default::default() };
         let (mut ch, mut h, mut w) = (io.channels, io.height, io.width);
         let mut convs = Vec::new();
         for (i, &out) in c.channels.iter().enumerate() {
-            convs.push(nn::conv2d(p / format!("conv{i}"), ch, out, 3, pad));
+            convs.push(Conv::new(p / format!("conv{i}"), ch, out, 3, 1, 1, 1));
             (ch, h, w) = (out, h / 2, w / 2);
             if h < 1 || w < 1 {
                 return Err(format!("cnn has too many pooling blocks for {}x{} images", io.height, io.width));
@@ -45,20 +45,21 @@ impl Cnn {
 
 impl nn::ModuleT for Cnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut x = xs.shallow_clone();
-        for conv in &self.convs {
-            x = x.apply(conv).relu().max_pool2d_default(2);
-        }
-        x = x.flatten(1, -1);
-        if let Some(h) = &self.hidden {
-            x = x.apply(h).relu();
-        }
-        x.dropout(self.dropout, train).apply(&self.fc)
+        ops::run(&self.ops(), xs, train)
     }
 }
 
 impl Net for Cnn {
-    fn dense_layers(&self) -> Vec<&Dense> {
-        self.hidden.iter().chain([&self.fc]).collect()
+    fn ops(&self) -> Vec<Op<'_>> {
+        let mut v = Vec::new();
+        for conv in &self.convs {
+            v.extend([Op::Conv(conv), Op::Relu, Op::MaxPool2]);
+        }
+        v.push(Op::Flatten);
+        if let Some(h) = &self.hidden {
+            v.extend([Op::Linear(h), Op::Relu]);
+        }
+        v.extend([Op::Dropout(self.dropout), Op::Linear(&self.fc)]);
+        v
     }
 }

@@ -7,13 +7,14 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::DsConvConfig;
 use tch::{Tensor, nn};
 
-use super::{Dense, Net};
+use super::{Conv, Dense, Net};
+use crate::ops::{self, Op};
 
 /// The depthwise-separable CNN.
 #[derive(Debug)]
 pub struct DsConv {
-    stem: nn::Conv2D,
-    blocks: Vec<(nn::Conv2D, nn::Conv2D)>,
+    stem: Conv,
+    blocks: Vec<(Conv, Conv)>,
     fc: Dense,
 }
 
@@ -23,17 +24,15 @@ impl DsConv {
         if c.channels.is_empty() || c.channels.iter().any(|&ch| ch < 1) {
             return Err("dsconv needs at least one positive channel count".into());
         }
-        let pad = nn::ConvConfig { padding: 1, ..Default::default() };
-        let stem = nn::conv2d(p / "stem", io.channels, c.channels[0], 3, pad);
+        let stem = Conv::new(p / "stem", io.channels, c.channels[0], 3, 1, 1, 1);
         let blocks = c
             .channels
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
-                let dw = nn::ConvConfig { stride: 2, padding: 1, groups: w[0], ..Default::default() };
                 (
-                    nn::conv2d(p / format!("dw{}", i + 1), w[0], w[0], 3, dw),
-                    nn::conv2d(p / format!("pw{}", i + 1), w[0], w[1], 1, Default::default()),
+                    Conv::new(p / format!("dw{}", i + 1), w[0], w[0], 3, 2, 1, w[0]),
+                    Conv::new(p / format!("pw{}", i + 1), w[0], w[1], 1, 1, 0, 1),
                 )
             })
             .collect();
@@ -43,17 +42,18 @@ impl DsConv {
 }
 
 impl nn::ModuleT for DsConv {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let mut x = xs.apply(&self.stem).relu();
-        for (dw, pw) in &self.blocks {
-            x = x.apply(dw).relu().apply(pw).relu();
-        }
-        x.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        ops::run(&self.ops(), xs, train)
     }
 }
 
 impl Net for DsConv {
-    fn dense_layers(&self) -> Vec<&Dense> {
-        vec![&self.fc]
+    fn ops(&self) -> Vec<Op<'_>> {
+        let mut v = vec![Op::Conv(&self.stem), Op::Relu];
+        for (dw, pw) in &self.blocks {
+            v.extend([Op::Conv(dw), Op::Relu, Op::Conv(pw), Op::Relu]);
+        }
+        v.extend([Op::GlobalAvgPool, Op::Flatten, Op::Linear(&self.fc)]);
+        v
     }
 }

@@ -6,6 +6,7 @@ use slimbench_core::config::MlpConfig;
 use tch::{Tensor, nn};
 
 use super::{Dense, Net};
+use crate::ops::{self, Op};
 
 /// The MLP.
 #[derive(Debug)]
@@ -32,21 +33,20 @@ impl Mlp {
 }
 
 impl nn::ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut x = xs.flatten(1, -1);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = x.apply(layer);
-            if i < last {
-                x = x.relu();
-            }
-        }
-        x
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        ops::run(&self.ops(), xs, train)
     }
 }
 
 impl Net for Mlp {
-    fn dense_layers(&self) -> Vec<&Dense> {
-        self.layers.iter().collect()
+    fn ops(&self) -> Vec<Op<'_>> {
+        let mut v = vec![Op::Flatten];
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                v.push(Op::Relu);
+            }
+            v.push(Op::Linear(layer));
+        }
+        v
     }
 }

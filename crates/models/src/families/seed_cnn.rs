@@ -6,12 +6,13 @@ use slimbench_core::artifact::IoShape;
 use slimbench_core::config::SeedCnnConfig;
 use tch::{Tensor, nn};
 
-use super::{Dense, Net};
+use super::{Conv, Dense, Net};
+use crate::ops::{self, Op};
 
 /// The seed CNN.
 #[derive(Debug)]
 pub struct SeedCnn {
-    conv: nn::Conv2D,
+    conv: Conv,
     fc: Dense,
 }
 
@@ -26,20 +27,20 @@ impl SeedCnn {
             return Err(format!("seed-cnn filters must be positive, got {}", c.filters));
         }
         Ok(SeedCnn {
-            conv: nn::conv2d(p / "conv", io.channels, c.filters, 3, Default::default()),
+            conv: Conv::new(p / "conv", io.channels, c.filters, 3, 1, 0, 1),
             fc: Dense::new(p / "fc", c.filters * h * w, io.classes),
         })
     }
 }
 
 impl nn::ModuleT for SeedCnn {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        xs.apply(&self.conv).relu().max_pool2d_default(2).flatten(1, -1).apply(&self.fc)
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        ops::run(&self.ops(), xs, train)
     }
 }
 
 impl Net for SeedCnn {
-    fn dense_layers(&self) -> Vec<&Dense> {
-        vec![&self.fc]
+    fn ops(&self) -> Vec<Op<'_>> {
+        vec![Op::Conv(&self.conv), Op::Relu, Op::MaxPool2, Op::Flatten, Op::Linear(&self.fc)]
     }
 }

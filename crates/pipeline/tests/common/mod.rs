@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use slimbench_core::artifact::{IoShape, ModelMeta, Precision, StageStatus, VariantOut};
-use slimbench_core::config::{ComputeMode, ModelConfig, SeedCnnConfig};
+use slimbench_core::artifact::{IoShape, ModelMeta, StageStatus, VariantOut};
+use slimbench_core::config::{ModelConfig, SeedCnnConfig};
 use slimbench_core::progress::NoProgress;
 use slimbench_core::records::{MetricRow, Records};
 use slimbench_pipeline::executor::{BoxError, Datasets, RunEnv, StageContext, StageOutput};
@@ -34,20 +34,8 @@ impl Fake {
 }
 
 fn meta() -> ModelMeta {
-    ModelMeta {
-        model: "m".into(),
-        config: ModelConfig::SeedCnn(SeedCnnConfig::default()),
-        io: IoShape { channels: 1, height: 28, width: 28, classes: 10 },
-        dataset: "d".into(),
-        technique: "baseline".into(),
-        precision: Precision::Fp32,
-        compute: ComputeMode::Auto,
-        sparsity: 0.0,
-        optim: None,
-        kernel: Default::default(),
-        factored: Default::default(),
-        baseline: None,
-    }
+    let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+    ModelMeta::new("m", ModelConfig::SeedCnn(SeedCnnConfig::default()), io, "d", "baseline")
 }
 
 impl StageRunner for Fake {
