@@ -7,6 +7,7 @@ mod deploy;
 mod errors;
 mod lowrank;
 mod prune_methods;
+mod quantize;
 mod run;
 mod seed;
 mod speedup;
