@@ -170,6 +170,35 @@ kind_set! {
     }
 }
 
+impl ModelConfig {
+    /// The activation points of the network this config builds: `input`, then each
+    /// convolution and linear layer by name, input to output (the points where
+    /// quantization observes activations and distillation takes features; see
+    /// `slimbench-models`' `ops`, which checks this list against the built networks).
+    pub fn points(&self) -> Vec<String> {
+        let mut v = vec!["input".to_string()];
+        match self {
+            ModelConfig::SeedCnn(_) => v.extend(["conv".into(), "fc".into()]),
+            ModelConfig::Mlp(c) => v.extend((0..=c.hidden.len()).map(|i| format!("fc{i}"))),
+            ModelConfig::DsConv(c) => {
+                v.push("stem".into());
+                for i in 1..c.channels.len() {
+                    v.extend([format!("dw{i}"), format!("pw{i}")]);
+                }
+                v.push("fc".into());
+            }
+            ModelConfig::Cnn(c) => {
+                v.extend((0..c.channels.len()).map(|i| format!("conv{i}")));
+                if c.hidden > 0 {
+                    v.push("hidden".into());
+                }
+                v.push("fc".into());
+            }
+        }
+        v
+    }
+}
+
 /// Parameters of the seed CNN: only its filter count, which structured pruning lowers
 /// (the seed experiment's 12 otherwise).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -382,6 +411,26 @@ impl StageParams {
                 need(p.lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()), "lr", "must be a positive number");
             }
             StageParams::Distill(p) => {
+                let k = p.kind;
+                let layered = "applies to `kind: feature` and `kind: relation` only";
+                need(p.student_layer.is_none() || k != DistillKind::Response, "student_layer", layered);
+                need(p.teacher_layer.is_none() || k != DistillKind::Response, "teacher_layer", layered);
+                need(
+                    p.hint_epochs.is_none() || k == DistillKind::Feature,
+                    "hint_epochs",
+                    "applies to `kind: feature` only",
+                );
+                need(p.hint_epochs.is_none_or(|e| e >= 1), "hint_epochs", "must be at least 1");
+                need(
+                    p.beta.is_none() || k == DistillKind::Relation,
+                    "beta",
+                    "applies to `kind: relation` only",
+                );
+                need(
+                    p.beta.is_none_or(|b| b >= 0.0 && b.is_finite()),
+                    "beta",
+                    "must be a non-negative number",
+                );
                 need(p.epochs >= 1, "epochs", "must be at least 1");
                 need(p.batch_size >= 1, "batch_size", "must be at least 1");
                 need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
@@ -428,6 +477,35 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// How the learning rate changes over training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Cosine decay from the rate to zero over all steps (`lr * (1 + cos(pi * t / T)) / 2`).
+    Cosine,
+}
+
+impl LrSchedule {
+    /// Whether it is [`LrSchedule::Constant`].
+    pub fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+
+    /// The rate at step `step` of `total` for a base rate `lr`.
+    pub fn at(self, lr: f64, step: u64, total: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => {
+                let t = step.min(total) as f64 / total.max(1) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
 /// How a model is optimised: what `train` used, and what fine-tuning reuses by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -442,6 +520,9 @@ pub struct OptimSettings {
     pub weight_decay: f64,
     /// Mini-batch size.
     pub batch_size: usize,
+    /// Learning-rate schedule.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub schedule: LrSchedule,
 }
 
 fn d_one() -> u32 {
@@ -486,6 +567,9 @@ pub struct TrainParams {
     /// Weight decay.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Learning-rate schedule: constant or cosine (decay to zero by the last step).
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
     /// Seed for initialisation and shuffling; default: `defaults.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -506,6 +590,7 @@ impl TrainParams {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             batch_size: self.batch_size,
+            schedule: self.lr_schedule,
         }
     }
 }
@@ -927,12 +1012,55 @@ fn d_alpha() -> f64 {
     0.5
 }
 
+/// What knowledge the student learns from the teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillKind {
+    /// The teacher's softened class probabilities (Hinton et al.).
+    #[default]
+    Response,
+    /// FitNets: first a hint stage (a learned regressor maps the student's activation at
+    /// one layer onto the teacher's at another, mean squared error), then response-based.
+    Feature,
+    /// Similarity-preserving: the student's activations relate the images of a batch as
+    /// the teacher's do, added to the response-based loss.
+    Relation,
+}
+
+impl DistillKind {
+    /// Its name in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistillKind::Response => "response",
+            DistillKind::Feature => "feature",
+            DistillKind::Relation => "relation",
+        }
+    }
+}
+
 /// Parameters of `distill`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistillParams {
     /// The student model: a key of `models:`.
     pub student: String,
+    /// response, feature (FitNets hints) or relation (similarity-preserving).
+    #[serde(default)]
+    pub kind: DistillKind,
+    /// feature and relation: the student's activation point (a layer name, e.g. `conv`;
+    /// default: its last convolution, else the layer before its classifier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_layer: Option<String>,
+    /// feature and relation: the teacher's activation point (default as for the student).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_layer: Option<String>,
+    /// feature: epochs of the hint stage before the `epochs` of response-based training
+    /// (default 1); the student alone trains for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint_epochs: Option<u32>,
+    /// relation: weight of the similarity-preserving loss (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     /// The stage in `needs` whose model is the teacher (needed when several stages are listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<String>,
@@ -951,6 +1079,9 @@ pub struct DistillParams {
     /// Learning rate.
     #[serde(default = "d_lr")]
     pub lr: f64,
+    /// Learning-rate schedule, for the distilled student and the baseline alike.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
     /// Softmax temperature T for the soft targets.
     #[serde(default = "d_temperature")]
     pub temperature: f64,
@@ -973,6 +1104,18 @@ pub struct DistillParams {
 
 fn d_eval_batch() -> usize {
     1000
+}
+
+impl DistillParams {
+    /// Epochs of the hint stage (feature distillation only).
+    pub fn hint_epochs(&self) -> u32 {
+        if self.kind == DistillKind::Feature { self.hint_epochs.unwrap_or(1) } else { 0 }
+    }
+
+    /// Weight of the similarity-preserving loss.
+    pub fn beta(&self) -> f64 {
+        self.beta.unwrap_or(1000.0)
+    }
 }
 
 /// Parameters of `evaluate`.

@@ -410,6 +410,23 @@ mod tests {
     }
 
     #[test]
+    fn configs_name_the_activation_points_their_networks_have() {
+        let configs = [
+            ModelConfig::SeedCnn(SeedCnnConfig::default()),
+            ModelConfig::Mlp(MlpConfig { hidden: vec![32, 16] }),
+            ModelConfig::Mlp(MlpConfig { hidden: vec![] }),
+            ModelConfig::DsConv(DsConvConfig::default()),
+            ModelConfig::Cnn(CnnConfig { channels: vec![8, 16], hidden: 32, dropout: 0.1 }),
+            ModelConfig::Cnn(CnnConfig { channels: vec![8], hidden: 0, dropout: 0.0 }),
+        ];
+        for c in configs {
+            let m = Model::build("m", &c, MNIST, Device::Cpu, Some(1)).unwrap();
+            let built: Vec<String> = crate::ops::points(&m.ops()).into_iter().map(|p| p.name).collect();
+            assert_eq!(built, c.points(), "{c:?}");
+        }
+    }
+
+    #[test]
     fn bad_configs_are_errors_not_panics() {
         let c = ModelConfig::Cnn(CnnConfig { channels: vec![4, 4, 4, 4, 4, 4], hidden: 0, dropout: 0.0 });
         let err = Model::build("deep", &c, MNIST, Device::Cpu, None).unwrap_err();

@@ -480,6 +480,30 @@ fn check_references(
         StageParams::Distill(p) => {
             model_ref(&p.student, "student", diags);
             single_input("teacher", &p.teacher, "teacher", diags);
+            // Layers are checked where the models are known: the student's always, the
+            // teacher's when it comes straight from a train stage.
+            let layer_ref =
+                |layer: &Option<String>, field: &str, model: Option<&String>, diags: &mut Vec<Diagnostic>| {
+                    let (Some(layer), Some(model)) = (layer, model) else { return };
+                    let Some(config) = spec.models.get(model) else { return };
+                    let points = config.points();
+                    if !points.contains(layer) {
+                        diags.push(
+                            src.at(&with.key(field), format!("model `{model}` has no layer `{layer}`"))
+                                .hint(format!("its layers: {}", points.join(", "))),
+                        );
+                    }
+                };
+            layer_ref(&p.student_layer, "student_layer", Some(&p.student), diags);
+            let teacher_stage = match &p.teacher {
+                Some(t) => model_needs.iter().find(|n| base_matches(n, t)).copied(),
+                None if model_needs.len() == 1 => Some(model_needs[0]),
+                None => None,
+            };
+            let teacher_model = teacher_stage
+                .and_then(|id| stages.iter().find(|(_, s)| &s.id == id))
+                .and_then(|(_, s)| if let StageParams::Train(t) = &s.params { Some(&t.model) } else { None });
+            layer_ref(&p.teacher_layer, "teacher_layer", teacher_model, diags);
             if let Some(d) = &p.dataset {
                 dataset_ref(d, "dataset", diags);
             }

@@ -174,6 +174,7 @@ impl Finetune<'_> {
             momentum: 0.0,
             weight_decay: 0.0,
             batch_size: 32,
+            schedule: Default::default(),
         });
         OptimSettings {
             optimizer: self.optimizer.unwrap_or(base.optimizer),

@@ -93,6 +93,7 @@ pub fn train(
 ) -> Result<TrainOutcome, TrainError> {
     let device = model.device();
     let mut opt = build_optimizer(model.vs(), &cfg.optim)?;
+    let mut extra = objective.parameters().map(|vs| build_optimizer(vs, &cfg.optim)).transpose()?;
     let loader = Loader::new(
         train_split.clone(),
         LoaderConfig {
@@ -104,6 +105,7 @@ pub fn train(
         },
     );
     let per_epoch = loader.batches_per_epoch() as u64;
+    let total_steps = per_epoch * u64::from(cfg.epochs);
     let mut out = TrainOutcome::default();
     let started = Instant::now();
     let mut eval_time = 0.0;
@@ -117,8 +119,24 @@ pub fn train(
                 .view([batch.n as i64, 1, batch.rows as i64, batch.cols as i64])
                 .to_device(device);
             let ys = Tensor::from_slice(&batch.labels).to_device(device);
+            if !cfg.optim.schedule.is_constant() {
+                let lr = cfg.optim.schedule.at(cfg.optim.lr, step, total_steps);
+                opt.set_lr(lr);
+                if let Some(extra) = extra.as_mut() {
+                    extra.set_lr(lr);
+                }
+            }
             let (loss, logits) = objective.loss(model, &xs, &ys);
-            opt.backward_step(&loss);
+            match extra.as_mut() {
+                None => opt.backward_step(&loss),
+                Some(extra) => {
+                    opt.zero_grad();
+                    extra.zero_grad();
+                    loss.backward();
+                    opt.step();
+                    extra.step();
+                }
+            }
             if let Some(h) = hook.as_mut() {
                 h.after_step(model);
             }
@@ -247,6 +265,7 @@ mod tests {
                 momentum: 0.0,
                 weight_decay: 0.0,
                 batch_size: 32,
+                schedule: Default::default(),
             },
             seed: 3,
             workers: 1,

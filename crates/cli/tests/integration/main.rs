@@ -4,6 +4,7 @@
 mod compare;
 mod compress;
 mod deploy;
+mod distill;
 mod errors;
 mod lowrank;
 mod prune_methods;
