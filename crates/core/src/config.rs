@@ -1198,6 +1198,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cosine_decays_from_the_rate_to_zero() {
+        let c = LrSchedule::Cosine;
+        assert_eq!(c.at(0.1, 0, 100), 0.1);
+        assert!((c.at(0.1, 50, 100) - 0.05).abs() < 1e-12);
+        assert!(c.at(0.1, 100, 100).abs() < 1e-12);
+        assert!(c.at(0.1, 30, 100) > c.at(0.1, 31, 100));
+        assert_eq!(LrSchedule::Constant.at(0.1, 99, 100), 0.1);
+        // A constant schedule stays out of saved settings (older files still read).
+        let o = OptimSettings {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            batch_size: 32,
+            schedule: LrSchedule::Constant,
+        };
+        assert!(!serde_json::to_string(&o).unwrap().contains("schedule"));
+    }
+
+    #[test]
     fn kinds_round_trip_through_their_serde_form() {
         let m = ModelConfig::Mlp(MlpConfig { hidden: vec![64] });
         let json = serde_json::to_string(&m).unwrap();

@@ -25,6 +25,20 @@ pub fn run(
     for input in ctx.inputs.iter().filter(|i| produces_models(&i.manifest.kind) && wanted(&i.id, &i.base_id))
     {
         for v in &input.manifest.variants {
+            // A kernel this device lacks is a fact about the device, not a failure of
+            // the run: the rest is measured and the report says what was left out.
+            let kernel = v.meta.kernel;
+            let on_cuda = runner.device.is_cuda();
+            if (kernel.cpu_only() && on_cuda) || (kernel.cuda_only() && !on_cuda) {
+                output.notes.push(format!(
+                    "{}: not evaluated: it runs on {}, {}; this evaluation runs on {}",
+                    v.name,
+                    kernel.describe(),
+                    if on_cuda { "a CPU library (evaluate with `device: cpu`)" } else { "a CUDA kernel" },
+                    slimbench_models::runtime::device_name(runner.device)
+                ));
+                continue;
+            }
             let ds = dataset(ctx, &v.meta.dataset)?;
             let file = input.variant_path(v);
             let result = evaluate_variant(

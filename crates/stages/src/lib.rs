@@ -9,11 +9,11 @@
 //! | kind | reads | writes |
 //! |---|---|---|
 //! | `train` | a dataset | `model.safetensors`, curves |
-//! | `quantize` | one model | `model.safetensors` at fp16/bf16 |
+//! | `quantize` | one model (+ dataset to calibrate, fine-tune or train aware) | `model.safetensors`: fp16/bf16, or int8 weights + scales (+ calibrated activation grids), curves; nothing, with a note, for a CUDA method without CUDA |
 //! | `prune` | one model (+ dataset to fine-tune) | sparse `model.safetensors` (smaller after dead-path removal), curves |
 //! | `low-rank` | one model (+ dataset to fine-tune) | factored `model.safetensors`, curves |
-//! | `distill` | a teacher model + dataset | `student.safetensors`, `baseline.safetensors`, curves |
-//! | `evaluate` | every model of its needs | metric rows, latency samples, throughput |
+//! | `distill` | a teacher model + dataset | `student.safetensors` (response, feature or relation), `baseline.safetensors` (the student alone), curves |
+//! | `evaluate` | every model of its needs | metric rows, latency samples, throughput, the speedup check (a kernel the device lacks is left out with a note) |
 //! | `report` | the run's tables | charts, `report.html`, `summary.md` |
 
 mod common;

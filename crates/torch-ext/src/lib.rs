@@ -1,7 +1,8 @@
 //! # slimbench-torch-ext
 //!
-//! A small C++ bridge to libtorch operators that tch does not expose: fbgemm's
-//! quantized kernels now, PyTorch's distributed engine later. `bridge.cpp` is compiled
+//! A small C++ bridge to libtorch operators and settings that tch does not expose:
+//! fbgemm's quantized kernels (dynamic and static int8, fp16 weights) and the CUDA
+//! autocast dtype now, PyTorch's distributed engine later. `bridge.cpp` is compiled
 //! with `cc` against the headers of the pinned torch wheel (as torch-sys compiles its
 //! own shim) and reaches every operator the same way PyTorch's Python front end does:
 //! by name, through `c10::Dispatcher`, with boxed arguments.
@@ -12,7 +13,9 @@
 //! * A [`Value`] is an owned `c10::IValue`: a tensor (turned into a tch
 //!   [`Tensor`](tch::Tensor) by [`Value::tensor`]) or an opaque object such as fbgemm's
 //!   packed weights, kept alive as long as the `Value` is.
-//! * [`quantized`] gives the operators slimbench uses typed, safe wrappers.
+//! * [`quantized`] gives the operators slimbench uses typed, safe wrappers
+//!   (`PackedLinear`, `PackedConv`).
+//! * [`set_cuda_autocast_dtype`]: bf16 or fp16 for `tch::autocast`.
 //!
 //! No C++ exception crosses into Rust: a failing operator (bad shapes, wrong dtype, an
 //! operator this build lacks) is a [`BridgeError`] carrying libtorch's message.
