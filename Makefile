@@ -7,7 +7,7 @@ CARGO ?= cargo
 SLIMBENCH := $(CARGO) run --quiet -p slimbench --
 DATA_DIR ?= ../shared/data
 
-.PHONY: all setup build run seed distill bench test lint fmt clean-results docker-cpu docker-cuda docker-check
+.PHONY: all setup build run seed distill bench bench-int8 test lint fmt clean-results docker-cpu docker-cuda docker-check
 
 all: build
 
@@ -32,6 +32,10 @@ distill: setup
 ## Speed of the seed CNN: slimbench next to PyTorch (Python), medians and ratios.
 bench: setup
 	scripts/bench.sh $(DATA_DIR)
+
+## int8 dynamic quantization of an MLP: slimbench next to PyTorch's quantize_dynamic.
+bench-int8: setup
+	scripts/bench_int8.sh $(DATA_DIR)
 
 ## Formatting, lints and every test.
 test: setup lint

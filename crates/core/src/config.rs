@@ -1003,13 +1003,14 @@ pub struct LowRankParams {
 fn d_distill_epochs() -> u32 {
     2
 }
-// Measured on Fashion-MNIST (seed CNN student, 2 epochs, README "Distillation"): T=3,
-// alpha=0.5 beat the common T=4, alpha=0.7 (+0.41 vs +0.06 points over the student alone).
+// Measured on Fashion-MNIST (seed CNN student, 2 epochs, a 0.9313 teacher, README
+// "Distillation"): alpha=0.9 beat 0.5 at every temperature tried; T=2 gave the largest
+// mean gain at lr 3e-3 (+0.76 points over the student alone, 3 seeds), T=1 at 1e-3.
 fn d_temperature() -> f64 {
-    3.0
+    2.0
 }
 fn d_alpha() -> f64 {
-    0.5
+    0.9
 }
 
 /// What knowledge the student learns from the teacher.

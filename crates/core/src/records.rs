@@ -65,8 +65,10 @@ pub struct MetricRow {
     /// Batch-1 speedup of this variant as stored over the model it was compressed from
     /// (baseline p50 / its p50, timed side by side; see the `speedup` table); NaN when
     /// it was not checked.
+    #[serde(with = "nan_as_null")]
     pub speedup_b1: f64,
     /// The same at `batch_size` (the largest measured).
+    #[serde(with = "nan_as_null")]
     pub speedup_large: f64,
     /// Whether it is really faster than its baseline ([`MIN_SPEEDUP`] or more): `yes`,
     /// `no`, `batch 1 only`, `large batch only`; empty when not checked.
@@ -207,6 +209,21 @@ impl Records {
     }
 }
 
+/// JSON has no NaN: serde_json writes it as `null`, which a plain `f64` then refuses to
+/// read back (and a cached stage whose records cannot be read is run again). NaN means
+/// "not measured" in these records, so it round-trips as `null`.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_nan() { s.serialize_none() } else { s.serialize_f64(*v) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// Percentile (0..=100) of unsorted samples by linear interpolation; NaN when empty.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
@@ -221,7 +238,19 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{faster_verdict, is_faster, percentile};
+    use super::{MetricRow, faster_verdict, is_faster, percentile};
+
+    /// A cached stage's records are read back from JSON; a NaN ("not checked") must
+    /// survive that, or the stage would never be found in the cache.
+    #[test]
+    fn unmeasured_speedups_survive_json() {
+        let row = MetricRow { speedup_b1: f64::NAN, speedup_large: 2.5, ..Default::default() };
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains("\"speedup_b1\":null"), "{json}");
+        let back: MetricRow = serde_json::from_str(&json).unwrap();
+        assert!(back.speedup_b1.is_nan());
+        assert_eq!(back.speedup_large, 2.5);
+    }
 
     #[test]
     fn faster_needs_the_threshold_at_each_batch_size() {

@@ -7,7 +7,7 @@
 //!
 //! Timings drift on a shared CPU (turbo, other processes), so the forms are timed in
 //! interleaved rounds in one process on the same threads: each round times every form
-//! at batch 1 and at the large batch size, in a rotating order, and the medians are
+//! at batch 1 and at every configured batch size, in a rotating order, and the medians are
 //! taken over all rounds. Batch-1 and batched timings reuse [`crate::latency`]. A form
 //! is "faster" when its speedup reaches [`MIN_SPEEDUP`].
 
@@ -72,7 +72,8 @@ pub struct SpeedupCheck<'a> {
     pub forms: Vec<FormSpec<'a>>,
     /// Test split the inputs come from.
     pub test: &'a Split,
-    /// Warm-up, iterations and batch sizes (batch 1 and the largest are timed).
+    /// Warm-up, iterations and batch sizes (batch 1 and every one of them are timed;
+    /// the verdict reads batch 1 and the largest).
     pub latency: &'a LatencyParams,
     /// Where to run.
     pub device: Device,
@@ -99,8 +100,11 @@ pub fn check_speedup(check: &SpeedupCheck<'_>) -> Result<Vec<SpeedupRow>, EvalEr
         .map(|f| load_for_eval(check.variant, f.file, f.kernel, check.device, check.test))
         .collect::<Result<Vec<Loaded>, _>>()?;
     let lp = check.latency;
-    let large = lp.batch_sizes.iter().copied().max().unwrap_or(1);
-    let batches: Vec<usize> = if large > 1 { vec![1, large] } else { vec![1] };
+    // Batch 1 and every configured batch size, smallest first.
+    let mut batches: Vec<usize> = std::iter::once(1).chain(lp.batch_sizes.iter().copied()).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let large = *batches.last().expect("batch 1 is always there");
     let iters = lp.iters.unwrap_or(check.test.len()).max(1);
     let rounds = ROUNDS.min(iters).min(lp.repeats.max(1)).max(1);
     let per_round_b1 = iters.div_ceil(rounds);
@@ -146,7 +150,7 @@ pub fn check_speedup(check: &SpeedupCheck<'_>) -> Result<Vec<SpeedupRow>, EvalEr
         .position(|f| f.form == Form::Materialized)
         .or_else(|| check.forms.iter().position(|f| f.form == Form::Simulated))
         .unwrap_or(base_idx);
-    let large_speedup = if batches.len() > 1 { speedup(stored, 1) } else { f64::NAN };
+    let large_speedup = if batches.len() > 1 { speedup(stored, batches.len() - 1) } else { f64::NAN };
     let why = reasons(&Evidence {
         variant: &loaded[stored].meta,
         variant_compute: &loaded[stored].compute_precision,
@@ -463,7 +467,7 @@ mod timing_tests {
     }
 
     #[test]
-    fn every_form_is_timed_at_batch_1_and_the_largest_batch() {
+    fn every_form_is_timed_at_every_batch_size() {
         let dir = tempfile::tempdir().unwrap();
         let base = save(dir.path(), "base.safetensors", 12, Precision::Fp32, Kernel::Dense);
         let int8 = save(dir.path(), "int8.safetensors", 12, Precision::Int8, Kernel::Int8Dynamic);
@@ -488,10 +492,13 @@ mod timing_tests {
             keys,
             [
                 ("baseline", 1),
+                ("baseline", 8),
                 ("baseline", 32),
                 ("simulated", 1),
+                ("simulated", 8),
                 ("simulated", 32),
                 ("materialized", 1),
+                ("materialized", 8),
                 ("materialized", 32)
             ]
         );

@@ -159,14 +159,11 @@ fn stored_speedups(rows: &[SpeedupRow]) -> (f64, f64) {
     } else {
         Form::Simulated
     };
-    let at = |large: bool| {
-        rows.iter()
-            .filter(|r| r.form == stored.as_str() && (r.batch_size == 1) != large)
-            .map(|r| r.speedup)
-            .next()
-            .unwrap_or(f64::NAN)
-    };
-    (at(false), at(true))
+    let of_form = || rows.iter().filter(|r| r.form == stored.as_str());
+    let b1 = of_form().find(|r| r.batch_size == 1).map_or(f64::NAN, |r| r.speedup);
+    let large =
+        of_form().filter(|r| r.batch_size > 1).max_by_key(|r| r.batch_size).map_or(f64::NAN, |r| r.speedup);
+    (b1, large)
 }
 
 #[cfg(test)]
@@ -185,11 +182,14 @@ mod tests {
             row("simulated", 1, 0.8),
             row("simulated", 256, 0.9),
             row("materialized", 1, 1.3),
+            row("materialized", 64, 1.7),
             row("materialized", 256, 2.0),
         ];
         assert_eq!(stored_speedups(&rows), (1.3, 2.0));
-        // Without a materialized form the stored model is the simulated one.
+        // Without a materialized form the stored model is the simulated one; "large" is
+        // the largest batch timed, not the first above 1.
         assert_eq!(stored_speedups(&rows[..4]), (0.8, 0.9));
+        assert_eq!(stored_speedups(&[row("materialized", 256, 2.0), row("materialized", 64, 1.7)]).1, 2.0);
         let (b1, large) = stored_speedups(&rows[..1]);
         assert!(b1.is_nan() && large.is_nan());
     }
