@@ -8,7 +8,8 @@
 // * any other value (e.g. fbgemm's packed weights, a custom class) crosses as an opaque
 //   `c10::IValue*` that Rust owns and frees with sbx_value_free;
 // * no C++ exception crosses the boundary: a failing call returns null / -1 and leaves
-//   its message in a thread-local string read with sbx_last_error.
+//   its message in a thread-local string read with sbx_last_error (guarded.hpp, shared
+//   with dist.cpp, the distributed half of the bridge).
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/ivalue.h>
@@ -21,26 +22,20 @@
 #include <string>
 #include <vector>
 
-namespace {
-thread_local std::string last_error;
+#include "guarded.hpp"
 
-template <typename F>
-auto guarded(F f, decltype(f()) on_error) -> decltype(f()) {
-  try {
-    last_error.clear();
-    return f();
-  } catch (const std::exception& e) {
-    last_error = e.what();
-  } catch (...) {
-    last_error = "unknown C++ exception";
-  }
-  return on_error;
+namespace sbx {
+std::string& last_error() {
+  thread_local std::string message;
+  return message;
 }
-}  // namespace
+}  // namespace sbx
+
+using sbx::guarded;
 
 extern "C" {
 
-const char* sbx_last_error() { return last_error.c_str(); }
+const char* sbx_last_error() { return sbx::last_error().c_str(); }
 
 c10::IValue* sbx_value_none() { return new c10::IValue(); }
 c10::IValue* sbx_value_bool(int v) { return new c10::IValue(v != 0); }

@@ -1,5 +1,5 @@
-//! The C ABI of `bridge.cpp`. Every function is wrapped safely in this crate; nothing
-//! else should call these.
+//! The C ABI of `bridge.cpp` and `dist.cpp`. Every function is wrapped safely in this
+//! crate; nothing else should call these.
 
 use std::ffi::c_char;
 
@@ -8,6 +8,18 @@ use torch_sys::C_tensor;
 /// A `c10::IValue` owned by Rust (freed with [`sbx_value_free`]).
 #[repr(C)]
 pub struct CValue {
+    _private: [u8; 0],
+}
+
+/// A `c10d::TCPStore` handle (`SbxStore`, freed with [`sbx_store_free`]).
+#[repr(C)]
+pub struct CStore {
+    _private: [u8; 0],
+}
+
+/// A Gloo process group handle (`SbxGroup`, freed with [`sbx_group_free`]).
+#[repr(C)]
+pub struct CGroup {
     _private: [u8; 0],
 }
 
@@ -38,4 +50,20 @@ unsafe extern "C" {
     pub fn sbx_free_string(s: *mut c_char);
     pub fn sbx_set_cuda_autocast_dtype(scalar_type: i32) -> i32;
     pub fn sbx_cuda_autocast_dtype() -> i32;
+
+    // dist.cpp
+    pub fn sbx_tcp_store_new(
+        host: *const c_char,
+        port: u16,
+        world_size: usize,
+        is_server: i32,
+        timeout_ms: i64,
+    ) -> *mut CStore;
+    pub fn sbx_store_free(s: *mut CStore);
+    pub fn sbx_gloo_new(s: *mut CStore, rank: usize, size: usize, timeout_ms: i64) -> *mut CGroup;
+    pub fn sbx_group_free(g: *mut CGroup);
+    pub fn sbx_group_all_reduce(g: *mut CGroup, tensors: *const *const C_tensor, n: usize, mean: i32) -> i32;
+    pub fn sbx_group_broadcast(g: *mut CGroup, tensors: *const *const C_tensor, n: usize, root: usize)
+    -> i32;
+    pub fn sbx_group_barrier(g: *mut CGroup) -> i32;
 }

@@ -1,11 +1,11 @@
 //! # slimbench-torch-ext
 //!
 //! A small C++ bridge to libtorch operators and settings that tch does not expose:
-//! fbgemm's quantized kernels (dynamic and static int8, fp16 weights) and the CUDA
-//! autocast dtype now, PyTorch's distributed engine later. `bridge.cpp` is compiled
-//! with `cc` against the headers of the pinned torch wheel (as torch-sys compiles its
-//! own shim) and reaches every operator the same way PyTorch's Python front end does:
-//! by name, through `c10::Dispatcher`, with boxed arguments.
+//! fbgemm's quantized kernels (dynamic and static int8, fp16 weights), the CUDA autocast
+//! dtype and PyTorch's distributed engine (c10d). `bridge.cpp` and `dist.cpp` are
+//! compiled with `cc` against the headers of the pinned torch wheel (as torch-sys
+//! compiles its own shim); `bridge.cpp` reaches every operator the same way PyTorch's
+//! Python front end does: by name, through `c10::Dispatcher`, with boxed arguments.
 //!
 //! * [`call`] runs any registered operator (`quantized::linear_dynamic`, ...) on a list
 //!   of [`Arg`]s and returns its results as [`Value`]s; [`op_exists`] and [`op_schema`]
@@ -16,10 +16,14 @@
 //! * [`quantized`] gives the operators slimbench uses typed, safe wrappers
 //!   (`PackedLinear`, `PackedConv`).
 //! * [`set_cuda_autocast_dtype`]: bf16 or fp16 for `tch::autocast`.
+//! * [`dist`]: a TCP rendezvous store and a Gloo process group (all-reduce, broadcast,
+//!   barrier) for data-parallel training across processes or machines.
 //!
 //! No C++ exception crosses into Rust: a failing operator (bad shapes, wrong dtype, an
-//! operator this build lacks) is a [`BridgeError`] carrying libtorch's message.
+//! operator this build lacks) or collective (a peer gone, a timeout) is a
+//! [`BridgeError`] carrying libtorch's message.
 
+pub mod dist;
 mod ffi;
 pub mod quantized;
 
@@ -40,6 +44,14 @@ pub enum BridgeError {
         /// The operator.
         op: String,
         /// libtorch's message.
+        message: String,
+    },
+    /// An argument the bridge refused before calling libtorch.
+    #[error("{op}: {message}")]
+    Invalid {
+        /// The call.
+        op: String,
+        /// What is wrong with the argument.
         message: String,
     },
     /// A result had another type than the wrapper expected.
@@ -176,6 +188,14 @@ fn last_error() -> String {
     unsafe { CStr::from_ptr(ffi::sbx_last_error()) }.to_string_lossy().into_owned()
 }
 
+/// The error of the bridge call `op` that just failed on this thread, without the C++
+/// backtrace libtorch appends (its first lines say what went wrong).
+fn torch_error(op: &str) -> BridgeError {
+    let message = last_error();
+    let message = message.split("\nException raised from").next().unwrap_or(&message).trim().to_string();
+    BridgeError::Torch { op: op.to_string(), message }
+}
+
 fn split_op(op: &str) -> (CString, CString) {
     let (name, overload) = op.split_once('.').unwrap_or((op, ""));
     (CString::new(name).unwrap_or_default(), CString::new(overload).unwrap_or_default())
@@ -249,10 +269,7 @@ pub fn call(op: &str, args: &[Arg<'_>]) -> Result<Vec<Value>> {
         )
     };
     if rc != 0 {
-        let message = last_error();
-        // libtorch appends a C++ backtrace; the first lines say what went wrong.
-        let message = message.split("\nException raised from").next().unwrap_or(&message).trim().to_string();
-        return Err(BridgeError::Torch { op: op.to_string(), message });
+        return Err(torch_error(op));
     }
     Ok(outs[..n].iter().map(|&p| Value::from_raw(p)).collect())
 }

@@ -1,0 +1,241 @@
+// slimbench's bridge to c10d, PyTorch's distributed engine: a TCPStore for the
+// rendezvous and a Gloo process group for collectives (src/dist.rs wraps it safely).
+//
+// Conventions are bridge.cpp's (guarded.hpp): no C++ exception crosses, a failing call
+// returns null / -1 with its message in sbx_last_error. Handles are plain structs Rust
+// owns and frees; each holds c10::intrusive_ptr references, so a group keeps its store
+// alive however Rust drops them.
+//
+// The wheel has no gloo headers: gloo-decl/ declares what ProcessGroupGloo.hpp names
+// (see its README). Only exported libtorch functions are called on ProcessGroupGloo
+// (constructor, Options, device factories); collectives go through c10d::Backend's
+// virtual interface, so no inline ProcessGroupGloo or gloo code is compiled here.
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "guarded.hpp"
+
+using sbx::guarded;
+using std::chrono::milliseconds;
+
+struct SbxStore {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string host;
+  // Groups made on this store so far: the next one's key prefix. Gloo's rendezvous keys
+  // are the same for every group, so each group gets its own namespace in the store
+  // (as torch.distributed does); ranks must create groups in the same order.
+  std::atomic<int> groups{0};
+};
+
+struct SbxGroup {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  milliseconds timeout;
+};
+
+namespace {
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// Wait for a collective. Gloo's own per-operation timeout (the group's) normally fires
+// first, with a message naming the operation; this bound is the backstop for an
+// operation that never started, so a dead peer is an error and never a hang.
+void wait_for(const c10::intrusive_ptr<c10d::Work>& work, milliseconds timeout) {
+  work->wait(2 * timeout);
+}
+
+// The tensors of one collective, grouped by dtype and device: each group is reduced as
+// one contiguous buffer, in one call. A single contiguous tensor is its own buffer;
+// otherwise the tensors are copied into a flat buffer and back afterwards (which is
+// also what makes non-contiguous tensors work: gloo reads raw memory).
+struct Bucket {
+  std::vector<at::Tensor> tensors;
+  at::Tensor buffer;
+
+  void pack() {
+    if (tensors.size() == 1 && tensors[0].is_contiguous()) {
+      buffer = tensors[0];
+      return;
+    }
+    std::vector<at::Tensor> flat;
+    flat.reserve(tensors.size());
+    for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
+    buffer = at::cat(flat);
+  }
+
+  void unpack() {
+    if (buffer.is_same(tensors[0])) return;
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      t.copy_(buffer.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+};
+
+std::vector<Bucket> buckets(const at::Tensor* const* tensors, size_t n) {
+  std::map<std::tuple<int, int, int>, size_t> index;
+  std::vector<Bucket> out;
+  for (size_t i = 0; i < n; i++) {
+    const at::Tensor& t = *tensors[i];
+    if (!t.defined()) throw std::invalid_argument("tensor " + std::to_string(i) + " is undefined");
+    if (t.layout() != at::kStrided) throw std::invalid_argument("only dense tensors can be reduced");
+    if (t.numel() == 0) continue;
+    auto key = std::make_tuple(static_cast<int>(t.scalar_type()), static_cast<int>(t.device().type()),
+                               static_cast<int>(t.device().index()));
+    auto [it, fresh] = index.emplace(key, out.size());
+    if (fresh) out.emplace_back();
+    out[it->second].tensors.push_back(t);
+  }
+  for (auto& b : out) b.pack();
+  return out;
+}
+
+int64_t to_int(size_t v, const char* what) {
+  if (v > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw std::invalid_argument(std::string(what) + " is too large");
+  }
+  return static_cast<int64_t>(v);
+}
+
+}  // namespace
+
+extern "C" {
+
+// A TCPStore: the server (it listens on `port` and waits until `world_size` ranks,
+// itself included, have joined) or a client of the server at host:port. Null on
+// failure (address in use, no server within the timeout, ...).
+SbxStore* sbx_tcp_store_new(const char* host, uint16_t port, size_t world_size, int is_server,
+                            int64_t timeout_ms) {
+  return guarded(
+      [&]() -> SbxStore* {
+        c10d::TCPStoreOptions opts;
+        opts.port = port;
+        opts.isServer = is_server != 0;
+        opts.numWorkers = static_cast<size_t>(to_int(world_size, "world size"));
+        opts.waitWorkers = true;
+        opts.timeout = milliseconds(timeout_ms);
+        auto store = c10::make_intrusive<c10d::TCPStore>(host, opts);
+        auto* out = new SbxStore();
+        out->store = std::move(store);
+        out->host = host;
+        return out;
+      },
+      (SbxStore*)nullptr);
+}
+
+void sbx_store_free(SbxStore* s) { delete s; }
+
+// A Gloo process group of `size` ranks on `store`; returns once every rank has
+// connected to every other (or null after the timeout). The gloo device binds to the
+// store's host when that is a loopback address (one machine, containers without a
+// resolvable hostname), else to the address this machine's hostname resolves to
+// (torch.distributed's default, GLOO_SOCKET_IFNAME respected).
+SbxGroup* sbx_gloo_new(SbxStore* s, size_t rank, size_t size, int64_t timeout_ms) {
+  return guarded(
+      [&]() -> SbxGroup* {
+        milliseconds timeout(timeout_ms);
+        c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> opts;
+        if (is_loopback(s->host)) {
+          opts = c10d::ProcessGroupGloo::Options::create(timeout);
+          std::string addr = s->host == "localhost" ? "127.0.0.1" : s->host;
+          opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+        } else {
+          opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
+        }
+        opts->timeout = timeout;
+        auto prefix = "slimbench/gloo/" + std::to_string(s->groups.fetch_add(1));
+        auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, s->store);
+        c10::intrusive_ptr<c10d::Backend> backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
+            store, to_int(rank, "rank"), to_int(size, "world size"), opts);
+        return new SbxGroup{std::move(backend), timeout};
+      },
+      (SbxGroup*)nullptr);
+}
+
+// Blocks until the group's worker threads have finished the queued collectives (each
+// bounded by the group's timeout).
+void sbx_group_free(SbxGroup* g) { delete g; }
+
+// Sum `tensors` in place over every rank, or average them (`mean`: floating point
+// only, checked before anything is sent). 0 on success, -1 on failure.
+int sbx_group_all_reduce(SbxGroup* g, const at::Tensor* const* tensors, size_t n, int mean) {
+  return guarded(
+      [&] {
+        if (mean) {
+          for (size_t i = 0; i < n; i++) {
+            auto t = tensors[i]->scalar_type();
+            if (!at::isFloatingType(t) && !at::isComplexType(t)) {
+              throw std::invalid_argument(std::string("the mean of a ") + c10::toString(t) +
+                                          " tensor is not representable; all_reduce_sum it instead");
+            }
+          }
+        }
+        auto bs = buckets(tensors, n);
+        c10d::AllreduceOptions opts;
+        opts.reduceOp = c10d::ReduceOp::SUM;
+        opts.timeout = g->timeout;
+        // Every collective is queued first (gloo runs them in order on its threads).
+        std::vector<c10::intrusive_ptr<c10d::Work>> works;
+        for (auto& b : bs) {
+          std::vector<at::Tensor> one{b.buffer};
+          works.push_back(g->backend->allreduce(one, opts));
+        }
+        for (auto& w : works) wait_for(w, g->timeout);
+        for (auto& b : bs) {
+          if (mean) b.buffer.div_(g->backend->getSize());
+          b.unpack();
+        }
+        return 0;
+      },
+      -1);
+}
+
+// Overwrite `tensors` on every rank with rank `root`'s. 0 on success, -1 on failure.
+int sbx_group_broadcast(SbxGroup* g, const at::Tensor* const* tensors, size_t n, size_t root) {
+  return guarded(
+      [&] {
+        auto bs = buckets(tensors, n);
+        c10d::BroadcastOptions opts;
+        opts.rootRank = to_int(root, "root rank");
+        opts.rootTensor = 0;
+        opts.timeout = g->timeout;
+        std::vector<c10::intrusive_ptr<c10d::Work>> works;
+        for (auto& b : bs) {
+          std::vector<at::Tensor> one{b.buffer};
+          works.push_back(g->backend->broadcast(one, opts));
+        }
+        for (auto& w : works) wait_for(w, g->timeout);
+        for (auto& b : bs) b.unpack();
+        return 0;
+      },
+      -1);
+}
+
+// Return once every rank has reached the barrier (and finished its earlier
+// collectives). 0 on success, -1 on failure.
+int sbx_group_barrier(SbxGroup* g) {
+  return guarded(
+      [&] {
+        c10d::BarrierOptions opts;
+        opts.timeout = g->timeout;
+        wait_for(g->backend->barrier(opts), g->timeout);
+        return 0;
+      },
+      -1);
+}
+
+}  // extern "C"

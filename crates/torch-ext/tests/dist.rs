@@ -1,0 +1,194 @@
+//! c10d through the bridge: ranks are threads of this process, meeting on a loopback
+//! TCPStore at a free port. The failure cases check that a missing or departed peer is
+//! an error within the timeout, not a hang.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slimbench_torch_ext::BridgeError;
+use slimbench_torch_ext::dist::{ProcessGroup, Store};
+use tch::{Device, Kind, Tensor};
+
+const HOST: &str = "127.0.0.1";
+/// For calls expected to succeed (generous: the test machine may be busy).
+const OK_TIMEOUT: Duration = Duration::from_secs(60);
+/// For calls expected to fail.
+const SHORT: Duration = Duration::from_secs(5);
+/// What "bounded" means for a failing call given SHORT.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// A port nothing listens on right now (the OS picks it; we let it go again).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind((HOST, 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn join(port: u16, rank: usize, world: usize, timeout: Duration) -> (Store, ProcessGroup) {
+    let store = Store::tcp(HOST, port, world, rank == 0, timeout).unwrap();
+    let group = ProcessGroup::gloo(&store, rank, world, timeout).unwrap();
+    (store, group)
+}
+
+fn floats(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap()
+}
+
+fn assert_fails_in_time(what: &str, started: Instant, err: BridgeError) -> String {
+    let elapsed = started.elapsed();
+    let msg = err.to_string();
+    eprintln!("{what}: failed after {elapsed:?}: {msg}");
+    assert!(elapsed < BOUND, "{what} took {elapsed:?}");
+    let (_, message) = msg.split_once(": ").unwrap_or(("", &msg));
+    assert!(!message.trim().is_empty(), "{what}: empty message: {msg:?}");
+    msg
+}
+
+#[test]
+fn two_ranks_reduce_broadcast_and_barrier() {
+    fn assert_send<T: Send>() {}
+    assert_send::<ProcessGroup>();
+
+    let port = free_port();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            thread::spawn(move || {
+                let (store, group) = join(port, rank, 2, OK_TIMEOUT);
+                assert_eq!((group.rank(), group.world_size()), (rank, 2));
+                let r = rank as f32;
+
+                // Two dtypes (two buckets), shapes that differ, a non-contiguous view.
+                let a = Tensor::from_slice(&[1.0 + r, 2.0 + r, 3.0 + r]);
+                let b = Tensor::from_slice(&[10 * (rank as i64 + 1)]);
+                let c = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).reshape([2, 3])
+                    * f64::from(r + 1.0);
+                let ct = c.tr();
+                assert!(!ct.is_contiguous());
+                group.all_reduce_sum(&[&a, &b, &ct]).unwrap();
+                assert_eq!(floats(&a), [3.0, 5.0, 7.0]);
+                assert_eq!(Vec::<i64>::try_from(&b).unwrap(), [30]);
+                assert_eq!(floats(&c), [3.0, 6.0, 9.0, 12.0, 15.0, 18.0]);
+
+                let m = Tensor::from_slice(&[r, 10.0 * r]);
+                group.all_reduce_mean(&[&m]).unwrap();
+                assert_eq!(floats(&m), [0.5, 5.0]);
+
+                let x = Tensor::from_slice(&[r + 100.0, r + 200.0]);
+                let y = Tensor::full([2, 2], rank as i64, (Kind::Int64, Device::Cpu));
+                group.broadcast(&[&x, &y], 0).unwrap();
+                assert_eq!(floats(&x), [100.0, 200.0]);
+                assert_eq!(Vec::<i64>::try_from(&y.flatten(0, -1)).unwrap(), [0; 4]);
+                group.barrier().unwrap();
+
+                // Nothing to send is no collective (each rank decides alike).
+                group.all_reduce_sum(&[]).unwrap();
+
+                // The group runs on another thread; a second group on the same store
+                // gets its own rendezvous keys.
+                let z = thread::spawn(move || {
+                    let z = Tensor::from_slice(&[1.0f32]);
+                    group.all_reduce_sum(&[&z]).unwrap();
+                    group.barrier().unwrap();
+                    floats(&z)
+                })
+                .join()
+                .unwrap();
+                assert_eq!(z, [2.0]);
+                let second = ProcessGroup::gloo(&store, rank, 2, OK_TIMEOUT).unwrap();
+                let w = Tensor::from_slice(&[r]);
+                second.broadcast(&[&w], 1).unwrap();
+                assert_eq!(floats(&w), [1.0]);
+                second.barrier().unwrap();
+            })
+        })
+        .collect();
+    for r in ranks {
+        r.join().unwrap();
+    }
+}
+
+#[test]
+fn a_rank_that_never_joins_the_store_is_a_timeout() {
+    let started = Instant::now();
+    let err = Store::tcp(HOST, free_port(), 2, true, SHORT).unwrap_err();
+    assert_fails_in_time("server without its worker", started, err);
+
+    // A client with no server: connection refused until the timeout.
+    let started = Instant::now();
+    let err = Store::tcp(HOST, free_port(), 2, false, SHORT).unwrap_err();
+    assert_fails_in_time("client without a server", started, err);
+}
+
+#[test]
+fn a_rank_that_never_joins_the_group_is_a_timeout() {
+    let port = free_port();
+    let (done, wait_done) = mpsc::channel::<()>();
+    // Rank 1 joins the store but never the group; it stays connected until rank 0 is
+    // done, so rank 0 waits on a live store for keys that never come.
+    let peer = thread::spawn(move || {
+        let _store = Store::tcp(HOST, port, 2, false, OK_TIMEOUT).unwrap();
+        wait_done.recv().ok();
+    });
+    let store = Store::tcp(HOST, port, 2, true, OK_TIMEOUT).unwrap();
+    let started = Instant::now();
+    let err = ProcessGroup::gloo(&store, 0, 2, SHORT).unwrap_err();
+    assert_fails_in_time("group without rank 1", started, err);
+    done.send(()).unwrap();
+    peer.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_leaves_or_goes_silent_fails_the_collective() {
+    // Left: rank 1 drops its group (closing its connections) before rank 0 reduces.
+    let port = free_port();
+    let peer = thread::spawn(move || {
+        let (store, group) = join(port, 1, 2, OK_TIMEOUT);
+        drop(group);
+        store
+    });
+    let (_store, group) = join(port, 0, 2, SHORT);
+    let _peer_store = peer.join().unwrap();
+    let t = Tensor::ones([4], (Kind::Float, Device::Cpu));
+    let started = Instant::now();
+    let err = group.all_reduce_sum(&[&t]).unwrap_err();
+    assert_fails_in_time("all_reduce after the peer left", started, err);
+    drop(group);
+
+    // Silent: rank 1 keeps its group open but issues nothing until rank 0 has failed.
+    let port = free_port();
+    let (done, wait_done) = mpsc::channel::<()>();
+    let peer = thread::spawn(move || {
+        let (_store, _group) = join(port, 1, 2, OK_TIMEOUT);
+        wait_done.recv().ok();
+    });
+    let (_store, group) = join(port, 0, 2, SHORT);
+    let started = Instant::now();
+    let err = group.barrier().unwrap_err();
+    let msg = assert_fails_in_time("barrier with a silent peer", started, err);
+    assert!(started.elapsed() >= SHORT / 2, "failed before the timeout: {msg}");
+    done.send(()).unwrap();
+    peer.join().unwrap();
+}
+
+#[test]
+fn bad_arguments_are_errors_before_anything_is_sent() {
+    let port = free_port();
+    let e = Store::tcp(HOST, port, 2, true, Duration::ZERO).unwrap_err();
+    assert!(matches!(e, BridgeError::Invalid { .. }), "{e}");
+    assert!(Store::tcp(HOST, port, 0, true, SHORT).is_err());
+
+    // A group of one needs no peer.
+    let (store, group) = join(port, 0, 1, SHORT);
+    let e = ProcessGroup::gloo(&store, 1, 1, SHORT).unwrap_err();
+    assert!(e.to_string().contains("rank 1"), "{e}");
+    let i = Tensor::from_slice(&[1i64, 2]);
+    let e = group.all_reduce_mean(&[&i]).unwrap_err().to_string();
+    assert!(e.contains("Long") && e.contains("all_reduce_sum"), "{e}");
+    assert_eq!(Vec::<i64>::try_from(&i).unwrap(), [1, 2]);
+    let e = group.broadcast(&[&i], 1).unwrap_err();
+    assert!(matches!(e, BridgeError::Invalid { .. }), "{e}");
+    // A world of one: the sum and the mean are the tensor itself.
+    let f = Tensor::from_slice(&[1.5f32, -2.0]);
+    group.all_reduce_mean(&[&f]).unwrap();
+    assert_eq!(floats(&f), [1.5, -2.0]);
+}
