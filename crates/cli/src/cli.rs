@@ -57,6 +57,24 @@ pub enum Command {
     Compare(CompareArgs),
     /// Follow a pipeline's metrics over its runs: trend table, charts and pages.
     History(HistoryArgs),
+    /// Run a pipeline as N local processes on loopback (data-parallel train stages on
+    /// PyTorch's Gloo engine; rank 0 writes the results), as torchrun would start them.
+    Launch(LaunchArgs),
+}
+
+/// `slimbench launch`.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Processes to start (each is one data-parallel replica).
+    #[arg(long, default_value_t = 2)]
+    pub nproc: usize,
+    /// Port of rank 0's store on 127.0.0.1; default: a free one.
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// What each process runs: the arguments of `slimbench run` (the pipeline YAML and
+    /// its options).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "RUN_ARGS")]
+    pub run_args: Vec<String>,
 }
 
 /// Where data and results live, and overrides; shared by `run` and `plan`.

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Report(a) => commands::report::run(a),
         cli::Command::Compare(a) => commands::compare::run(a),
         cli::Command::History(a) => commands::history::run(a),
+        cli::Command::Launch(a) => commands::launch::run(a, &args.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

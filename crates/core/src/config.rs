@@ -293,6 +293,12 @@ kind_set! {
 }
 
 impl StageParams {
+    /// Whether the stage runs across the processes of a multi-process job (a
+    /// data-parallel `train`); every other stage runs on rank 0 alone.
+    pub fn is_distributed(&self) -> bool {
+        matches!(self, StageParams::Train(p) if p.strategy == Strategy::DataParallel)
+    }
+
     /// Check value ranges; each problem is `(field path inside with:, message)`.
     pub fn check(&self) -> Vec<(String, String)> {
         let mut errs = Vec::new();
@@ -307,6 +313,16 @@ impl StageParams {
                 need(p.batch_size >= 1, "batch_size", "must be at least 1");
                 need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
                 need(p.log_every >= 1, "log_every", "must be at least 1");
+                need(
+                    p.replicas.is_none_or(|r| (1..=64).contains(&r)),
+                    "replicas",
+                    "must be between 1 and 64",
+                );
+                need(
+                    p.replicas.is_none() || p.strategy == Strategy::DataParallel,
+                    "replicas",
+                    "applies to `strategy: data-parallel` only",
+                );
             }
             StageParams::Quantize(p) => {
                 let m = p.method;
@@ -579,6 +595,33 @@ pub struct TrainParams {
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
     pub log_every: usize,
+    /// How training is spread: single (one model) or data-parallel (replicas, each on
+    /// its share of every batch, gradients averaged by PyTorch's Gloo engine).
+    #[serde(default, skip_serializing_if = "Strategy::is_single")]
+    pub strategy: Strategy,
+    /// data-parallel in one process: the number of replicas (threads); under
+    /// `slimbench launch` each process is one replica. Default 2 in one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+}
+
+/// How a `train` stage spreads its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One model, one loop.
+    #[default]
+    Single,
+    /// Synchronous data parallelism: every replica computes gradients on its share of
+    /// the global batch, the gradients are averaged (all-reduce) before every step.
+    DataParallel,
+}
+
+impl Strategy {
+    /// Whether it is [`Strategy::Single`].
+    pub fn is_single(&self) -> bool {
+        *self == Strategy::Single
+    }
 }
 
 impl TrainParams {

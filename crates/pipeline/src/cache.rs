@@ -41,6 +41,10 @@ pub struct KeyInputs<'a> {
     pub models: BTreeMap<String, &'a ModelConfig>,
     /// For each input stage, the content hashes of its files and of its variant list.
     pub inputs: BTreeMap<String, InputKey<'a>>,
+    /// Processes of a multi-process job, for the stages that train across them (their
+    /// result depends on how many share each batch); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<usize>,
 }
 
 /// What a stage's key takes from one input stage.

@@ -280,6 +280,12 @@ impl<'a> Executor<'a> {
                     (i.id.clone(), key)
                 })
                 .collect(),
+            processes: self
+                .opts
+                .dist
+                .as_ref()
+                .map(|d| d.world_size)
+                .filter(|_| stage.params.is_distributed()),
         }
         .key()
     }

@@ -118,6 +118,7 @@ pub fn loop_config(
         eval_batch_size: 1000,
         stage: ctx.stage.id.clone(),
         variant,
+        replica: None,
     }
 }
 

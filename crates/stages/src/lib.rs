@@ -15,8 +15,14 @@
 //! | `distill` | a teacher model + dataset | `student.safetensors` (response, feature or relation), `baseline.safetensors` (the student alone), curves |
 //! | `evaluate` | every model of its needs | metric rows, latency samples, throughput, the speedup check (a kernel the device lacks is left out with a note) |
 //! | `report` | the run's tables | charts, `report.html`, `summary.md` |
+//!
+//! A `train` stage with `strategy: data-parallel` trains replicas as threads, or, in a
+//! multi-process job ([`DistJob`]: `slimbench launch`, torchrun, a PyTorchJob), across
+//! the processes: rank 0 runs the pipeline and the other ranks follow its
+//! data-parallel stages.
 
 mod common;
+mod dist;
 mod distill;
 mod evaluate;
 mod lowrank;
@@ -26,4 +32,5 @@ mod report;
 mod runner;
 mod train;
 
+pub use dist::{DistError, DistJob};
 pub use runner::{StageError, TorchRunner};

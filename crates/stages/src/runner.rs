@@ -25,6 +25,8 @@ pub enum StageError {
 pub struct TorchRunner {
     env: RunEnv,
     pub(crate) device: Device,
+    /// The multi-process job this process is part of, if any.
+    pub(crate) dist: Option<crate::DistJob>,
 }
 
 impl TorchRunner {
@@ -55,7 +57,20 @@ impl TorchRunner {
                 host: slimbench_metrics::probe_host(),
             },
             device,
+            dist: None,
         })
+    }
+
+    /// Take part in a multi-process job: its data-parallel train stages run across
+    /// every rank.
+    pub fn with_dist(mut self, job: crate::DistJob) -> Self {
+        self.dist = Some(job);
+        self
+    }
+
+    /// The multi-process job, if any.
+    pub fn dist(&self) -> Option<&crate::DistJob> {
+        self.dist.as_ref()
     }
 }
 

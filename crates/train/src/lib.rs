@@ -11,9 +11,14 @@
 //!   distillation brings its own teacher-guided loss);
 //! * a [`StepHook`] runs after each optimizer step (pruning re-applies its mask there,
 //!   so fine-tuning keeps pruned weights at zero).
+//!
+//! Data parallelism ([`replica`]) plugs into the same loop: with a
+//! [`replica::Replica`] in the [`TrainConfig`], each replica computes its share of every
+//! global batch and the gradients are summed by PyTorch's Gloo engine before each step.
 
 mod objective;
 mod optim;
+pub mod replica;
 mod run;
 
 pub use objective::{CrossEntropy, Objective};

@@ -12,6 +12,7 @@ use slimbench_data::loader::{Loader, LoaderConfig};
 use slimbench_models::Model;
 use tch::{Kind, Tensor};
 
+use crate::replica::{Replica, ReplicaError};
 use crate::{Objective, build_optimizer};
 
 /// Runs after every optimizer step.
@@ -45,6 +46,10 @@ pub struct TrainConfig {
     pub stage: String,
     /// Variant name, for the curve rows and progress label.
     pub variant: String,
+    /// Data-parallel: this replica's place in the job. Each global batch of
+    /// `optim.batch_size` is split across the replicas and their gradients summed before
+    /// every step. None: one model trains alone.
+    pub replica: Option<Replica>,
 }
 
 /// Why training stopped early.
@@ -66,6 +71,9 @@ pub enum TrainError {
     /// Ctrl-C.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+    /// A data-parallel collective failed (a peer died, timed out or disagreed).
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 /// What training produced besides the updated model.
@@ -92,6 +100,10 @@ pub fn train(
     progress: &dyn Progress,
 ) -> Result<TrainOutcome, TrainError> {
     let device = model.device();
+    if let Some(r) = &cfg.replica {
+        // Same seed, same initial weights in principle; made certain here.
+        r.broadcast_from_first(&model.vs().trainable_variables())?;
+    }
     let mut opt = build_optimizer(model.vs(), &cfg.optim)?;
     let mut extra = objective.parameters().map(|vs| build_optimizer(vs, &cfg.optim)).transpose()?;
     let loader = Loader::new(
@@ -115,10 +127,22 @@ pub fn train(
         let bar = progress.bar(&format!("{} epoch {epoch}/{}", cfg.variant, cfg.epochs), per_epoch);
         for batch in loader.epoch(epoch as u64) {
             cancel::check()?;
-            let xs = Tensor::from_slice(&batch.images)
-                .view([batch.n as i64, 1, batch.rows as i64, batch.cols as i64])
+            // Data-parallel: this replica's rows of the global batch; its mean loss is
+            // weighted by its share so that the summed gradients are the global mean's.
+            let (lo, hi, weight) = match &cfg.replica {
+                None => (0, batch.n, 1.0),
+                // Every replica sees the same batch sizes, so all skip the same batches.
+                Some(r) if batch.n < r.world_size() => continue,
+                Some(r) => {
+                    let (lo, hi) = r.share(batch.n);
+                    (lo, hi, (hi - lo) as f64 / batch.n as f64)
+                }
+            };
+            let pixels = batch.rows * batch.cols;
+            let xs = Tensor::from_slice(&batch.images[lo * pixels..hi * pixels])
+                .view([(hi - lo) as i64, 1, batch.rows as i64, batch.cols as i64])
                 .to_device(device);
-            let ys = Tensor::from_slice(&batch.labels).to_device(device);
+            let ys = Tensor::from_slice(&batch.labels[lo..hi]).to_device(device);
             if !cfg.optim.schedule.is_constant() {
                 let lr = cfg.optim.schedule.at(cfg.optim.lr, step, total_steps);
                 opt.set_lr(lr);
@@ -127,21 +151,33 @@ pub fn train(
                 }
             }
             let (loss, logits) = objective.loss(model, &xs, &ys);
-            match extra.as_mut() {
-                None => opt.backward_step(&loss),
-                Some(extra) => {
+            match (&cfg.replica, extra.as_mut()) {
+                (None, None) => opt.backward_step(&loss),
+                (replica, mut extra) => {
                     opt.zero_grad();
-                    extra.zero_grad();
-                    loss.backward();
+                    if let Some(extra) = extra.as_mut() {
+                        extra.zero_grad();
+                    }
+                    if let Some(r) = replica {
+                        (&loss * weight).backward();
+                        r.sum_gradients(&model.vs().trainable_variables())?;
+                        if let Some(vs) = objective.parameters() {
+                            r.sum_gradients(&vs.trainable_variables())?;
+                        }
+                    } else {
+                        loss.backward();
+                    }
                     opt.step();
-                    extra.step();
+                    if let Some(extra) = extra {
+                        extra.step();
+                    }
                 }
             }
             if let Some(h) = hook.as_mut() {
                 h.after_step(model);
             }
             step += 1;
-            acc.add(&loss, &logits, &ys, batch.n);
+            acc.add(&loss, &logits, &ys, hi - lo);
             bar.inc(1);
             if step.is_multiple_of(cfg.log_every as u64) {
                 let elapsed = started.elapsed().as_secs_f64() - eval_time;
@@ -273,6 +309,7 @@ mod tests {
             eval_batch_size: 100,
             stage: "s".into(),
             variant: "v".into(),
+            replica: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod history;
+pub mod launch;
 pub mod list;
 pub mod plan;
 pub mod report;

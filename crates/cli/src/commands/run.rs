@@ -1,6 +1,7 @@
 //! `slimbench run`.
 
 use slimbench_pipeline::{Executor, RunError, RunOptions};
+use slimbench_stages::DistJob;
 
 use super::{chain, prepare};
 use crate::Failure;
@@ -9,7 +10,7 @@ use crate::ui::UiProgress;
 
 /// Run a pipeline; print the run directory and the summary table on stdout.
 pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
-    let (plan, runner, datasets) = prepare(&a.pipeline)?;
+    let (plan, mut runner, datasets) = prepare(&a.pipeline)?;
     let dist = slimbench_core::dist::DistEnv::from_env()
         .map_err(|e| Failure::Invalid(format!("distributed launch environment: {e}")))?;
     if let Some(d) = &dist {
@@ -19,6 +20,18 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
             master = %format!("{}:{}", d.master_addr, d.master_port),
             "distributed launch environment (recorded in run.json)"
         );
+        if d.world_size > 1 {
+            let job = DistJob::connect(d).map_err(|e| Failure::Failed(chain(&e)))?;
+            runner = runner.with_dist(job);
+        }
+    }
+    // Ranks other than 0 only lend their hands to rank 0's data-parallel stages.
+    if let Some(job) = runner.dist()
+        && job.rank() != 0
+    {
+        job.follow(&runner, &plan, &datasets).map_err(|e| Failure::Failed(chain(e.as_ref())))?;
+        tracing::info!(rank = job.rank(), "rank 0 finished the run; this rank wrote nothing");
+        return Ok(());
     }
     if let Some(shard) = a.pipeline.shard
         && plan.stages.is_empty()
@@ -43,7 +56,14 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
         dist,
     };
     let exec = Executor::new(&plan, &runner, &datasets, progress, opts);
-    let summary = exec.run().map_err(|e| match e {
+    let result = exec.run();
+    if let Some(job) = runner.dist()
+        && let Err(e) = job.finish(result.is_ok())
+    {
+        // The results are written; a rank that left early is worth a warning only.
+        tracing::warn!("could not tell the other ranks the run is over: {}", chain(&e));
+    }
+    let summary = result.map_err(|e| match e {
         RunError::Interrupted { .. } => Failure::Interrupted(e.to_string()),
         RunError::Fs(ref fs) if fs.source.kind() == std::io::ErrorKind::PermissionDenied => {
             Failure::Failed(format!(

@@ -100,6 +100,15 @@ fn matrix_value_out_of_range() {
 }
 
 #[test]
+fn data_parallel_parameters() {
+    // replicas without the strategy, and a number of replicas out of range.
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, replicas: 2 }");
+    insta::assert_snapshot!("replicas_without_data_parallel", invalid(&text));
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, strategy: data-parallel, replicas: 0 }");
+    insta::assert_snapshot!("replicas_out_of_range", invalid(&text));
+}
+
+#[test]
 fn several_problems_are_reported_together() {
     let text = GOOD.replace("epochs: 1", "epochs: 0").replace("uses: quantize", "uses: quantise");
     insta::assert_snapshot!(invalid(&text));

@@ -7,6 +7,7 @@ mod deploy;
 mod distill;
 mod errors;
 mod lowrank;
+mod parallel;
 mod prune_methods;
 mod quantize;
 mod run;

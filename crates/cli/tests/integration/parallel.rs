@@ -1,0 +1,141 @@
+//! Data-parallel training on PyTorch's Gloo engine: two processes under `launch`, a
+//! rank that dies, replicas as threads of one process.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// A seed CNN trained alone and data-parallel with the same global batch.
+fn pipeline(single_epochs: u32, dp_epochs: u32, dp_extra: &str) -> String {
+    format!(
+        "name: dp
+defaults: {{ seed: 42, device: cpu, threads: 1 }}
+datasets:
+  digits: {{ kind: synthetic-digits, train_size: 1200, test_size: 300 }}
+models:
+  seed-cnn: {{ kind: seed-cnn }}
+stages:
+  - id: single
+    uses: train
+    with: {{ model: seed-cnn, dataset: digits, epochs: {single_epochs}, batch_size: 32 }}
+  - id: dp
+    uses: train
+    with: {{ model: seed-cnn, dataset: digits, epochs: {dp_epochs}, batch_size: 32, strategy: data-parallel{dp_extra} }}
+  - id: eval
+    uses: evaluate
+    needs: [single, dp]
+    with: {{ latency: {{ warmup: 2, iters: 10, batch_sizes: [1] }} }}
+"
+    )
+}
+
+fn note(run: &std::path::Path, stage: &str) -> String {
+    let info = run_json(run);
+    let notes = info["notes"].as_array().unwrap();
+    let prefix = format!("{stage}:");
+    notes.iter().map(|n| n.as_str().unwrap()).find(|n| n.starts_with(&prefix)).unwrap().to_string()
+}
+
+#[test]
+fn two_processes_train_like_one_and_only_rank_0_writes() {
+    let env = Env::new();
+    env.write("dp.yaml", &pipeline(2, 2, ""));
+    let out = env.run(&["launch", "--nproc", "2", "dp.yaml"]);
+    assert_code(&out, 0);
+    // Rank 0 printed the results; rank 1 made no run of its own.
+    assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
+    let runs = env.runs("dp");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    let info = run_json(run);
+    assert_eq!(info["dist"]["world_size"], 2);
+    assert_eq!(info["dist"]["rank"], 0);
+    assert!(note(run, "dp").contains("data-parallel over 2 processes (Gloo)"), "{}", note(run, "dp"));
+    let rows = metrics(run);
+    let (single, dp) = (row(&rows, "single").accuracy, row(&rows, "dp").accuracy);
+    assert!(dp > 0.5, "data-parallel training learned nothing: {dp}");
+    assert!((single - dp).abs() <= 0.03, "single {single} vs data-parallel {dp}");
+}
+
+#[test]
+fn replicas_as_threads_in_one_process() {
+    let env = Env::new();
+    env.write("dp.yaml", &pipeline(1, 1, ", replicas: 3"));
+    let out = env.run(&["run", "dp.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("dp")[0];
+    assert!(note(run, "dp").contains("data-parallel over 3 replicas in this process"), "{}", note(run, "dp"));
+    let rows = metrics(run);
+    assert!((row(&rows, "single").accuracy - row(&rows, "dp").accuracy).abs() <= 0.05);
+}
+
+#[test]
+fn a_rank_that_dies_fails_the_other_within_a_minute() {
+    let env = Env::new();
+    env.write("dp.yaml", &pipeline(1, 500, ""));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawn = |rank: usize| {
+        env.cmd()
+            .args(["run", "dp.yaml", "--force"])
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("WORLD_SIZE", "2")
+            .env("RANK", rank.to_string())
+            .env("SLIMBENCH_DIST_TIMEOUT", "20")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut leader = spawn(0);
+    let mut follower = spawn(1);
+    // Collect both logs in the background.
+    let collect = |child: &mut std::process::Child| {
+        let log = Arc::new(Mutex::new(String::new()));
+        let (pipe, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        log
+    };
+    let (leader_log, follower_log) = (collect(&mut leader), collect(&mut follower));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !follower_log.lock().unwrap().contains("joining data-parallel stage") {
+        assert!(Instant::now() < deadline, "rank 1 never joined:\n{}", follower_log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = leader.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(60), "rank 0 still running 60 s after rank 1 died");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("rank 0 exited {:.1} s after rank 1 was killed", killed.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(1), "{}", leader_log.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = leader_log.lock().unwrap().clone();
+    assert!(log.contains("data-parallel replica 0 of 2"), "{log}");
+}
+
+#[test]
+fn launch_reports_the_ranks_that_failed() {
+    let env = Env::new();
+    // A pipeline that does not exist: every rank exits 2, and launch names them.
+    let out = env.run(&["launch", "--nproc", "2", "missing.yaml"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("rank 0 exited with status 2") && err.contains("rank 1 exited with status 2"),
+        "{err}"
+    );
+}
