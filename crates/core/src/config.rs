@@ -296,7 +296,7 @@ impl StageParams {
     /// Whether the stage runs across the processes of a multi-process job (a
     /// data-parallel `train`); every other stage runs on rank 0 alone.
     pub fn is_distributed(&self) -> bool {
-        matches!(self, StageParams::Train(p) if p.strategy == Strategy::DataParallel)
+        matches!(self, StageParams::Train(p) if p.strategy == Strategy::DataParallel && p.mode.is_sync())
     }
 
     /// Check value ranges; each problem is `(field path inside with:, message)`.
@@ -321,6 +321,11 @@ impl StageParams {
                 need(
                     p.replicas.is_none() || p.strategy == Strategy::DataParallel,
                     "replicas",
+                    "applies to `strategy: data-parallel` only",
+                );
+                need(
+                    p.mode.is_sync() || p.strategy == Strategy::DataParallel,
+                    "mode",
                     "applies to `strategy: data-parallel` only",
                 );
             }
@@ -603,6 +608,29 @@ pub struct TrainParams {
     /// `slimbench launch` each process is one replica. Default 2 in one process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<usize>,
+    /// data-parallel: sync (gradients summed every step, replicas identical) or async
+    /// (a parameter server applies each worker's gradient as it arrives; in one process).
+    #[serde(default, skip_serializing_if = "DpMode::is_sync")]
+    pub mode: DpMode,
+}
+
+/// How data-parallel replicas combine their gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DpMode {
+    /// All-reduce before every step: every replica takes the same step.
+    #[default]
+    Sync,
+    /// Parameter server: workers pull parameters and push gradients without waiting for
+    /// each other, so gradients can be computed from stale parameters.
+    Async,
+}
+
+impl DpMode {
+    /// Whether it is [`DpMode::Sync`].
+    pub fn is_sync(&self) -> bool {
+        *self == DpMode::Sync
+    }
 }
 
 /// How a `train` stage spreads its work.

@@ -6,6 +6,7 @@ use slimbench_core::progress::{NoProgress, Progress};
 use slimbench_models::Model;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
+use slimbench_train::async_ps::train_async;
 use slimbench_train::replica::run_replicas;
 use slimbench_train::{CrossEntropy, TrainConfig, train};
 
@@ -26,6 +27,22 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
             tracing::info!(model = %p.model, params = model.param_count(), dataset = %p.dataset, "training");
             let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, ctx.progress)?;
             (model, out, String::new())
+        }
+        // A parameter server and its workers, threads of this process (under a launch,
+        // of rank 0's: the stage is not distributed, the other ranks wait).
+        (Strategy::DataParallel, _) if !p.mode.is_sync() => {
+            let n = p.replicas.unwrap_or(2);
+            let replicas = (0..n).map(|_| build()).collect::<Result<Vec<_>, _>>()?;
+            let objective = || Box::new(CrossEntropy) as Box<dyn slimbench_train::Objective>;
+            let (model, a) =
+                train_async(build()?, replicas, &ds.train, &ds.test, &cfg, objective, ctx.progress)?;
+            let how = format!(
+                ", asynchronous data-parallel: {n} workers and a parameter server, {} updates, staleness mean {:.2} and max {} versions",
+                a.staleness.len(),
+                a.mean_staleness(),
+                a.max_staleness()
+            );
+            (model, a.outcome, how)
         }
         // One replica per process: rank 0 calls the others in, then all train together.
         (Strategy::DataParallel, Some(job)) => {

@@ -16,6 +16,7 @@
 //! [`replica::Replica`] in the [`TrainConfig`], each replica computes its share of every
 //! global batch and the gradients are summed by PyTorch's Gloo engine before each step.
 
+pub mod async_ps;
 mod objective;
 mod optim;
 pub mod replica;

@@ -139,3 +139,23 @@ fn launch_reports_the_ranks_that_failed() {
         "{err}"
     );
 }
+
+#[test]
+fn asynchronous_workers_record_their_staleness() {
+    let env = Env::new();
+    env.write("dp.yaml", &pipeline(1, 2, ", mode: async, replicas: 3"));
+    let out = env.run(&["run", "dp.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("dp")[0];
+    let note = note(run, "dp");
+    assert!(
+        note.contains("asynchronous data-parallel: 3 workers and a parameter server, 76 updates"),
+        "{note}"
+    );
+    let max: u64 = note.rsplit("max ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(max > 0, "no stale update with 3 workers: {note}");
+    assert!(row(&metrics(run), "dp").accuracy > 0.5);
+    // Its curves are there beside the synchronous ones, for the convergence chart.
+    let curves = slimbench_metrics::read_curve_points(run).unwrap();
+    assert!(curves.iter().any(|c| c.variant == "dp" && c.split == "train"));
+}
