@@ -2,7 +2,7 @@
 //! TCPStore at a free port. The failure cases check that a missing or departed peer is
 //! an error within the timeout, not a hang.
 
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,16 @@ const OK_TIMEOUT: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_secs(5);
 /// What "bounded" means for a failing call given SHORT.
 const BOUND: Duration = Duration::from_secs(60);
+
+/// One test at a time: each picks "free" ports and lets them go before c10d binds
+/// them, so tests running side by side could meet each other's stores; and c10d's
+/// failure paths (a store server giving up, a group torn down after a timeout) are
+/// not meant to overlap in one process.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A port nothing listens on right now (the OS picks it; we let it go again).
 fn free_port() -> u16 {
@@ -46,6 +56,7 @@ fn assert_fails_in_time(what: &str, started: Instant, err: BridgeError) -> Strin
 
 #[test]
 fn two_ranks_reduce_broadcast_and_barrier() {
+    let _serial = serial();
     fn assert_send<T: Send>() {}
     assert_send::<ProcessGroup>();
 
@@ -109,6 +120,7 @@ fn two_ranks_reduce_broadcast_and_barrier() {
 
 #[test]
 fn a_rank_that_never_joins_the_store_is_a_timeout() {
+    let _serial = serial();
     let started = Instant::now();
     let err = Store::tcp(HOST, free_port(), 2, true, SHORT).unwrap_err();
     assert_fails_in_time("server without its worker", started, err);
@@ -121,6 +133,7 @@ fn a_rank_that_never_joins_the_store_is_a_timeout() {
 
 #[test]
 fn a_rank_that_never_joins_the_group_is_a_timeout() {
+    let _serial = serial();
     let port = free_port();
     let (done, wait_done) = mpsc::channel::<()>();
     // Rank 1 joins the store but never the group; it stays connected until rank 0 is
@@ -139,6 +152,7 @@ fn a_rank_that_never_joins_the_group_is_a_timeout() {
 
 #[test]
 fn a_peer_that_leaves_or_goes_silent_fails_the_collective() {
+    let _serial = serial();
     // Left: rank 1 drops its group (closing its connections) before rank 0 reduces.
     let port = free_port();
     let peer = thread::spawn(move || {
@@ -172,6 +186,7 @@ fn a_peer_that_leaves_or_goes_silent_fails_the_collective() {
 
 #[test]
 fn bad_arguments_are_errors_before_anything_is_sent() {
+    let _serial = serial();
     let port = free_port();
     let e = Store::tcp(HOST, port, 2, true, Duration::ZERO).unwrap_err();
     assert!(matches!(e, BridgeError::Invalid { .. }), "{e}");

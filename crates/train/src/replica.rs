@@ -147,6 +147,14 @@ mod tests {
     use super::*;
     use crate::{CrossEntropy, TrainConfig, TrainError, train};
 
+    /// One job at a time: each picks a free port and lets it go before c10d binds it,
+    /// so jobs started side by side could meet on one store.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn digits(n: usize) -> (Arc<Split>, Arc<Split>) {
         let cfg = SyntheticDigitsConfig { train_size: n, test_size: 100, ..Default::default() };
         let ds = slimbench_data::synthetic::dataset("d", &cfg, 1).unwrap();
@@ -187,6 +195,7 @@ mod tests {
 
     #[test]
     fn replicas_hold_identical_parameters_after_every_step() {
+        let _serial = serial();
         let (train_split, test_split) = digits(300);
         // Replica 1 starts from other weights: the first broadcast must fix that.
         let snapshots = run_replicas(2, DEFAULT_TIMEOUT, |replica| -> Result<_, TrainError> {
@@ -221,6 +230,7 @@ mod tests {
 
     #[test]
     fn two_replicas_take_the_step_of_the_whole_batch() {
+        let _serial = serial();
         // One step of SGD on 64 images: alone, and as two replicas of 32 each.
         let (train_split, test_split) = digits(64);
         let mut alone = mlp();
@@ -241,6 +251,7 @@ mod tests {
 
     #[test]
     fn shares_cover_the_batch_once() {
+        let _serial = serial();
         let (train_split, test_split) = digits(40);
         let shares = run_replicas(3, DEFAULT_TIMEOUT, |replica| -> Result<_, TrainError> {
             let _ = (&train_split, &test_split);
