@@ -285,49 +285,25 @@ fn train_point(
 
 #[cfg(test)]
 mod tests {
-    use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{
-        MlpConfig, ModelConfig, OptimSettings, OptimizerKind, SyntheticDigitsConfig,
-    };
+    use slimbench_core::config::OptimizerKind;
     use slimbench_core::progress::NoProgress;
-    use tch::Device;
 
     use super::*;
-    use crate::CrossEntropy;
+    use crate::{CrossEntropy, testutil};
 
     fn mlp(seed: u64) -> Model {
-        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(seed))
-            .unwrap()
+        testutil::mlp(64, seed)
     }
 
     #[test]
     fn workers_push_stale_gradients_and_the_server_still_learns() {
-        let data = SyntheticDigitsConfig { train_size: 1200, test_size: 300, ..Default::default() };
-        let ds = slimbench_data::synthetic::dataset("d", &data, 1).unwrap();
-        let cfg = TrainConfig {
-            epochs: 2,
-            optim: OptimSettings {
-                optimizer: OptimizerKind::Adam,
-                lr: 3e-3,
-                momentum: 0.0,
-                weight_decay: 0.0,
-                batch_size: 32,
-                schedule: Default::default(),
-            },
-            seed: 3,
-            workers: 0,
-            log_every: 10,
-            eval_batch_size: 100,
-            stage: "s".into(),
-            variant: "v".into(),
-            replica: None,
-        };
-        let before = slimbench_eval::accuracy(&mlp(1), &ds.test, 100).accuracy;
+        let (train_split, test_split) = testutil::digits(1200, 300);
+        let cfg = testutil::config(2, OptimizerKind::Adam, 3e-3, 32);
+        let before = slimbench_eval::accuracy(&mlp(1), &test_split, 100).accuracy;
         let replicas = vec![mlp(2), mlp(3), mlp(4)];
         let objective = || Box::new(CrossEntropy) as Box<dyn Objective>;
         let (model, out) =
-            train_async(mlp(1), replicas, &ds.train, &ds.test, &cfg, objective, &NoProgress).unwrap();
+            train_async(mlp(1), replicas, &train_split, &test_split, &cfg, objective, &NoProgress).unwrap();
         // Every batch of both epochs became one update (38 batches an epoch).
         assert_eq!(out.staleness.len(), 76);
         assert_eq!(out.outcome.steps, 76);
@@ -335,7 +311,7 @@ mod tests {
         // others have already moved on from.
         assert!(out.max_staleness() > 0, "no update was stale: {:?}", out.staleness);
         assert!((0..3).all(|w| out.worker.contains(&w)), "a worker pushed nothing");
-        let after = slimbench_eval::accuracy(&model, &ds.test, 100).accuracy;
+        let after = slimbench_eval::accuracy(&model, &test_split, 100).accuracy;
         assert!(after > before + 0.2, "{before} -> {after}");
         assert_eq!(out.outcome.test_accuracy, after);
         let train_points: Vec<_> = out.outcome.curves.iter().filter(|c| c.split == "train").collect();

@@ -21,6 +21,8 @@ mod objective;
 mod optim;
 pub mod replica;
 mod run;
+#[cfg(test)]
+mod testutil;
 
 pub use objective::{CrossEntropy, Objective};
 pub use optim::build_optimizer;

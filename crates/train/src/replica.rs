@@ -135,17 +135,13 @@ where
 mod tests {
     use std::sync::Arc;
 
-    use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{
-        MlpConfig, ModelConfig, OptimSettings, OptimizerKind, SyntheticDigitsConfig,
-    };
+    use slimbench_core::config::OptimizerKind;
     use slimbench_core::progress::NoProgress;
     use slimbench_data::Split;
     use slimbench_models::Model;
-    use tch::Device;
 
     use super::*;
-    use crate::{CrossEntropy, TrainConfig, TrainError, train};
+    use crate::{CrossEntropy, TrainConfig, TrainError, testutil, train};
 
     /// One job at a time: each picks a free port and lets it go before c10d binds it,
     /// so jobs started side by side could meet on one store.
@@ -156,36 +152,15 @@ mod tests {
     }
 
     fn digits(n: usize) -> (Arc<Split>, Arc<Split>) {
-        let cfg = SyntheticDigitsConfig { train_size: n, test_size: 100, ..Default::default() };
-        let ds = slimbench_data::synthetic::dataset("d", &cfg, 1).unwrap();
-        (ds.train.clone(), ds.test.clone())
+        testutil::digits(n, 100)
     }
 
     fn mlp() -> Model {
-        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![32] }), io, Device::Cpu, Some(7))
-            .unwrap()
+        testutil::mlp(32, 7)
     }
 
     fn config(optimizer: OptimizerKind, lr: f64, batch_size: usize, replica: Option<Replica>) -> TrainConfig {
-        TrainConfig {
-            epochs: 1,
-            optim: OptimSettings {
-                optimizer,
-                lr,
-                momentum: 0.0,
-                weight_decay: 0.0,
-                batch_size,
-                schedule: Default::default(),
-            },
-            seed: 5,
-            workers: 0,
-            log_every: 1000,
-            eval_batch_size: 100,
-            stage: "s".into(),
-            variant: "v".into(),
-            replica,
-        }
+        TrainConfig { seed: 5, log_every: 1000, replica, ..testutil::config(1, optimizer, lr, batch_size) }
     }
 
     fn flat(model: &Model) -> Vec<f32> {

@@ -274,43 +274,20 @@ impl Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CrossEntropy;
-    use slimbench_core::artifact::IoShape;
-    use slimbench_core::config::{MlpConfig, ModelConfig, OptimizerKind, SyntheticDigitsConfig};
+    use crate::{CrossEntropy, testutil};
+    use slimbench_core::config::OptimizerKind;
     use slimbench_core::progress::NoProgress;
-    use tch::Device;
 
     fn digits() -> (Arc<Split>, Arc<Split>) {
-        let cfg = SyntheticDigitsConfig { train_size: 1200, test_size: 300, ..Default::default() };
-        let ds = slimbench_data::synthetic::dataset("d", &cfg, 1).unwrap();
-        (ds.train.clone(), ds.test.clone())
+        testutil::digits(1200, 300)
     }
 
     fn mlp() -> Model {
-        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
-        Model::build("m", &ModelConfig::Mlp(MlpConfig { hidden: vec![64] }), io, Device::Cpu, Some(1))
-            .unwrap()
+        testutil::mlp(64, 1)
     }
 
     fn config(epochs: u32) -> TrainConfig {
-        TrainConfig {
-            epochs,
-            optim: OptimSettings {
-                optimizer: OptimizerKind::Adam,
-                lr: 3e-3,
-                momentum: 0.0,
-                weight_decay: 0.0,
-                batch_size: 32,
-                schedule: Default::default(),
-            },
-            seed: 3,
-            workers: 1,
-            log_every: 10,
-            eval_batch_size: 100,
-            stage: "s".into(),
-            variant: "v".into(),
-            replica: None,
-        }
+        TrainConfig { workers: 1, ..testutil::config(epochs, OptimizerKind::Adam, 3e-3, 32) }
     }
 
     #[test]
