@@ -1,6 +1,10 @@
 //! c10d through the bridge: ranks are threads of this process, meeting on a loopback
 //! TCPStore at a free port. The failure cases check that a missing or departed peer is
-//! an error within the timeout, not a hang.
+//! an error within the timeout, not a hang. Those leave c10d threads behind (a store
+//! server that gave up, a broken group's workers), and in CI a test that ran after them
+//! in the same process crashed twice; so they are ignored by default and run on
+//! demand. The same failures are checked across processes, where each side exits, by
+//! the CLI's integration tests (`integration/parallel.rs`: a rank killed mid-training).
 
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
@@ -119,6 +123,7 @@ fn two_ranks_reduce_broadcast_and_barrier() {
 }
 
 #[test]
+#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_rank_that_never_joins_the_store_is_a_timeout() {
     let _serial = serial();
     let started = Instant::now();
@@ -132,6 +137,7 @@ fn a_rank_that_never_joins_the_store_is_a_timeout() {
 }
 
 #[test]
+#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_rank_that_never_joins_the_group_is_a_timeout() {
     let _serial = serial();
     let port = free_port();
@@ -151,6 +157,7 @@ fn a_rank_that_never_joins_the_group_is_a_timeout() {
 }
 
 #[test]
+#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_peer_that_leaves_or_goes_silent_fails_the_collective() {
     let _serial = serial();
     // Left: rank 1 drops its group (closing its connections) before rank 0 reduces.
