@@ -1,6 +1,6 @@
 //! Rows that stages emit and that become the run's Polars tables
-//! (`metrics`, `training`, `latency`, `throughput`, `speedup`). Column names are the
-//! field names.
+//! (`metrics`, `training`, `latency`, `throughput`, `speedup`, `system`, `parallel`,
+//! `staleness`). Column names are the field names.
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,18 @@ pub struct MetricRow {
     /// Whether it is really faster than its baseline ([`MIN_SPEEDUP`] or more): `yes`,
     /// `no`, `batch 1 only`, `large batch only`; empty when not checked.
     pub faster: String,
+    /// Joules per 1,000 batch-1 inferences while its latency was timed, from the
+    /// device's energy counter (NVML on a GPU, RAPL on a CPU where readable); NaN when
+    /// the machine has no counter.
+    #[serde(default = "nan", with = "nan_as_null")]
+    pub energy_per_1k_inferences_j: f64,
+    /// Joules per training epoch of the stage that produced it; NaN when unknown.
+    #[serde(default = "nan", with = "nan_as_null")]
+    pub train_energy_per_epoch_j: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// A speedup below this is "not faster": repeated timings of one model on a shared CPU
@@ -178,6 +190,117 @@ pub struct ThroughputRow {
     pub images_per_s: f64,
 }
 
+/// One sample of the machine while a stage ran (about 10 per second): a row of
+/// `system.parquet`. GPU columns are NaN (or 0, empty) when there is no GPU.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SystemSample {
+    /// Stage that was running.
+    pub stage: String,
+    /// Seconds since the stage began.
+    pub t_s: f64,
+    /// This process's CPU use in percent of one core (200 = two cores busy).
+    #[serde(with = "nan_as_null")]
+    pub cpu_percent: f64,
+    /// The whole machine's CPU use, 0-100.
+    #[serde(with = "nan_as_null")]
+    pub host_cpu_percent: f64,
+    /// This process's resident memory.
+    pub rss_bytes: u64,
+    /// The GPU sampled (`cuda:0`), empty when none.
+    pub gpu: String,
+    /// GPU utilization in percent (NVML).
+    #[serde(with = "nan_as_null")]
+    pub gpu_util_percent: f64,
+    /// GPU memory in use.
+    pub gpu_mem_used_bytes: u64,
+    /// GPU board power in watts.
+    #[serde(with = "nan_as_null")]
+    pub gpu_power_w: f64,
+    /// GPU temperature in degrees Celsius.
+    #[serde(with = "nan_as_null")]
+    pub gpu_temp_c: f64,
+    /// GPU SM clock in MHz.
+    #[serde(with = "nan_as_null")]
+    pub gpu_sm_clock_mhz: f64,
+    /// GPU memory clock in MHz.
+    #[serde(with = "nan_as_null")]
+    pub gpu_mem_clock_mhz: f64,
+    /// Energy used since the stage began, in joules (GPU counter, else CPU RAPL); NaN
+    /// when the machine has no energy counter.
+    #[serde(with = "nan_as_null")]
+    pub energy_j: f64,
+}
+
+/// How one training run used its parallelism: a row of `parallel.parquet`, from
+/// every `train` stage (so throughput can be charted against workers, replicas,
+/// processes and pipeline stages).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ParallelRow {
+    /// Stage that trained.
+    pub stage: String,
+    /// Variant trained.
+    pub variant: String,
+    /// `single`, `data-parallel` or `model-parallel`.
+    pub strategy: String,
+    /// `sync` or `async` for data-parallel, empty otherwise.
+    pub mode: String,
+    /// Device trained on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Loader workers preparing batches (0: on the training thread).
+    pub workers: u32,
+    /// Data-parallel replicas (async: workers of the parameter server); 1 otherwise.
+    pub replicas: u32,
+    /// Processes in the c10d group (1 unless launched).
+    pub processes: u32,
+    /// Model-parallel pipeline stages; 1 otherwise.
+    pub pipeline_stages: u32,
+    /// Micro-batches per batch in a model-parallel pipeline; 1 otherwise.
+    pub micro_batches: u32,
+    /// Global batch size.
+    pub batch_size: u64,
+    /// Epochs trained.
+    pub epochs: u32,
+    /// Training images processed (all epochs).
+    pub images: u64,
+    /// Seconds spent training (tests excluded).
+    pub train_time_s: f64,
+    /// `images / train_time_s`.
+    pub images_per_s: f64,
+    /// Fraction of the pipeline's stage-time slots left idle (model-parallel; NaN
+    /// otherwise): measured from each stage's busy time, beside the GPipe schedule's
+    /// ideal `(K-1)/(M+K-1)`.
+    #[serde(with = "nan_as_null")]
+    pub bubble_fraction: f64,
+    /// The GPipe schedule's ideal bubble fraction `(K-1)/(M+K-1)`; NaN otherwise.
+    #[serde(with = "nan_as_null")]
+    pub ideal_bubble_fraction: f64,
+    /// Test accuracy at the end.
+    pub accuracy: f64,
+    /// Mean training loss of the last epoch.
+    pub final_loss: f64,
+    /// Energy used while training, in joules; NaN when the machine has no counter.
+    #[serde(with = "nan_as_null")]
+    pub energy_j: f64,
+}
+
+/// One update a parameter server applied in asynchronous data-parallel training: a
+/// row of `staleness.parquet`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StalenessRow {
+    /// Stage that trained.
+    pub stage: String,
+    /// Variant trained.
+    pub variant: String,
+    /// The update's index (the server's version after it, from 1).
+    pub update: u64,
+    /// Worker that pushed it.
+    pub worker: u32,
+    /// Epoch, from 1.
+    pub epoch: u32,
+    /// Server versions applied between the worker's pull and this update.
+    pub staleness: u64,
+}
+
 /// Everything a stage recorded.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Records {
@@ -196,6 +319,15 @@ pub struct Records {
     /// Compressed variants timed beside their baselines.
     #[serde(default)]
     pub speedup: Vec<SpeedupRow>,
+    /// Samples of the machine while the stage ran.
+    #[serde(default)]
+    pub system: Vec<SystemSample>,
+    /// How training used its parallelism (from `train`).
+    #[serde(default)]
+    pub parallel: Vec<ParallelRow>,
+    /// Async data-parallel updates and their staleness.
+    #[serde(default)]
+    pub staleness: Vec<StalenessRow>,
 }
 
 impl Records {
@@ -206,6 +338,9 @@ impl Records {
         self.latency.extend(other.latency.iter().cloned());
         self.throughput.extend(other.throughput.iter().cloned());
         self.speedup.extend(other.speedup.iter().cloned());
+        self.system.extend(other.system.iter().cloned());
+        self.parallel.extend(other.parallel.iter().cloned());
+        self.staleness.extend(other.staleness.iter().cloned());
     }
 }
 

@@ -242,6 +242,8 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         speedup_b1: f64::NAN,
         speedup_large: f64::NAN,
         faster: String::new(),
+        energy_per_1k_inferences_j: f64::NAN,
+        train_energy_per_epoch_j: f64::NAN,
     };
     let latency = lat
         .samples_us

@@ -35,9 +35,12 @@ pub use polars::prelude::{DataFrame, PolarsError, PolarsResult};
 pub use tables::{
     METRICS_CSV, SPEEDUP_CSV, Table, curve_points_from_frame, curves_frame, curves_schema, latency_frame,
     latency_samples_from_frame, latency_schema, metric_rows_from_frame, metrics_frame, metrics_schema,
-    read_curve_points, read_latency_samples, read_metric_rows, read_metrics_csv, read_speedup_rows,
-    read_table, read_throughput_rows, speedup_frame, speedup_rows_from_frame, speedup_schema,
-    throughput_frame, throughput_rows_from_frame, throughput_schema, write_csv, write_parquet, write_tables,
+    parallel_frame, parallel_rows_from_frame, parallel_schema, read_curve_points, read_latency_samples,
+    read_metric_rows, read_metrics_csv, read_parallel_rows, read_speedup_rows, read_staleness_rows,
+    read_system_samples, read_table, read_throughput_rows, speedup_frame, speedup_rows_from_frame,
+    speedup_schema, staleness_frame, staleness_rows_from_frame, staleness_schema, system_frame,
+    system_samples_from_frame, system_schema, throughput_frame, throughput_rows_from_frame,
+    throughput_schema, write_csv, write_parquet, write_tables,
 };
 
 /// Why a table could not be built, written or read.

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 use slimbench_core::fsutil;
-use slimbench_core::records::{CurvePoint, LatencySample, MetricRow, Records, SpeedupRow, ThroughputRow};
+use slimbench_core::records::{
+    CurvePoint, LatencySample, MetricRow, ParallelRow, Records, SpeedupRow, StalenessRow, SystemSample,
+    ThroughputRow,
+};
 
 use crate::MetricsError;
 
@@ -34,12 +37,26 @@ pub enum Table {
     Throughput,
     /// Compressed variants timed beside their baselines ([`SpeedupRow`]).
     Speedup,
+    /// The machine sampled while stages ran ([`SystemSample`]).
+    System,
+    /// How each training run used its parallelism ([`ParallelRow`]).
+    Parallel,
+    /// Async data-parallel updates and their staleness ([`StalenessRow`]).
+    Staleness,
 }
 
 impl Table {
     /// Every table, in the order [`write_tables`] writes them.
-    pub const ALL: [Table; 5] =
-        [Table::Metrics, Table::Training, Table::Latency, Table::Throughput, Table::Speedup];
+    pub const ALL: [Table; 8] = [
+        Table::Metrics,
+        Table::Training,
+        Table::Latency,
+        Table::Throughput,
+        Table::Speedup,
+        Table::System,
+        Table::Parallel,
+        Table::Staleness,
+    ];
 
     /// The table's short name (`metrics`, `training`, ...).
     pub fn name(self) -> &'static str {
@@ -49,6 +66,9 @@ impl Table {
             Table::Latency => "latency",
             Table::Throughput => "throughput",
             Table::Speedup => "speedup",
+            Table::System => "system",
+            Table::Parallel => "parallel",
+            Table::Staleness => "staleness",
         }
     }
 
@@ -60,6 +80,9 @@ impl Table {
             Table::Latency => "latency.parquet",
             Table::Throughput => "throughput.parquet",
             Table::Speedup => "speedup.parquet",
+            Table::System => "system.parquet",
+            Table::Parallel => "parallel.parquet",
+            Table::Staleness => "staleness.parquet",
         }
     }
 
@@ -71,6 +94,9 @@ impl Table {
             Table::Latency => latency_schema(),
             Table::Throughput => throughput_schema(),
             Table::Speedup => speedup_schema(),
+            Table::System => system_schema(),
+            Table::Parallel => parallel_schema(),
+            Table::Staleness => staleness_schema(),
         }
     }
 }
@@ -219,6 +245,8 @@ record_table! {
     speedup_b1: F64,
     speedup_large: F64,
     faster: Str,
+    energy_per_1k_inferences_j: F64,
+    train_energy_per_epoch_j: F64,
 }
 
 record_table! {
@@ -266,6 +294,57 @@ record_table! {
     why: Str,
 }
 
+record_table! {
+    SystemSample, "system", system_frame, system_schema, system_samples_from_frame;
+    stage: Str,
+    t_s: F64,
+    cpu_percent: F64,
+    host_cpu_percent: F64,
+    rss_bytes: U64,
+    gpu: Str,
+    gpu_util_percent: F64,
+    gpu_mem_used_bytes: U64,
+    gpu_power_w: F64,
+    gpu_temp_c: F64,
+    gpu_sm_clock_mhz: F64,
+    gpu_mem_clock_mhz: F64,
+    energy_j: F64,
+}
+
+record_table! {
+    ParallelRow, "parallel", parallel_frame, parallel_schema, parallel_rows_from_frame;
+    stage: Str,
+    variant: Str,
+    strategy: Str,
+    mode: Str,
+    device: Str,
+    workers: U32,
+    replicas: U32,
+    processes: U32,
+    pipeline_stages: U32,
+    micro_batches: U32,
+    batch_size: U64,
+    epochs: U32,
+    images: U64,
+    train_time_s: F64,
+    images_per_s: F64,
+    bubble_fraction: F64,
+    ideal_bubble_fraction: F64,
+    accuracy: F64,
+    final_loss: F64,
+    energy_j: F64,
+}
+
+record_table! {
+    StalenessRow, "staleness", staleness_frame, staleness_schema, staleness_rows_from_frame;
+    stage: Str,
+    variant: Str,
+    update: U64,
+    worker: U32,
+    epoch: U32,
+    staleness: U64,
+}
+
 /// Write every table of `records` into `run_dir` (created if needed): the parquet file
 /// of each [`Table`] plus [`METRICS_CSV`] and [`SPEEDUP_CSV`]. Tables without rows are still written, empty
 /// but with their schema, so readers can rely on the files being there. Returns the
@@ -277,14 +356,20 @@ pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, M
     let mut latency = latency_frame(&records.latency).map_err(frame_err(Table::Latency))?;
     let mut throughput = throughput_frame(&records.throughput).map_err(frame_err(Table::Throughput))?;
     let mut speedup = speedup_frame(&records.speedup).map_err(frame_err(Table::Speedup))?;
+    let mut system = system_frame(&records.system).map_err(frame_err(Table::System))?;
+    let mut parallel = parallel_frame(&records.parallel).map_err(frame_err(Table::Parallel))?;
+    let mut staleness = staleness_frame(&records.staleness).map_err(frame_err(Table::Staleness))?;
 
-    let mut written = Vec::with_capacity(7);
+    let mut written = Vec::with_capacity(Table::ALL.len() + 2);
     for (table, df) in [
         (Table::Metrics, &mut metrics),
         (Table::Training, &mut training),
         (Table::Latency, &mut latency),
         (Table::Throughput, &mut throughput),
         (Table::Speedup, &mut speedup),
+        (Table::System, &mut system),
+        (Table::Parallel, &mut parallel),
+        (Table::Staleness, &mut staleness),
     ] {
         let path = run_dir.join(table.file_name());
         write_parquet(&path, df)?;
@@ -372,6 +457,21 @@ pub fn read_speedup_rows(run_dir: &Path) -> Result<Vec<SpeedupRow>, MetricsError
     read_rows(run_dir, Table::Speedup, speedup_rows_from_frame)
 }
 
+/// The system samples of a run directory (`system.parquet`).
+pub fn read_system_samples(run_dir: &Path) -> Result<Vec<SystemSample>, MetricsError> {
+    read_rows(run_dir, Table::System, system_samples_from_frame)
+}
+
+/// The parallelism rows of a run directory (`parallel.parquet`).
+pub fn read_parallel_rows(run_dir: &Path) -> Result<Vec<ParallelRow>, MetricsError> {
+    read_rows(run_dir, Table::Parallel, parallel_rows_from_frame)
+}
+
+/// The async updates of a run directory (`staleness.parquet`).
+pub fn read_staleness_rows(run_dir: &Path) -> Result<Vec<StalenessRow>, MetricsError> {
+    read_rows(run_dir, Table::Staleness, staleness_rows_from_frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +508,8 @@ mod tests {
             speedup_b1: 1.25,
             speedup_large: 0.98,
             faster: "batch 1 only".into(),
+            energy_per_1k_inferences_j: 41.0,
+            train_energy_per_epoch_j: 1200.0,
         }
     }
 
@@ -467,6 +569,34 @@ mod tests {
                     why: "1 convolution(s) kept in fp32".into(),
                 })
                 .collect(),
+            system: vec![SystemSample {
+                stage: "train".into(),
+                t_s: 0.1,
+                cpu_percent: 180.0,
+                host_cpu_percent: 95.0,
+                rss_bytes: 300 << 20,
+                gpu_util_percent: f64::NAN,
+                gpu_power_w: f64::NAN,
+                energy_j: f64::NAN,
+                ..Default::default()
+            }],
+            parallel: vec![ParallelRow {
+                stage: "train".into(),
+                strategy: "model-parallel".into(),
+                pipeline_stages: 2,
+                micro_batches: 4,
+                bubble_fraction: 0.3,
+                ideal_bubble_fraction: 0.2,
+                energy_j: 12.5,
+                ..Default::default()
+            }],
+            staleness: vec![StalenessRow {
+                stage: "async".into(),
+                update: 7,
+                worker: 1,
+                staleness: 2,
+                ..Default::default()
+            }],
         }
     }
 
@@ -474,7 +604,7 @@ mod tests {
     fn frames_have_one_typed_column_per_field() {
         let df = metrics_frame(&records().metrics).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 30);
+        assert_eq!(df.width(), 32);
         assert_eq!(df.column("variant").unwrap().dtype(), &DataType::String);
         assert_eq!(df.column("accuracy").unwrap().dtype(), &DataType::Float64);
         assert_eq!(df.column("params").unwrap().dtype(), &DataType::UInt64);
@@ -492,6 +622,9 @@ mod tests {
             (latency_frame(&[]).unwrap(), Table::Latency),
             (throughput_frame(&[]).unwrap(), Table::Throughput),
             (speedup_frame(&[]).unwrap(), Table::Speedup),
+            (system_frame(&[]).unwrap(), Table::System),
+            (parallel_frame(&[]).unwrap(), Table::Parallel),
+            (staleness_frame(&[]).unwrap(), Table::Staleness),
         ] {
             assert_eq!(df.height(), 0);
             assert_eq!(**df.schema(), table.schema(), "{}", table.name());
@@ -514,6 +647,9 @@ mod tests {
                 "latency.parquet",
                 "throughput.parquet",
                 "speedup.parquet",
+                "system.parquet",
+                "parallel.parquet",
+                "staleness.parquet",
                 "speedup.csv"
             ]
         );
@@ -522,6 +658,12 @@ mod tests {
         assert_eq!(read_latency_samples(dir.path()).unwrap(), recs.latency);
         assert_eq!(read_throughput_rows(dir.path()).unwrap(), recs.throughput);
         assert_eq!(read_speedup_rows(dir.path()).unwrap(), recs.speedup);
+        assert_eq!(read_parallel_rows(dir.path()).unwrap(), recs.parallel);
+        assert_eq!(read_staleness_rows(dir.path()).unwrap(), recs.staleness);
+        // NaN != NaN: compare the system sample field by field where it matters.
+        let system = read_system_samples(dir.path()).unwrap();
+        assert_eq!((system[0].rss_bytes, system[0].cpu_percent), (300 << 20, 180.0));
+        assert!(system[0].gpu_power_w.is_nan());
         for table in Table::ALL {
             assert_eq!(**read_table(dir.path(), table).unwrap().schema(), table.schema());
         }
@@ -574,8 +716,11 @@ mod tests {
                 "latency.parquet",
                 "metrics.csv",
                 "metrics.parquet",
+                "parallel.parquet",
                 "speedup.csv",
                 "speedup.parquet",
+                "staleness.parquet",
+                "system.parquet",
                 "throughput.parquet",
                 "training.parquet"
             ]
