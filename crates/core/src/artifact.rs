@@ -364,6 +364,28 @@ pub struct HostInfo {
     pub memory_bytes: u64,
 }
 
+/// One CUDA device as the run saw it (filled in by `slimbench-metrics`: the CUDA driver
+/// for the device itself, NVML for the driver version and power limit).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GpuInfo {
+    /// CUDA device ordinal (`cuda:N`), as numbered under `CUDA_VISIBLE_DEVICES`.
+    pub ordinal: u32,
+    /// Device name (`NVIDIA H100 80GB HBM3`).
+    pub name: String,
+    /// Compute capability, `major.minor` (`9.0`).
+    pub compute_capability: String,
+    /// Total device memory in bytes.
+    pub memory_total_bytes: u64,
+    /// Device memory free when probed, in bytes (0 when unknown).
+    pub memory_free_bytes: u64,
+    /// Streaming multiprocessors.
+    pub multiprocessors: u32,
+    /// NVIDIA driver version (`580.82.07`); empty when NVML is unavailable.
+    pub driver_version: String,
+    /// Enforced board power limit in watts (0 when unknown).
+    pub power_limit_w: f64,
+}
+
 /// What happened to a stage in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -328,6 +328,37 @@ impl StageParams {
                     "mode",
                     "applies to `strategy: data-parallel` only",
                 );
+                let model_parallel_only = "applies to `strategy: model-parallel` only";
+                need(
+                    p.pipeline_stages.is_none() || p.strategy == Strategy::ModelParallel,
+                    "pipeline_stages",
+                    model_parallel_only,
+                );
+                need(
+                    p.micro_batches.is_none() || p.strategy == Strategy::ModelParallel,
+                    "micro_batches",
+                    model_parallel_only,
+                );
+                need(
+                    p.pipeline_stages.is_none_or(|k| (2..=16).contains(&k)),
+                    "pipeline_stages",
+                    "must be between 2 and 16",
+                );
+                need(
+                    p.micro_batches.is_none_or(|m| (1..=1024).contains(&m)),
+                    "micro_batches",
+                    "must be between 1 and 1024",
+                );
+                need(
+                    p.micro_batches.is_none_or(|m| m <= p.batch_size),
+                    "micro_batches",
+                    "must not exceed batch_size (each micro-batch needs at least one image)",
+                );
+                need(
+                    p.amp.is_none() || p.strategy == Strategy::Single,
+                    "amp",
+                    "mixed precision is available with `strategy: single` only",
+                );
             }
             StageParams::Quantize(p) => {
                 let m = p.method;
@@ -612,6 +643,38 @@ pub struct TrainParams {
     /// (a parameter server applies each worker's gradient as it arrives; in one process).
     #[serde(default, skip_serializing_if = "DpMode::is_sync")]
     pub mode: DpMode,
+    /// model-parallel: the number of pipeline stages K the layers are split into (one
+    /// per CUDA device when there are K, else CPU thread groups). Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_stages: Option<usize>,
+    /// model-parallel: micro-batches M each batch is split into (GPipe schedule).
+    /// Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batches: Option<usize>,
+    /// Mixed precision on CUDA: bf16 or fp16 autocast (fp16 with dynamic loss
+    /// scaling); the weights and optimizer stay fp32. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amp: Option<AmpKind>,
+}
+
+/// Mixed-precision training's lower precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AmpKind {
+    /// bfloat16 autocast (no loss scaling needed).
+    Bf16,
+    /// float16 autocast with dynamic loss scaling.
+    Fp16,
+}
+
+impl AmpKind {
+    /// `bf16` or `fp16`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmpKind::Bf16 => "bf16",
+            AmpKind::Fp16 => "fp16",
+        }
+    }
 }
 
 /// How data-parallel replicas combine their gradients.
@@ -643,6 +706,9 @@ pub enum Strategy {
     /// Synchronous data parallelism: every replica computes gradients on its share of
     /// the global batch, the gradients are averaged (all-reduce) before every step.
     DataParallel,
+    /// Pipeline model parallelism: the layers split into stages on devices or CPU
+    /// thread groups, each batch cut into micro-batches (GPipe schedule).
+    ModelParallel,
 }
 
 impl Strategy {
@@ -663,6 +729,16 @@ impl TrainParams {
             batch_size: self.batch_size,
             schedule: self.lr_schedule,
         }
+    }
+
+    /// model-parallel: pipeline stages K (default 2).
+    pub fn pipeline_stages(&self) -> usize {
+        self.pipeline_stages.unwrap_or(2)
+    }
+
+    /// model-parallel: micro-batches per batch M (default 4).
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batches.unwrap_or(4)
     }
 }
 

@@ -149,10 +149,7 @@ where
                                 }
                                 s.version
                             };
-                            let xs = Tensor::from_slice(&batch.images)
-                                .view([batch.n as i64, 1, batch.rows as i64, batch.cols as i64])
-                                .to_device(device);
-                            let ys = Tensor::from_slice(&batch.labels).to_device(device);
+                            let (xs, ys) = crate::run::batch_tensors(&batch, 0..batch.n, device);
                             let (loss, logits) = objective.loss(&replica, &xs, &ys);
                             let correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&ys).sum(tch::Kind::Int64));
                             replica.vs().trainable_variables().iter().for_each(|v| {

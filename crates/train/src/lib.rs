@@ -15,8 +15,12 @@
 //! Data parallelism ([`replica`]) plugs into the same loop: with a
 //! [`replica::Replica`] in the [`TrainConfig`], each replica computes its share of every
 //! global batch and the gradients are summed by PyTorch's Gloo engine before each step.
+//! Asynchronous data parallelism ([`async_ps`]) runs a parameter server and workers;
+//! pipeline model parallelism ([`model_parallel`]) splits the layers into stages on
+//! devices or CPU thread groups and micro-batches every batch (GPipe).
 
 pub mod async_ps;
+pub mod model_parallel;
 mod objective;
 mod optim;
 pub mod replica;

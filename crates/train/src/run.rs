@@ -74,6 +74,9 @@ pub enum TrainError {
     /// A data-parallel collective failed (a peer died, timed out or disagreed).
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// Training could not be set up or a pipeline stage failed.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// What training produced besides the updated model.
@@ -138,11 +141,7 @@ pub fn train(
                     (lo, hi, (hi - lo) as f64 / batch.n as f64)
                 }
             };
-            let pixels = batch.rows * batch.cols;
-            let xs = Tensor::from_slice(&batch.images[lo * pixels..hi * pixels])
-                .view([(hi - lo) as i64, 1, batch.rows as i64, batch.cols as i64])
-                .to_device(device);
-            let ys = Tensor::from_slice(&batch.labels[lo..hi]).to_device(device);
+            let (xs, ys) = batch_tensors(&batch, lo..hi, device);
             if !cfg.optim.schedule.is_constant() {
                 let lr = cfg.optim.schedule.at(cfg.optim.lr, step, total_steps);
                 opt.set_lr(lr);
@@ -220,9 +219,22 @@ pub fn train(
     Ok(out)
 }
 
+/// Images `rows` of `batch` as an `[n, 1, H, W]` tensor and their labels, on `device`.
+pub(crate) fn batch_tensors(
+    batch: &slimbench_data::loader::Batch,
+    rows: std::ops::Range<usize>,
+    device: tch::Device,
+) -> (Tensor, Tensor) {
+    let pixels = batch.rows * batch.cols;
+    let xs = Tensor::from_slice(&batch.images[rows.start * pixels..rows.end * pixels])
+        .view([rows.len() as i64, 1, batch.rows as i64, batch.cols as i64])
+        .to_device(device);
+    (xs, Tensor::from_slice(&batch.labels[rows]).to_device(device))
+}
+
 /// Running sums of one logging interval, kept on the device so that steps do not wait
 /// for a host read-back.
-struct Interval {
+pub(crate) struct Interval {
     loss: Tensor,
     correct: Tensor,
     seen: i64,
@@ -230,7 +242,7 @@ struct Interval {
 }
 
 impl Interval {
-    fn new(device: tch::Device) -> Self {
+    pub(crate) fn new(device: tch::Device) -> Self {
         Interval {
             loss: Tensor::zeros([], (Kind::Float, device)),
             correct: Tensor::zeros([], (Kind::Int64, device)),
@@ -240,16 +252,28 @@ impl Interval {
     }
 
     fn add(&mut self, loss: &Tensor, logits: &Tensor, ys: &Tensor, n: usize) {
+        let correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64));
+        self.add_counts(loss, &correct, n);
+    }
+
+    /// Add a batch of `n` images by its mean loss and count of correct predictions.
+    pub(crate) fn add_counts(&mut self, loss: &Tensor, correct: &Tensor, n: usize) {
         tch::no_grad(|| {
             let _ = self.loss.g_add_(&loss.detach().to_kind(Kind::Float));
-            let _ = self.correct.g_add_(&logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64));
+            let _ = self.correct.g_add_(correct);
         });
         self.seen += n as i64;
         self.batches += 1;
     }
 
     /// The interval's train-split curve point, resetting the sums; None when empty.
-    fn take(&mut self, cfg: &TrainConfig, epoch: u32, step: u64, elapsed_s: f64) -> Option<CurvePoint> {
+    pub(crate) fn take(
+        &mut self,
+        cfg: &TrainConfig,
+        epoch: u32,
+        step: u64,
+        elapsed_s: f64,
+    ) -> Option<CurvePoint> {
         if self.batches == 0 {
             return None;
         }
