@@ -119,6 +119,7 @@ pub fn loop_config(
         stage: ctx.stage.id.clone(),
         variant,
         replica: None,
+        amp: None,
     }
 }
 

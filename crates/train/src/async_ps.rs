@@ -31,6 +31,8 @@ pub struct AsyncOutcome {
     pub staleness: Vec<u64>,
     /// The worker that pushed each update.
     pub worker: Vec<usize>,
+    /// The epoch of each update, from 1.
+    pub epoch: Vec<u32>,
 }
 
 impl AsyncOutcome {
@@ -52,6 +54,7 @@ struct Server {
     version: u64,
     staleness: Vec<u64>,
     worker: Vec<usize>,
+    epoch: Vec<u32>,
     losses: Vec<f64>,
     correct: i64,
     seen: i64,
@@ -89,6 +92,7 @@ where
         version: 0,
         staleness: Vec::new(),
         worker: Vec::new(),
+        epoch: Vec::new(),
         losses: Vec::new(),
         correct: 0,
         seen: 0,
@@ -183,6 +187,7 @@ where
                             s.version += 1;
                             s.staleness.push(step - pulled);
                             s.worker.push(k);
+                            s.epoch.push(epoch);
                             s.losses.push(loss);
                             s.correct += correct.int64_value(&[]);
                             s.seen += batch.n as i64;
@@ -247,8 +252,9 @@ where
         train_time_s: started.elapsed().as_secs_f64() - eval_time,
         steps: s.version,
         test_accuracy,
+        amp: String::new(),
     };
-    Ok((s.model, AsyncOutcome { outcome, staleness: s.staleness, worker: s.worker }))
+    Ok((s.model, AsyncOutcome { outcome, staleness: s.staleness, worker: s.worker, epoch: s.epoch }))
 }
 
 /// The server, also after a worker panicked holding it (its state is still whole).

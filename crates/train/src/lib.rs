@@ -19,6 +19,7 @@
 //! pipeline model parallelism ([`model_parallel`]) splits the layers into stages on
 //! devices or CPU thread groups and micro-batches every batch (GPipe).
 
+pub mod amp;
 pub mod async_ps;
 pub mod model_parallel;
 mod objective;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use slimbench_core::cancel::{self, Cancelled};
-use slimbench_core::config::OptimSettings;
+use slimbench_core::config::{AmpKind, OptimSettings};
 use slimbench_core::progress::Progress;
 use slimbench_core::records::CurvePoint;
 use slimbench_data::Split;
@@ -12,6 +12,7 @@ use slimbench_data::loader::{Loader, LoaderConfig};
 use slimbench_models::Model;
 use tch::{Kind, Tensor};
 
+use crate::amp::{self, LossScaler};
 use crate::replica::{Replica, ReplicaError};
 use crate::{Objective, build_optimizer};
 
@@ -50,6 +51,9 @@ pub struct TrainConfig {
     /// `optim.batch_size` is split across the replicas and their gradients summed before
     /// every step. None: one model trains alone.
     pub replica: Option<Replica>,
+    /// Mixed precision (CUDA only: on the CPU the loop trains in fp32 and
+    /// [`TrainOutcome::amp`] says so).
+    pub amp: Option<AmpKind>,
 }
 
 /// Why training stopped early.
@@ -90,6 +94,9 @@ pub struct TrainOutcome {
     pub steps: u64,
     /// Test accuracy after the last epoch.
     pub test_accuracy: f64,
+    /// Mixed precision as it ran (`bf16`, `fp16 (3 steps skipped for overflow, final
+    /// loss scale 32768)`), or why not; empty when none was asked for.
+    pub amp: String,
 }
 
 /// Train `model` on `train_split`, testing on `test_split` after each epoch.
@@ -122,6 +129,12 @@ pub fn train(
     let per_epoch = loader.batches_per_epoch() as u64;
     let total_steps = per_epoch * u64::from(cfg.epochs);
     let mut out = TrainOutcome::default();
+    // Autocast needs CUDA; on the CPU the run says it trained in fp32.
+    let amp = cfg.amp.filter(|_| device.is_cuda());
+    let mut scaler = (amp == Some(AmpKind::Fp16)).then(|| LossScaler::new(device));
+    if let Some(a) = cfg.amp.filter(|_| amp.is_none()) {
+        out.amp = format!("{} mixed precision needs a CUDA device; trained in fp32 on the CPU", a.as_str());
+    }
     let started = Instant::now();
     let mut eval_time = 0.0;
     let mut step = 0u64;
@@ -149,26 +162,41 @@ pub fn train(
                     extra.set_lr(lr);
                 }
             }
-            let (loss, logits) = objective.loss(model, &xs, &ys);
-            match (&cfg.replica, extra.as_mut()) {
-                (None, None) => opt.backward_step(&loss),
-                (replica, mut extra) => {
+            let (loss, logits) = match amp {
+                Some(a) => amp::autocast(a, || objective.loss(model, &xs, &ys))
+                    .map_err(|e| TrainError::Setup(format!("mixed precision: {e}")))?,
+                None => objective.loss(model, &xs, &ys),
+            };
+            match (&cfg.replica, extra.as_mut(), scaler.as_mut()) {
+                (None, None, None) => opt.backward_step(&loss),
+                (replica, mut extra, scaler) => {
                     opt.zero_grad();
                     if let Some(extra) = extra.as_mut() {
                         extra.zero_grad();
                     }
+                    let mut finite = true;
                     if let Some(r) = replica {
                         (&loss * weight).backward();
                         r.sum_gradients(&model.vs().trainable_variables())?;
                         if let Some(vs) = objective.parameters() {
                             r.sum_gradients(&vs.trainable_variables())?;
                         }
+                    } else if let Some(s) = scaler {
+                        s.scale(&loss).backward();
+                        let mut params = model.vs().trainable_variables();
+                        params.extend(
+                            objective.parameters().map(|vs| vs.trainable_variables()).unwrap_or_default(),
+                        );
+                        finite = s.unscale_and_update(&params);
                     } else {
                         loss.backward();
                     }
-                    opt.step();
-                    if let Some(extra) = extra {
-                        extra.step();
+                    // An overflowed fp16 step is skipped (the scale was halved).
+                    if finite {
+                        opt.step();
+                        if let Some(extra) = extra {
+                            extra.step();
+                        }
                     }
                 }
             }
@@ -216,6 +244,18 @@ pub fn train(
     }
     out.train_time_s = started.elapsed().as_secs_f64() - eval_time;
     out.steps = step;
+    match (amp, &scaler) {
+        (Some(a), None) => out.amp = a.as_str().to_string(),
+        (Some(a), Some(s)) => {
+            out.amp = format!(
+                "{} with dynamic loss scaling ({} step(s) skipped for overflow, final scale {})",
+                a.as_str(),
+                s.skipped,
+                s.current()
+            )
+        }
+        (None, _) => {}
+    }
     Ok(out)
 }
 
@@ -363,5 +403,34 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, TrainError::Diverged { step: 10, .. }), "{err}");
         assert!(err.to_string().contains("lower the learning rate"));
+    }
+
+    #[test]
+    fn mixed_precision_on_the_cpu_trains_in_fp32_and_says_so() {
+        let (train_split, test_split) = testutil::digits(128, 50);
+        let cfg = TrainConfig { amp: Some(AmpKind::Fp16), ..config(1) };
+        let out =
+            train(&mut mlp(), &train_split, &test_split, &cfg, &mut CrossEntropy, None, &NoProgress).unwrap();
+        assert_eq!(out.amp, "fp16 mixed precision needs a CUDA device; trained in fp32 on the CPU");
+        assert_eq!(out.steps, 4);
+    }
+
+    #[test]
+    fn mixed_precision_on_cuda_learns() {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: no CUDA device");
+            return;
+        }
+        let (train_split, test_split) = digits();
+        for amp in [AmpKind::Bf16, AmpKind::Fp16] {
+            let mut model = mlp();
+            model.to_device(tch::Device::Cuda(0));
+            let cfg = TrainConfig { amp: Some(amp), ..config(2) };
+            let out =
+                train(&mut model, &train_split, &test_split, &cfg, &mut CrossEntropy, None, &NoProgress)
+                    .unwrap();
+            assert!(out.test_accuracy > 0.5, "{amp:?}: {}", out.test_accuracy);
+            assert!(out.amp.starts_with(amp.as_str()), "{}", out.amp);
+        }
     }
 }

@@ -43,5 +43,6 @@ pub fn config(epochs: u32, optimizer: OptimizerKind, lr: f64, batch_size: usize)
         stage: "s".into(),
         variant: "v".into(),
         replica: None,
+        amp: None,
     }
 }
