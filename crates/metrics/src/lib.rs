@@ -10,6 +10,17 @@
 //!   [`read_metric_rows`] and friends turn it back into rows.
 //! * Host: [`probe_host`] describes the machine ([`HostInfo`]); [`peak_rss_bytes`],
 //!   [`reset_peak_rss`] and [`current_rss_bytes`] measure the process's memory.
+//! * System sampling: a [`SystemSampler`] records a [`SystemSample`] row (process and
+//!   machine CPU, RSS, GPU utilization, memory, power, temperature, clocks, energy)
+//!   about every 100 ms ([`SamplerConfig`]) on a background thread while a stage runs;
+//!   [`stop`](SystemSampler::stop) hands back a [`SampledStage`] for the `system` table.
+//! * Energy: an [`EnergyMeter`] measures joules from the GPU's NVML counter, else the
+//!   CPU packages' Linux RAPL counters; cheap enough to wrap single measurements.
+//! * GPUs: [`probe_gpus`] describes the CUDA devices ([`GpuInfo`]) or says in one line
+//!   why there are none.
+//!
+//! The CUDA driver and NVML are loaded at run time, so nothing CUDA is needed to build
+//! or to run on a CPU machine: there the GPU columns are NaN, and the answers say why.
 //!
 //! Every file is written atomically (temporary sibling, then rename), and every error
 //! ([`MetricsError`]) names the file it happened on.
@@ -21,17 +32,25 @@
 //! [`SpeedupRow`]: slimbench_core::records::SpeedupRow
 //! [`Records`]: slimbench_core::records::Records
 //! [`HostInfo`]: slimbench_core::artifact::HostInfo
+//! [`GpuInfo`]: slimbench_core::artifact::GpuInfo
+//! [`SystemSample`]: slimbench_core::records::SystemSample
 
+mod energy;
+mod gpu;
 mod host;
+mod sampler;
 mod tables;
 
 use std::path::PathBuf;
 
+pub use energy::EnergyMeter;
+pub use gpu::probe_gpus;
 pub use host::{current_rss_bytes, peak_rss_bytes, probe_host, reset_peak_rss};
 /// The Polars version these tables are built with, for callers that want to work on
 /// the frames without depending on Polars themselves.
 pub use polars;
 pub use polars::prelude::{DataFrame, PolarsError, PolarsResult};
+pub use sampler::{SampledStage, SamplerConfig, SystemSampler};
 pub use tables::{
     METRICS_CSV, SPEEDUP_CSV, Table, curve_points_from_frame, curves_frame, curves_schema, latency_frame,
     latency_samples_from_frame, latency_schema, metric_rows_from_frame, metrics_frame, metrics_schema,
