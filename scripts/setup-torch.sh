@@ -17,8 +17,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SLIMBENCH_VENV:-$HOME/.cache/slimbench/venv-torch-$TORCH_VERSION}"
 PY="${PYTHON:-python3}"
 
+# The CUDA 13 wheel's CUDA headers lack crt/ and the CCCL headers that nccl.h and
+# cuda_runtime.h include; these two header-only wheels (a few MB) complete them so the
+# bridge can compile c10d's ProcessGroupNCCL. Without them it builds without NCCL and
+# says so. CPU wheels have no NCCL to build for.
+nccl_headers() {
+  local site
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)" || return 0
+  [ -e "$site/nvidia/cu13/include/cuda_runtime.h" ] || return 0
+  [ -e "$site/nvidia/cu13/include/crt/host_config.h" ] && [ -d "$site/nvidia/cu13/include/cccl" ] && return 0
+  echo "setup-torch: adding the CUDA crt and CCCL headers NCCL needs (header-only wheels)" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" \
+    || echo "setup-torch: warning: could not install them; slimbench builds without NCCL" >&2
+}
+
 # Fast path: the link is in place and points at the pinned version.
 if grep -qs "^__version__ = '$TORCH_VERSION" "$ROOT/.torch/version.py"; then
+  nccl_headers
   exit 0
 fi
 
@@ -44,6 +60,7 @@ if ! have_torch; then
   have_torch || { echo "setup-torch: error: torch $TORCH_VERSION did not import after installing" >&2; exit 1; }
 fi
 
+nccl_headers
 TORCH_DIR="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
 if [ "$(readlink "$ROOT/.torch" 2>/dev/null)" != "$TORCH_DIR" ]; then
   ln -sfn "$TORCH_DIR" "$ROOT/.torch"

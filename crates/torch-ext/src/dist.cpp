@@ -1,10 +1,10 @@
 // slimbench's bridge to c10d, PyTorch's distributed engine: a TCPStore for the
-// rendezvous and a Gloo process group for collectives (src/dist.rs wraps it safely).
+// rendezvous, a Gloo process group, and the collectives of every group (src/dist.rs
+// wraps them safely). NCCL groups are made in dist_nccl.cpp, compiled only in builds
+// with the CUDA and NCCL headers; they are SbxGroups too and run the same code here.
 //
 // Conventions are bridge.cpp's (guarded.hpp): no C++ exception crosses, a failing call
-// returns null / -1 with its message in sbx_last_error. Handles are plain structs Rust
-// owns and frees; each holds c10::intrusive_ptr references, so a group keeps its store
-// alive however Rust drops them.
+// returns null / -1 with its message in sbx_last_error. The handles are dist.hpp's.
 //
 // The wheel has no gloo headers: gloo-decl/ declares what ProcessGroupGloo.hpp names
 // (see its README). Only exported libtorch functions are called on ProcessGroupGloo
@@ -25,24 +25,11 @@
 #include <tuple>
 #include <vector>
 
+#include "dist.hpp"
 #include "guarded.hpp"
 
 using sbx::guarded;
 using std::chrono::milliseconds;
-
-struct SbxStore {
-  c10::intrusive_ptr<c10d::Store> store;
-  std::string host;
-  // Groups made on this store so far: the next one's key prefix. Gloo's rendezvous keys
-  // are the same for every group, so each group gets its own namespace in the store
-  // (as torch.distributed does); ranks must create groups in the same order.
-  std::atomic<int> groups{0};
-};
-
-struct SbxGroup {
-  c10::intrusive_ptr<c10d::Backend> backend;
-  milliseconds timeout;
-};
 
 namespace {
 
@@ -53,8 +40,17 @@ bool is_loopback(const std::string& host) {
 // Wait for a collective. Gloo's own per-operation timeout (the group's) normally fires
 // first, with a message naming the operation; this bound is the backstop for an
 // operation that never started, so a dead peer is an error and never a hang.
-void wait_for(const c10::intrusive_ptr<c10d::Work>& work, milliseconds timeout) {
-  work->wait(2 * timeout);
+//
+// NCCL work is waited for without a timeout, which makes the caller's CUDA stream wait
+// for it and leaves the host free to queue more work, as torch.distributed does (an
+// explicit timeout would make every collective block the host). Its timeout is kept
+// by c10d's watchdog thread instead; see ProcessGroup::nccl in dist.rs.
+void wait_for(const SbxGroup& g, const c10::intrusive_ptr<c10d::Work>& work) {
+  if (g.cuda_device >= 0) {
+    work->wait();
+  } else {
+    work->wait(2 * g.timeout);
+  }
 }
 
 // The tensors of one collective, grouped by dtype and device: each group is reduced as
@@ -167,8 +163,23 @@ SbxGroup* sbx_gloo_new(SbxStore* s, size_t rank, size_t size, int64_t timeout_ms
 }
 
 // Blocks until the group's worker threads have finished the queued collectives (each
-// bounded by the group's timeout).
-void sbx_group_free(SbxGroup* g) { delete g; }
+// bounded by the group's timeout). An NCCL group is shut down first: its destructor
+// alone would abort the communicators, cutting short collectives still running on the
+// GPU (torch.distributed's destroy_process_group also shuts down); if shutting down
+// fails, it is aborted, since nothing can be reported from here.
+void sbx_group_free(SbxGroup* g) {
+  if (g != nullptr && g->cuda_device >= 0) {
+    try {
+      g->backend->shutdown();
+    } catch (...) {
+      try {
+        g->backend->abort();
+      } catch (...) {
+      }
+    }
+  }
+  delete g;
+}
 
 // Sum `tensors` in place over every rank, or average them (`mean`: floating point
 // only, checked before anything is sent). 0 on success, -1 on failure.
@@ -194,7 +205,7 @@ int sbx_group_all_reduce(SbxGroup* g, const at::Tensor* const* tensors, size_t n
           std::vector<at::Tensor> one{b.buffer};
           works.push_back(g->backend->allreduce(one, opts));
         }
-        for (auto& w : works) wait_for(w, g->timeout);
+        for (auto& w : works) wait_for(*g, w);
         for (auto& b : bs) {
           if (mean) b.buffer.div_(g->backend->getSize());
           b.unpack();
@@ -218,7 +229,7 @@ int sbx_group_broadcast(SbxGroup* g, const at::Tensor* const* tensors, size_t n,
           std::vector<at::Tensor> one{b.buffer};
           works.push_back(g->backend->broadcast(one, opts));
         }
-        for (auto& w : works) wait_for(w, g->timeout);
+        for (auto& w : works) wait_for(*g, w);
         for (auto& b : bs) b.unpack();
         return 0;
       },
@@ -232,7 +243,9 @@ int sbx_group_barrier(SbxGroup* g) {
       [&] {
         c10d::BarrierOptions opts;
         opts.timeout = g->timeout;
-        wait_for(g->backend->barrier(opts), g->timeout);
+        // NCCL's barrier is an all-reduce on a device it would otherwise guess.
+        if (g->cuda_device >= 0) opts.device_ids = {g->cuda_device};
+        wait_for(*g, g->backend->barrier(opts));
         return 0;
       },
       -1);

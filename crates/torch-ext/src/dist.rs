@@ -1,6 +1,8 @@
-//! PyTorch's distributed engine (c10d), as `torch.distributed` uses it on CPUs: a
-//! [`Store`] (`c10d::TCPStore`) where the ranks meet, and a Gloo [`ProcessGroup`]
-//! (`c10d::ProcessGroupGloo`) that runs collectives over TCP.
+//! PyTorch's distributed engine (c10d), as `torch.distributed` uses it: a [`Store`]
+//! (`c10d::TCPStore`) where the ranks meet, and a [`ProcessGroup`] that runs
+//! collectives: Gloo (`c10d::ProcessGroupGloo`, CPU tensors over TCP) or, in builds
+//! with NCCL and on machines with a GPU ([`nccl_available`]), NCCL
+//! (`c10d::ProcessGroupNCCL`, CUDA tensors, one GPU per rank).
 //!
 //! ```no_run
 //! # use std::time::Duration;
@@ -19,8 +21,9 @@
 //! Every call is bounded by the timeout it was given: a rank that never joins, leaves
 //! or stops answering makes the others' calls fail with a [`BridgeError`] carrying
 //! c10d's or gloo's message (a timeout, a closed connection), never hang or abort.
-//! After such an error the group is broken (its peers disagree on what ran): drop it;
-//! tensors passed to the failed call hold unspecified values.
+//! (NCCL collectives differ: see [`ProcessGroup::nccl`].) After such an error the group
+//! is broken (its peers disagree on what ran): drop it; tensors passed to the failed
+//! call hold unspecified values.
 //!
 //! As in `torch.distributed`, every rank must issue the same collectives, on tensors of
 //! the same shapes and dtypes, in the same order; and create its groups on a store in
@@ -30,7 +33,7 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 use torch_sys::C_tensor;
 
 use crate::{BridgeError, Result, ffi, torch_error};
@@ -109,8 +112,9 @@ impl Store {
     }
 }
 
-/// A Gloo process group (`c10d::ProcessGroupGloo`): collectives over TCP between the
-/// ranks of a job, on CPU tensors.
+/// A process group: collectives between the ranks of a job, over Gloo
+/// (`c10d::ProcessGroupGloo`, CPU tensors, TCP; [`gloo`](Self::gloo)) or NCCL
+/// (`c10d::ProcessGroupNCCL`, CUDA tensors; [`nccl`](Self::nccl)).
 ///
 /// Thread safety: a group may move to another thread (`Send`) but is not `Sync`, so its
 /// collectives are issued from one thread at a time, which keeps their order, the order
@@ -121,6 +125,8 @@ pub struct ProcessGroup {
     raw: NonNull<ffi::CGroup>,
     rank: usize,
     world_size: usize,
+    /// `Cpu` for Gloo, this rank's GPU for NCCL.
+    device: Device,
 }
 
 // SAFETY: the group's state lives in c10d objects that guard it with their own locks
@@ -136,7 +142,12 @@ impl Drop for ProcessGroup {
 
 impl std::fmt::Debug for ProcessGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProcessGroup(gloo, rank {} of {})", self.rank, self.world_size)
+        match self.device {
+            Device::Cuda(i) => {
+                write!(f, "ProcessGroup(nccl on cuda:{i}, rank {} of {})", self.rank, self.world_size)
+            }
+            _ => write!(f, "ProcessGroup(gloo, rank {} of {})", self.rank, self.world_size),
+        }
     }
 }
 
@@ -151,17 +162,72 @@ impl ProcessGroup {
     /// `GLOO_SOCKET_IFNAME`, as `torch.distributed` does.
     pub fn gloo(store: &Store, rank: usize, world_size: usize, timeout: Duration) -> Result<ProcessGroup> {
         const OP: &str = "c10d::ProcessGroupGloo";
-        let timeout_ms = millis(OP, timeout)?;
-        if rank >= world_size {
-            return Err(BridgeError::Invalid {
-                op: OP.into(),
-                message: format!("rank {rank} is not below the world size {world_size}"),
-            });
-        }
+        let timeout_ms = group_args(OP, rank, world_size, timeout)?;
         // SAFETY: a live store handle; a null result means failure, with its message.
         let raw = unsafe { ffi::sbx_gloo_new(store.raw.as_ptr(), rank, world_size, timeout_ms) };
         let raw = NonNull::new(raw).ok_or_else(|| torch_error(OP))?;
-        Ok(ProcessGroup { raw, rank, world_size })
+        Ok(ProcessGroup { raw, rank, world_size, device: Device::Cpu })
+    }
+
+    /// Join the NCCL group of `world_size` ranks as `rank`, on GPU `cuda:{device_index}`,
+    /// meeting the others through `store`; returns once the communicator is up on every
+    /// rank (a rank that does not come fails it after the store's timeout). Each rank
+    /// needs a GPU of its own: NCCL refuses two ranks of a group on one device.
+    ///
+    /// The collectives take CUDA tensors on that device. They return once queued on the
+    /// tensors' current CUDA stream, as in `torch.distributed`: later work on that stream
+    /// sees the result, and reading a tensor on the host waits for it;
+    /// [`barrier`](Self::barrier) waits on the host.
+    ///
+    /// `timeout` bounds each collective, kept by c10d's watchdog thread, and NCCL's
+    /// failures are PyTorch's: by default a collective that times out or fails ends the
+    /// process, with c10d's message naming it (`TORCH_NCCL_ASYNC_ERROR_HANDLING`), since
+    /// the GPU may be left running a kernel that never finishes. With
+    /// `TORCH_NCCL_BLOCKING_WAIT=1` in the environment the collectives wait on the host
+    /// instead, and a timeout or NCCL error is returned as a [`BridgeError`].
+    ///
+    /// [`BridgeError::Unavailable`] when this build has no NCCL (its message says what
+    /// was missing at build time) or no CUDA device is visible.
+    pub fn nccl(
+        store: &Store,
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+        device_index: usize,
+    ) -> Result<ProcessGroup> {
+        const OP: &str = "c10d::ProcessGroupNCCL";
+        let timeout_ms = group_args(OP, rank, world_size, timeout)?;
+        let devices = cuda_device_count()?;
+        if devices == 0 {
+            return Err(BridgeError::Unavailable {
+                op: OP.into(),
+                message: "no CUDA device is visible to this process (NCCL needs one GPU per rank)".into(),
+            });
+        }
+        if device_index >= devices {
+            return Err(BridgeError::Invalid {
+                op: OP.into(),
+                message: format!(
+                    "cuda:{device_index} does not exist (this process sees {devices} CUDA devices)"
+                ),
+            });
+        }
+        #[cfg(slimbench_nccl)]
+        {
+            // SAFETY: a live store handle and a device index below the device count; a
+            // null result means failure, with its message.
+            let raw = unsafe {
+                ffi::sbx_nccl_new(store.raw.as_ptr(), rank, world_size, timeout_ms, device_index as i32)
+            };
+            let raw = NonNull::new(raw).ok_or_else(|| torch_error(OP))?;
+            Ok(ProcessGroup { raw, rank, world_size, device: Device::Cuda(device_index) })
+        }
+        // Not reached: without NCCL there are no devices to count.
+        #[cfg(not(slimbench_nccl))]
+        {
+            let _ = (store, timeout_ms);
+            Err(no_nccl())
+        }
     }
 
     /// This process's rank in the group, `0..world_size()`.
@@ -172,6 +238,11 @@ impl ProcessGroup {
     /// The number of ranks in the group.
     pub fn world_size(&self) -> usize {
         self.world_size
+    }
+
+    /// Where the group's tensors live: `Cpu` for Gloo, this rank's GPU for NCCL.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// Replace each tensor, in place, by its sum over all ranks. Tensors of one dtype
@@ -220,6 +291,45 @@ impl ProcessGroup {
             return Err(torch_error("c10d::barrier"));
         }
         Ok(())
+    }
+}
+
+/// Check what every backend's constructor takes; the timeout in milliseconds.
+fn group_args(op: &str, rank: usize, world_size: usize, timeout: Duration) -> Result<i64> {
+    let timeout_ms = millis(op, timeout)?;
+    if rank >= world_size {
+        return Err(BridgeError::Invalid {
+            op: op.into(),
+            message: format!("rank {rank} is not below the world size {world_size}"),
+        });
+    }
+    Ok(timeout_ms)
+}
+
+/// Whether [`ProcessGroup::nccl`] can work here: this build has NCCL and this process
+/// sees at least one CUDA device.
+pub fn nccl_available() -> bool {
+    cuda_device_count().is_ok_and(|n| n > 0)
+}
+
+/// The CUDA devices this process sees, as the NCCL part of the bridge counts them; an
+/// error in builds without NCCL, saying what was missing when it was built.
+fn cuda_device_count() -> Result<usize> {
+    #[cfg(slimbench_nccl)]
+    {
+        // SAFETY: a plain call (0 without a driver or a device).
+        Ok(usize::try_from(unsafe { ffi::sbx_cuda_device_count() }).unwrap_or(0))
+    }
+    #[cfg(not(slimbench_nccl))]
+    Err(no_nccl())
+}
+
+/// Why this build has no NCCL, as build.rs found it.
+#[cfg(not(slimbench_nccl))]
+fn no_nccl() -> BridgeError {
+    BridgeError::Unavailable {
+        op: "c10d::ProcessGroupNCCL".into(),
+        message: format!("this build of slimbench has no NCCL: {}", env!("SLIMBENCH_NO_NCCL")),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The C ABI of `bridge.cpp` and `dist.cpp`. Every function is wrapped safely in this
+//! The C ABI of `bridge.cpp`, `dist.cpp` and (in builds with NCCL) `dist_nccl.cpp`. Every function is wrapped safely in this
 //! crate; nothing else should call these.
 
 use std::ffi::c_char;
@@ -17,7 +17,7 @@ pub struct CStore {
     _private: [u8; 0],
 }
 
-/// A Gloo process group handle (`SbxGroup`, freed with [`sbx_group_free`]).
+/// A Gloo or NCCL process group handle (`SbxGroup`, freed with [`sbx_group_free`]).
 #[repr(C)]
 pub struct CGroup {
     _private: [u8; 0],
@@ -66,4 +66,17 @@ unsafe extern "C" {
     pub fn sbx_group_broadcast(g: *mut CGroup, tensors: *const *const C_tensor, n: usize, root: usize)
     -> i32;
     pub fn sbx_group_barrier(g: *mut CGroup) -> i32;
+}
+
+// dist_nccl.cpp, compiled only with the `slimbench_nccl` cfg (see build.rs).
+#[cfg(slimbench_nccl)]
+unsafe extern "C" {
+    pub fn sbx_cuda_device_count() -> i32;
+    pub fn sbx_nccl_new(
+        s: *mut CStore,
+        rank: usize,
+        size: usize,
+        timeout_ms: i64,
+        device: i32,
+    ) -> *mut CGroup;
 }

@@ -2,22 +2,25 @@
 //!
 //! A small C++ bridge to libtorch operators and settings that tch does not expose:
 //! fbgemm's quantized kernels (dynamic and static int8, fp16 weights), the CUDA autocast
-//! dtype and PyTorch's distributed engine (c10d). `bridge.cpp` and `dist.cpp` are
-//! compiled with `cc` against the headers of the pinned torch wheel (as torch-sys
-//! compiles its own shim); `bridge.cpp` reaches every operator the same way PyTorch's
-//! Python front end does: by name, through `c10::Dispatcher`, with boxed arguments.
+//! dtype and PyTorch's distributed engine (c10d). `bridge.cpp`, `dist.cpp` and (where
+//! the CUDA headers are found) `dist_nccl.cpp` are compiled with `cc` against the
+//! headers of the pinned torch wheel (as torch-sys compiles its own shim); `bridge.cpp`
+//! reaches every operator the same way PyTorch's Python front end does: by name,
+//! through `c10::Dispatcher`, with boxed arguments.
 //!
 //! * [`call`] runs any registered operator (`quantized::linear_dynamic`, ...) on a list
 //!   of [`Arg`]s and returns its results as [`Value`]s; [`op_exists`] and [`op_schema`]
 //!   ask what this libtorch has.
 //! * A [`Value`] is an owned `c10::IValue`: a tensor (turned into a tch
-//!   [`Tensor`](tch::Tensor) by [`Value::tensor`]) or an opaque object such as fbgemm's
+//!   [`Tensor`] by [`Value::tensor`]) or an opaque object such as fbgemm's
 //!   packed weights, kept alive as long as the `Value` is.
 //! * [`quantized`] gives the operators slimbench uses typed, safe wrappers
 //!   (`PackedLinear`, `PackedConv`).
 //! * [`set_cuda_autocast_dtype`]: bf16 or fp16 for `tch::autocast`.
-//! * [`dist`]: a TCP rendezvous store and a Gloo process group (all-reduce, broadcast,
-//!   barrier) for data-parallel training across processes or machines.
+//! * [`dist`]: a TCP rendezvous store and a Gloo (CPU) or NCCL (CUDA) process group
+//!   (all-reduce, broadcast, barrier) for data-parallel training across processes or
+//!   machines. NCCL is compiled in only where the CUDA and NCCL headers were found at
+//!   build time ([`dist::nccl_available`]).
 //!
 //! No C++ exception crosses into Rust: a failing operator (bad shapes, wrong dtype, an
 //! operator this build lacks) or collective (a peer gone, a timeout) is a
@@ -52,6 +55,15 @@ pub enum BridgeError {
         /// The call.
         op: String,
         /// What is wrong with the argument.
+        message: String,
+    },
+    /// What was asked for is not in this build or on this machine (NCCL in a build
+    /// without it, NCCL without a CUDA device).
+    #[error("{op}: {message}")]
+    Unavailable {
+        /// The call.
+        op: String,
+        /// What is missing, and why.
         message: String,
     },
     /// A result had another type than the wrapper expected.

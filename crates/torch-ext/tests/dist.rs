@@ -5,13 +5,17 @@
 //! in the same process crashed twice; so they are ignored by default and run on
 //! demand. The same failures are checked across processes, where each side exits, by
 //! the CLI's integration tests (`integration/parallel.rs`: a rank killed mid-training).
+//!
+//! NCCL needs a GPU per rank: its test runs one rank on a machine with one GPU, two with
+//! two or more, and is skipped (saying why) without NCCL or a GPU; a second test checks
+//! that asking for NCCL where it cannot work is a clear error.
 
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use slimbench_torch_ext::BridgeError;
-use slimbench_torch_ext::dist::{ProcessGroup, Store};
+use slimbench_torch_ext::dist::{self, ProcessGroup, Store};
 use tch::{Device, Kind, Tensor};
 
 const HOST: &str = "127.0.0.1";
@@ -45,7 +49,7 @@ fn join(port: u16, rank: usize, world: usize, timeout: Duration) -> (Store, Proc
 }
 
 fn floats(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap()
+    Vec::<f32>::try_from(&t.flatten(0, -1).to_device(Device::Cpu)).unwrap()
 }
 
 fn assert_fails_in_time(what: &str, started: Instant, err: BridgeError) -> String {
@@ -213,4 +217,111 @@ fn bad_arguments_are_errors_before_anything_is_sent() {
     let f = Tensor::from_slice(&[1.5f32, -2.0]);
     group.all_reduce_mean(&[&f]).unwrap();
     assert_eq!(floats(&f), [1.5, -2.0]);
+}
+
+#[test]
+fn nccl_two_ranks_on_gpu() {
+    let _serial = serial();
+    if !dist::nccl_available() {
+        // The reason, as ProcessGroup::nccl gives it.
+        let store = Store::tcp(HOST, free_port(), 1, true, SHORT).unwrap();
+        let e = ProcessGroup::nccl(&store, 0, 1, SHORT, 0).unwrap_err();
+        eprintln!("skipped: {e}");
+        return;
+    }
+    // NCCL refuses two ranks of a group on one GPU: one rank per device, at most two.
+    let gpus = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+    let world = gpus.min(2);
+    assert!(world >= 1, "nccl_available() but tch sees no CUDA device");
+    eprintln!("NCCL with {world} rank(s) on {gpus} GPU(s)");
+    let port = free_port();
+    let ranks: Vec<_> = (0..world)
+        .map(|rank| {
+            thread::spawn(move || {
+                let store = Store::tcp(HOST, port, world, rank == 0, OK_TIMEOUT).unwrap();
+                let group = ProcessGroup::nccl(&store, rank, world, OK_TIMEOUT, rank).unwrap();
+                let cuda = Device::Cuda(rank);
+                assert_eq!((group.rank(), group.world_size(), group.device()), (rank, world, cuda));
+                let (r, w) = (rank as f32, world as f32);
+                // Sums over the ranks of r and of r + 1.
+                let (sum_r, sum_r1) = (w * (w - 1.0) / 2.0, w * (w + 1.0) / 2.0);
+
+                // Two dtypes (two buckets), shapes that differ, a non-contiguous view.
+                let a = Tensor::from_slice(&[1.0 + r, 2.0 + r, 3.0 + r]).to_device(cuda);
+                let b = Tensor::from_slice(&[10 * (rank as i64 + 1)]).to_device(cuda);
+                let c =
+                    Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).to_device(cuda).reshape([2, 3])
+                        * f64::from(r + 1.0);
+                let ct = c.tr();
+                assert!(!ct.is_contiguous());
+                group.all_reduce_sum(&[&a, &b, &ct]).unwrap();
+                assert_eq!(floats(&a), [w + sum_r, 2.0 * w + sum_r, 3.0 * w + sum_r]);
+                assert_eq!(Vec::<i64>::try_from(&b.to_device(Device::Cpu)).unwrap(), [10 * sum_r1 as i64]);
+                assert_eq!(floats(&c), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0].map(|v| v * sum_r1));
+
+                let m = Tensor::from_slice(&[r, 10.0 * r]).to_device(cuda);
+                group.all_reduce_mean(&[&m]).unwrap();
+                assert_eq!(floats(&m), [sum_r / w, 10.0 * sum_r / w]);
+
+                let root = world - 1;
+                let x = Tensor::from_slice(&[r + 100.0, r + 200.0]).to_device(cuda);
+                let y = Tensor::full([2, 2], rank as i64, (Kind::Int64, cuda));
+                group.broadcast(&[&x, &y], root).unwrap();
+                assert_eq!(floats(&x), [root as f32 + 100.0, root as f32 + 200.0]);
+                assert_eq!(
+                    Vec::<i64>::try_from(&y.flatten(0, -1).to_device(Device::Cpu)).unwrap(),
+                    [root as i64; 4]
+                );
+                group.barrier().unwrap();
+
+                // The group runs on another thread; a CPU tensor is an error, not a crash.
+                let z = thread::spawn(move || {
+                    let z = Tensor::from_slice(&[1.0f32]).to_device(cuda);
+                    group.all_reduce_sum(&[&z]).unwrap();
+                    let e = group.all_reduce_sum(&[&Tensor::from_slice(&[1.0f32])]);
+                    eprintln!("a CPU tensor on NCCL: {e:?}");
+                    assert!(e.is_err());
+                    floats(&z)
+                })
+                .join()
+                .unwrap();
+                assert_eq!(z, [w]);
+            })
+        })
+        .collect();
+    for r in ranks {
+        r.join().unwrap();
+    }
+}
+
+#[test]
+fn nccl_where_it_cannot_work_is_a_clear_error() {
+    let _serial = serial();
+    let store = Store::tcp(HOST, free_port(), 1, true, SHORT).unwrap();
+    // Arguments are checked first, on every machine and build.
+    let e = ProcessGroup::nccl(&store, 1, 1, SHORT, 0).unwrap_err();
+    assert!(matches!(e, BridgeError::Invalid { .. }) && e.to_string().contains("rank 1"), "{e}");
+    let e = ProcessGroup::nccl(&store, 0, 1, Duration::ZERO, 0).unwrap_err();
+    assert!(matches!(e, BridgeError::Invalid { .. }), "{e}");
+
+    if dist::nccl_available() {
+        // A device this machine lacks.
+        let gpus = usize::try_from(tch::Cuda::device_count()).unwrap();
+        let e = ProcessGroup::nccl(&store, 0, 1, SHORT, gpus).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, BridgeError::Invalid { .. }) && msg.contains(&format!("cuda:{gpus}")), "{msg}");
+    } else {
+        // No NCCL in this build, or no GPU: said so, before anything reaches c10d.
+        let e = ProcessGroup::nccl(&store, 0, 1, SHORT, 0).unwrap_err();
+        let msg = e.to_string();
+        eprintln!("{msg}");
+        assert!(matches!(e, BridgeError::Unavailable { .. }), "{msg}");
+        assert!(msg.starts_with("c10d::ProcessGroupNCCL: "), "{msg}");
+        assert!(msg.contains("no NCCL") || msg.contains("no CUDA device"), "{msg}");
+    }
+    // The store is still good for a Gloo group.
+    let group = ProcessGroup::gloo(&store, 0, 1, SHORT).unwrap();
+    let t = Tensor::from_slice(&[2.0f32]);
+    group.all_reduce_sum(&[&t]).unwrap();
+    assert_eq!(floats(&t), [2.0]);
 }
