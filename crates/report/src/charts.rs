@@ -14,8 +14,9 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use slimbench_core::fsutil;
-use slimbench_core::records::{CurvePoint, MetricRow};
+use slimbench_core::records::{CurvePoint, MetricRow, ParallelRow, SystemSample};
 
 use crate::{ChartFormat, ReportError, ReportInput};
 
@@ -35,17 +36,29 @@ pub enum ChartKind {
     /// Speedup over the baseline of each compressed variant's forms, at batch 1 and the
     /// largest batch.
     Speedup,
+    /// Training images/s of every training stage, one bar per stage, by parallelism
+    /// (loader workers, data-parallel replicas and processes, pipeline stages).
+    ParallelThroughput,
+    /// Training loss of the data-parallel stages, sync against async (and a
+    /// single-process baseline), over the staleness of the async updates.
+    SyncVsAsync,
+    /// The machine over the run: CPU use and memory, GPU utilization and power when a
+    /// GPU was sampled.
+    System,
 }
 
 impl ChartKind {
     /// Every chart, in report order.
-    pub const ALL: [ChartKind; 6] = [
+    pub const ALL: [ChartKind; 9] = [
         ChartKind::AccuracyVsSize,
         ChartKind::AccuracyVsLatency,
         ChartKind::TrainingCurves,
         ChartKind::AccuracyVsSparsity,
         ChartKind::Throughput,
         ChartKind::Speedup,
+        ChartKind::ParallelThroughput,
+        ChartKind::SyncVsAsync,
+        ChartKind::System,
     ];
 
     /// File stem under `charts/` (`accuracy_vs_size`, ...).
@@ -57,6 +70,9 @@ impl ChartKind {
             ChartKind::AccuracyVsSparsity => "accuracy_vs_sparsity",
             ChartKind::Throughput => "throughput",
             ChartKind::Speedup => "speedup",
+            ChartKind::ParallelThroughput => "parallel_throughput",
+            ChartKind::SyncVsAsync => "sync_vs_async",
+            ChartKind::System => "system",
         }
     }
 
@@ -69,6 +85,9 @@ impl ChartKind {
             ChartKind::AccuracyVsSparsity => "Accuracy vs sparsity",
             ChartKind::Throughput => "Throughput vs batch size",
             ChartKind::Speedup => "Speedup over the baseline",
+            ChartKind::ParallelThroughput => "Training throughput by parallelism",
+            ChartKind::SyncVsAsync => "Sync vs async data parallelism",
+            ChartKind::System => "The machine during the run",
         }
     }
 
@@ -76,6 +95,8 @@ impl ChartKind {
     pub fn size(self) -> (u32, u32) {
         match self {
             ChartKind::TrainingCurves => (1100, 520),
+            ChartKind::SyncVsAsync => (1000, 760),
+            ChartKind::System => (1100, 860),
             _ => (900, 560),
         }
     }
@@ -164,6 +185,9 @@ impl<'a> ChartData<'a> {
             ChartKind::AccuracyVsSparsity => !input.metrics.iter().any(is_pruned),
             ChartKind::Throughput => throughput_points(self).next().is_none(),
             ChartKind::Speedup => speedup_bars(&crate::speedup::group(&input.speedup)).is_empty(),
+            ChartKind::ParallelThroughput => !input.parallel.iter().any(crate::parallel::measured),
+            ChartKind::SyncVsAsync => crate::parallel::sync_async_rows(input).is_empty(),
+            ChartKind::System => crate::parallel::timeline(&input.system).samples.is_empty(),
         };
         empty.then_some(match kind {
             ChartKind::AccuracyVsSize => "no variant has both an accuracy and a model file size",
@@ -172,6 +196,9 @@ impl<'a> ChartData<'a> {
             ChartKind::AccuracyVsSparsity => "no pruned variant (sparsity > 0) in this run",
             ChartKind::Throughput => "no throughput was measured",
             ChartKind::Speedup => "no compressed variant was timed beside its baseline",
+            ChartKind::ParallelThroughput => "no training stage recorded its throughput and parallelism",
+            ChartKind::SyncVsAsync => "no data-parallel training stage recorded a loss curve",
+            ChartKind::System => "the machine was not sampled while stages ran",
         })
     }
 }
@@ -209,6 +236,9 @@ impl Drawing for ReportChart<'_, '_> {
             ChartKind::AccuracyVsSparsity => accuracy_vs_sparsity(data, root),
             ChartKind::Throughput => throughput(data, root),
             ChartKind::Speedup => speedup(data, root),
+            ChartKind::ParallelThroughput => parallel_throughput(data, root),
+            ChartKind::SyncVsAsync => sync_vs_async(data, root),
+            ChartKind::System => system(data, root),
         }
     }
 }
@@ -985,6 +1015,448 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
         .map(|&(i, s, v)| chart.backend_coord(&(i as f64 + (s as f64 - 1.5) * (width + 0.01), v)))
         .collect();
     legend(&mut chart, &pixels)
+}
+
+// ---- parallel training and the machine ------------------------------------------------
+
+/// A bar's legend group, colour and legend text, by strategy.
+fn strategy_style(r: &ParallelRow) -> (usize, RGBColor, &'static str) {
+    match (r.strategy.as_str(), r.mode.as_str()) {
+        ("single", _) => (0, PALETTE[0], "single process"),
+        ("data-parallel", "async") => (2, PALETTE[1], "data-parallel, async"),
+        ("data-parallel", _) => (1, PALETTE[4], "data-parallel, sync"),
+        ("model-parallel", _) => (3, PALETTE[6], "model-parallel"),
+        _ => (4, MUTED, "other"),
+    }
+}
+
+fn parallel_throughput<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    use crate::parallel::{baseline, config_label, measured, ordered};
+    let rows = &data.input.parallel;
+    let bars: Vec<&ParallelRow> = ordered(rows).into_iter().filter(|r| measured(r)).collect();
+    let n = bars.len();
+    let devices = distinct(bars.iter().map(|r| r.device.as_str()));
+    let labels: Vec<String> =
+        bars.iter()
+            .map(|r| {
+                if devices.len() > 1 {
+                    format!("{} · {}", config_label(r), r.device)
+                } else {
+                    config_label(r)
+                }
+            })
+            .collect();
+    let values: Vec<String> = bars
+        .iter()
+        .map(|r| {
+            let rate = crate::format::rate(r.images_per_s);
+            match baseline(rows, &r.device) {
+                Some(b) if std::ptr::eq(b, *r) => format!("{rate} img/s (baseline)"),
+                Some(b) => {
+                    format!("{rate} img/s · {}", crate::format::ratio(r.images_per_s / b.images_per_s))
+                }
+                None => format!("{rate} img/s"),
+            }
+        })
+        .collect();
+    let style = label_style();
+    let mut label_width = 0;
+    for label in &labels {
+        label_width = label_width.max(root.estimate_text_size(label, &style)?.0);
+    }
+    // Room on the right for the value labels (and the legend).
+    let x_range = 0.0..bars.iter().map(|r| r.images_per_s).fold(0.0, f64::max) * 1.5;
+    let x_fmt = fixed_ticks(&x_range);
+    // The first row at the top.
+    let y_of = |i: usize| (n - 1 - i) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::ParallelThroughput.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(label_width + 44)
+        .build_cartesian_2d(x_range, -0.6..n as f64 - 0.4)?;
+    // The categories are labelled below, one per bar; plotters would tick round numbers.
+    chart
+        .configure_mesh()
+        .x_desc("Training throughput (images/s)")
+        .y_desc("Parallelism")
+        .axis_desc_style((FONT, 15).into_font().color(&INK))
+        .label_style((FONT, 13).into_font().color(&INK))
+        .axis_style(MUTED)
+        .bold_line_style(GRID)
+        .max_light_lines(0)
+        .disable_y_mesh()
+        .set_tick_mark_size(LabelAreaPosition::Left, 0)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&|_| String::new())
+        .draw()?;
+    let category_style = label_style().pos(Pos::new(HPos::Right, VPos::Center));
+    let left = chart.plotting_area().get_pixel_range().0.start;
+    for (i, label) in labels.iter().enumerate() {
+        let (_, y) = chart.backend_coord(&(0.0, y_of(i)));
+        root.draw(&Text::new(label.as_str(), (left - 8, y), category_style.clone()))?;
+    }
+    let half = 0.34;
+    for group in 0..5 {
+        let mine: Vec<(usize, &ParallelRow)> =
+            bars.iter().copied().enumerate().filter(|(_, r)| strategy_style(r).0 == group).collect();
+        let Some(&(_, first)) = mine.first() else { continue };
+        let (_, colour, label) = strategy_style(first);
+        chart
+            .draw_series(mine.iter().map(|&(i, r)| {
+                Rectangle::new([(0.0, y_of(i) - half), (r.images_per_s, y_of(i) + half)], colour.filled())
+            }))?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+    }
+    // Each device's baseline, across that device's bars.
+    let base_style = INK.mix(0.7).stroke_width(1);
+    let mut labelled = false;
+    for &device in &devices {
+        let Some(b) = baseline(rows, device) else { continue };
+        let mine: Vec<usize> = (0..n).filter(|&i| bars[i].device == device).collect();
+        let (Some(&first), Some(&last)) = (mine.first(), mine.last()) else { continue };
+        let x = b.images_per_s;
+        let line = chart
+            .draw_series(LineSeries::new(vec![(x, y_of(last) - 0.5), (x, y_of(first) + 0.5)], base_style))?;
+        if !labelled {
+            line.label("single-process baseline")
+                .legend(move |(x, y)| PathElement::new(vec![(x + 7, y - 7), (x + 7, y + 7)], base_style));
+            labelled = true;
+        }
+    }
+    let value_style = label_style().pos(Pos::new(HPos::Left, VPos::Center));
+    chart.draw_series(bars.iter().enumerate().map(|(i, r)| {
+        EmptyElement::at((r.images_per_s, y_of(i)))
+            + Text::new(values[i].clone(), (6, 0), value_style.clone())
+    }))?;
+    let mut occupied = Vec::new();
+    for (i, r) in bars.iter().enumerate() {
+        let (x0, y) = chart.backend_coord(&(0.0, y_of(i)));
+        let (x1, _) = chart.backend_coord(&(r.images_per_s, y_of(i)));
+        let width = root.estimate_text_size(&values[i], &style)?.0 as i32;
+        occupied.extend(sample_line(&[(x0, y), (x1 + 6 + width, y)]));
+    }
+    legend(&mut chart, &occupied)
+}
+
+/// Colours of the sync-vs-async series by role, as in the parallel-throughput chart:
+/// the single-process baseline blue, sync stages greens, async stages oranges and reds.
+fn role_colours<'r>(roles: impl Iterator<Item = (&'r str, &'r str)>) -> Vec<RGBColor> {
+    const SYNC: [usize; 3] = [4, 3, 9];
+    const ASYNC: [usize; 4] = [1, 2, 5, 8];
+    let (mut n_sync, mut n_async) = (0, 0);
+    roles
+        .map(|(strategy, mode)| match (strategy, mode) {
+            ("data-parallel", "async") => {
+                n_async += 1;
+                PALETTE[ASYNC[(n_async - 1) % ASYNC.len()]]
+            }
+            ("data-parallel", _) => {
+                n_sync += 1;
+                PALETTE[SYNC[(n_sync - 1) % SYNC.len()]]
+            }
+            _ => PALETTE[0],
+        })
+        .collect()
+}
+
+fn sync_vs_async<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let input = data.input;
+    let rows = crate::parallel::sync_async_rows(input);
+    let stale = crate::parallel::staleness(&input.staleness);
+    // Async stages keep the colours of their loss curves in the staleness panel.
+    let extra: Vec<&str> =
+        stale.iter().map(|s| s.stage).filter(|stage| !rows.iter().any(|r| r.stage == *stage)).collect();
+    let colours = role_colours(
+        rows.iter()
+            .map(|r| (r.strategy.as_str(), r.mode.as_str()))
+            .chain(extra.iter().map(|_| ("data-parallel", "async"))),
+    );
+    let area = root.titled(ChartKind::SyncVsAsync.title(), title_style())?;
+    if stale.is_empty() {
+        return loss_panel(&rows, input, &colours, &area);
+    }
+    let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 56 / 100);
+    loss_panel(&rows, input, &colours, &top)?;
+    let colour_of = |stage: &str| {
+        let i = rows
+            .iter()
+            .position(|r| r.stage == stage)
+            .or_else(|| extra.iter().position(|s| *s == stage).map(|k| rows.len() + k));
+        i.and_then(|i| colours.get(i).copied()).unwrap_or(MUTED)
+    };
+    staleness_panel(&stale, &colour_of, &bottom)
+}
+
+/// Training loss against epochs (fractional) of the chosen stages.
+fn loss_panel<DB: DrawingBackend>(
+    rows: &[&ParallelRow],
+    input: &ReportInput,
+    colours: &[RGBColor],
+    area: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = rows
+        .iter()
+        .map(|r| {
+            let mine: Vec<&CurvePoint> = input.curves.iter().filter(|c| c.stage == r.stage).collect();
+            // Steps per epoch from the last point recorded (a test point closes each epoch).
+            let max_step = mine.iter().map(|c| c.step).max().unwrap_or(0);
+            let epochs = mine.iter().map(|c| c.epoch).max().unwrap_or(1).max(1);
+            let per_epoch = (max_step as f64 / f64::from(epochs)).max(1.0);
+            let mut points: Vec<(f64, f64)> = mine
+                .iter()
+                .filter(|c| c.split == "train" && c.loss.is_finite())
+                .map(|c| (c.step as f64 / per_epoch, c.loss))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (format!("{} ({})", r.stage, crate::parallel::config_label(r)), points)
+        })
+        .collect();
+    let all = || series.iter().flat_map(|s| s.1.iter());
+    let x_range = 0.0..all().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.03;
+    let y_range = 0.0..all().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.08;
+    let (x_fmt, y_fmt) = (fixed_ticks(&x_range), fixed_ticks(&y_range));
+    let mut chart = ChartBuilder::on(area)
+        .caption("Training loss", subtitle_style())
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range, y_range)?;
+    mesh(&mut chart, "Epochs (fraction of the training data seen)", "Mean training loss", &x_fmt, &y_fmt)?;
+    let mut occupied = Vec::new();
+    for ((label, points), &colour) in series.into_iter().zip(colours) {
+        occupied.extend(sample_line(&points.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        // Short runs have few curve points (one per `log_every` steps): mark them, so a
+        // single point still shows.
+        let marks = if points.len() <= 30 { points.clone() } else { Vec::new() };
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(marks.into_iter().map(|p| Circle::new(p, 3, colour.filled())))?;
+    }
+    legend(&mut chart, &occupied)
+}
+
+/// Most updates drawn per async stage; more are averaged in runs.
+const MAX_UPDATES_DRAWN: usize = 200;
+
+/// Staleness per update of the async stages: each update as a dot (the largest of
+/// each run of updates when there are many), a rolling mean as a line.
+fn staleness_panel<DB: DrawingBackend>(
+    stale: &[crate::parallel::Staleness<'_>],
+    colour_of: &dyn Fn(&str) -> RGBColor,
+    area: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let max_update = stale.iter().filter_map(|s| s.points.last()).map(|p| p.0).max().unwrap_or(1).max(1);
+    let max_stale = stale.iter().map(|s| s.max).max().unwrap_or(0);
+    let x_range = 0.0..max_update as f64 * 1.03;
+    let y_range = 0.0..(max_stale as f64 + 1.0) * 1.15;
+    let x_fmt = fixed_ticks(&x_range);
+    // Staleness is a whole number of updates: label only the whole ticks.
+    let y_fmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { format!("{}", v.round()) } else { String::new() };
+    let mut chart = ChartBuilder::on(area)
+        .caption("Staleness of the async updates", subtitle_style())
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range, y_range)?;
+    mesh(&mut chart, "Update (parameter-server version)", "Staleness (updates)", &x_fmt, &y_fmt)?;
+    let mut occupied = Vec::new();
+    for s in stale {
+        let colour = colour_of(s.stage);
+        let n = s.points.len();
+        let run = n.div_ceil(MAX_UPDATES_DRAWN).max(1);
+        let window = (n / 25).max(run).max(1);
+        let mut prefix = vec![0u64; n + 1];
+        for (k, p) in s.points.iter().enumerate() {
+            prefix[k + 1] = prefix[k] + p.1;
+        }
+        let (means, maxima): (Points, Points) = s
+            .points
+            .chunks(run)
+            .enumerate()
+            .map(|(k, c)| {
+                let x = c.iter().map(|p| p.0 as f64).sum::<f64>() / c.len() as f64;
+                let centre = k * run + c.len() / 2;
+                let (lo, hi) = (centre.saturating_sub(window / 2), (centre + window.div_ceil(2)).min(n));
+                let mean = (prefix[hi] - prefix[lo]) as f64 / (hi - lo).max(1) as f64;
+                ((x, mean), (x, c.iter().map(|p| p.1).max().unwrap_or(0) as f64))
+            })
+            .unzip();
+        occupied.extend(sample_line(&means.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        occupied.extend(maxima.iter().map(|p| chart.backend_coord(p)));
+        let dots = if run == 1 { "each update".to_string() } else { format!("the largest of every {run}") };
+        let label = format!("{}: mean of {window} updates (dots: {dots})", s.stage);
+        chart
+            .draw_series(LineSeries::new(means, colour.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(maxima.into_iter().map(|p| Circle::new(p, 2, colour.mix(0.5).filled())))?;
+    }
+    legend(&mut chart, &occupied)
+}
+
+/// A line's points.
+type Points = Vec<(f64, f64)>;
+
+/// Most points drawn per line of the system chart; more are averaged in runs (the
+/// chart is inlined into the HTML).
+const MAX_SAMPLES_DRAWN: usize = 1500;
+
+/// At most about `max` points: consecutive points averaged in equal runs.
+fn thin(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let run = points.len().div_ceil(max);
+    points
+        .chunks(run)
+        .map(|c| {
+            let n = c.len() as f64;
+            (c.iter().map(|p| p.0).sum::<f64>() / n, c.iter().map(|p| p.1).sum::<f64>() / n)
+        })
+        .collect()
+}
+
+/// One panel of the system chart.
+struct SystemPanel {
+    title: &'static str,
+    y_desc: &'static str,
+    /// The axis reaches at least this high (100 for percentages).
+    y_floor: f64,
+    /// (label, colour, one line per stage).
+    series: Vec<(String, RGBColor, Vec<Points>)>,
+}
+
+fn system<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let input = data.input;
+    let timeline = crate::parallel::timeline(&input.system);
+    // One line per stage, so that a stage's last sample is not joined to the next one's first.
+    let per_stage = MAX_SAMPLES_DRAWN / timeline.stages.len().max(1);
+    let line = |samples: &mut dyn Iterator<Item = &(f64, &SystemSample)>,
+                value: &dyn Fn(&SystemSample) -> f64| {
+        let mut lines: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+        for (t, s) in samples {
+            let v = value(s);
+            if !v.is_finite() {
+                continue;
+            }
+            match lines.last_mut() {
+                Some((stage, points)) if *stage == s.stage => points.push((*t, v)),
+                _ => lines.push((s.stage.as_str(), vec![(*t, v)])),
+            }
+        }
+        lines.into_iter().map(|(_, points)| thin(points, per_stage.max(50))).collect::<Vec<_>>()
+    };
+    let all = || timeline.samples.iter();
+    let mut cpu = vec![("this process".to_string(), PALETTE[0], line(&mut all(), &|s| s.cpu_percent))];
+    let cores = input.run.host.logical_cores;
+    if cores > 0 {
+        let host = line(&mut all(), &|s| s.host_cpu_percent * cores as f64);
+        if !host.is_empty() {
+            cpu.push((format!("whole machine ({cores} logical cores)"), MUTED, host));
+        }
+    }
+    let mut panels = vec![
+        SystemPanel { title: "CPU", y_desc: "CPU (% of one core)", y_floor: 100.0, series: cpu },
+        SystemPanel {
+            title: "Memory",
+            y_desc: "Resident memory (MB)",
+            y_floor: 1.0,
+            series: vec![(
+                "this process (RSS)".to_string(),
+                PALETTE[4],
+                line(&mut all(), &|s| s.rss_bytes as f64 / 1e6),
+            )],
+        },
+    ];
+    if crate::parallel::any_gpu(&input.system) {
+        let gpus = distinct(timeline.samples.iter().map(|(_, s)| s.gpu.as_str()));
+        let per_gpu = |value: fn(&SystemSample) -> f64, offset: usize| {
+            gpus.iter()
+                .enumerate()
+                .map(|(k, &gpu)| {
+                    let points = line(&mut all().filter(|(_, s)| s.gpu == gpu), &value);
+                    let name = if gpu.is_empty() { "GPU".to_string() } else { gpu.to_string() };
+                    (name, PALETTE[(offset + k) % PALETTE.len()], points)
+                })
+                .filter(|s| !s.2.is_empty())
+                .collect::<Vec<_>>()
+        };
+        panels.push(SystemPanel {
+            title: "GPU utilization",
+            y_desc: "GPU utilization (%)",
+            y_floor: 100.0,
+            series: per_gpu(|s| s.gpu_util_percent, 2),
+        });
+        panels.push(SystemPanel {
+            title: "GPU power",
+            y_desc: "Board power (W)",
+            y_floor: 1.0,
+            series: per_gpu(|s| s.gpu_power_w, 1),
+        });
+    }
+    let end = timeline.stages.last().map_or(0.0, |s| s.2).max(1e-3);
+    let x_range = 0.0..end * 1.01;
+    let x_fmt = fixed_ticks(&x_range);
+    let area = root.titled(ChartKind::System.title(), title_style())?;
+    let parts = area.split_evenly((panels.len(), 1));
+    let count = panels.len();
+    for (k, (panel, part)) in panels.into_iter().zip(&parts).enumerate() {
+        let last = k + 1 == count;
+        let top = panel.series.iter().flat_map(|s| s.2.iter().flatten().map(|p| p.1)).fold(0.0, f64::max);
+        let y_range = 0.0..(top * 1.12).max(panel.y_floor);
+        let y_fmt = fixed_ticks(&y_range);
+        let y_top = y_range.end;
+        let mut chart = ChartBuilder::on(part)
+            .caption(panel.title, subtitle_style())
+            .margin(6)
+            .margin_left(14)
+            .margin_right(20)
+            .x_label_area_size(if last { 44 } else { 26 })
+            .y_label_area_size(72)
+            .build_cartesian_2d(x_range.clone(), y_range)?;
+        let x_desc =
+            if last { "Seconds since the first sampled stage began (stages one after another)" } else { "" };
+        mesh(&mut chart, x_desc, panel.y_desc, &x_fmt, &y_fmt)?;
+        // Stage boundaries, and the stages' names in the top panel where they fit.
+        let boundary = MUTED.mix(0.7).stroke_width(1);
+        for &(_, start, _) in timeline.stages.iter().skip(1) {
+            chart.draw_series(LineSeries::new(vec![(start, 0.0), (start, y_top)], boundary))?;
+        }
+        if k == 0 {
+            let style = label_style();
+            for &(stage, start, stop) in &timeline.stages {
+                let room = chart.backend_coord(&(stop, 0.0)).0 - chart.backend_coord(&(start, 0.0)).0;
+                if (part.estimate_text_size(stage, &style)?.0 as i32) + 8 <= room {
+                    chart.draw_series(std::iter::once(
+                        EmptyElement::at((start, y_top))
+                            + Text::new(stage.to_string(), (4, 3), style.clone()),
+                    ))?;
+                }
+            }
+        }
+        let mut occupied = Vec::new();
+        for (label, colour, lines) in panel.series {
+            for (k, points) in lines.into_iter().enumerate() {
+                occupied
+                    .extend(sample_line(&points.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+                let drawn = chart.draw_series(LineSeries::new(points, colour.stroke_width(1)))?;
+                if k == 0 {
+                    drawn.label(label.as_str()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+                }
+            }
+        }
+        legend(&mut chart, &occupied)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -83,6 +83,25 @@ pub fn gib(bytes: u64) -> String {
     measured(bytes as f64 / (1u64 << 30) as f64, 1)
 }
 
+/// Joules: three significant figures or so (`0.53`, `12.4`, `1,234`); [`MISSING`]
+/// when not measured.
+pub fn joules(j: f64) -> String {
+    if !j.is_finite() || j < 0.0 {
+        MISSING.into()
+    } else if j >= 100.0 {
+        thousands(j.round() as u64)
+    } else if j >= 10.0 {
+        format!("{j:.1}")
+    } else {
+        format!("{j:.2}")
+    }
+}
+
+/// A ratio: `1.85×`; [`MISSING`] when not finite.
+pub fn ratio(x: f64) -> String {
+    if x.is_finite() { format!("{x:.2}×") } else { MISSING.into() }
+}
+
 /// Count with separators, [`MISSING`] for 0.
 pub fn count(n: u64) -> String {
     if n == 0 { MISSING.into() } else { thousands(n) }
@@ -116,5 +135,13 @@ mod tests {
         assert_eq!(measured(f64::NAN, 1), MISSING);
         assert_eq!(kb(83_456), "83.5");
         assert_eq!(gib(16 << 30), "16.0");
+        assert_eq!(
+            (joules(0.531), joules(12.44), joules(1234.4)),
+            ("0.53".into(), "12.4".into(), "1,234".into())
+        );
+        assert_eq!(
+            (joules(f64::NAN), ratio(1.849), ratio(f64::INFINITY)),
+            (MISSING.into(), "1.85×".into(), MISSING.into())
+        );
     }
 }

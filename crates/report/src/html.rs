@@ -72,12 +72,18 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
         if run.started_at.is_empty() { String::new() } else { format!(", started {}", esc(&run.started_at)) }
     );
     h.push_str(
-        "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#speedup\">Speedup</a><a href=\"#charts\">Charts</a>\
+        "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#speedup\">Speedup</a>\
+         <a href=\"#parallel\">Parallel</a><a href=\"#machine\">Machine</a><a href=\"#cpu-vs-gpu\">CPU vs GPU</a>\
+         <a href=\"#charts\">Charts</a>\
          <a href=\"#stages\">Stages</a><a href=\"#notes\">Notes</a></nav>\n</header>\n",
     );
     metadata(&mut h, input);
     results(&mut h, input, data);
     crate::speedup::html_section(&mut h, &input.speedup);
+    crate::parallel::parallel_html(&mut h, &input.parallel);
+    crate::parallel::staleness_html(&mut h, input);
+    crate::parallel::machine_html(&mut h, &input.system);
+    crate::parallel::cpu_gpu_html(&mut h, input);
     charts_section(&mut h, charts);
     stages(&mut h, input);
     notes(&mut h, input);
@@ -102,8 +108,16 @@ fn results(h: &mut String, input: &ReportInput, data: &ChartData<'_>) {
          <th class=\"num\">Accuracy</th><th class=\"num\">p50 µs</th><th class=\"num\">p90 µs</th>\
          <th class=\"num\">p99 µs</th><th class=\"num\">Throughput img/s</th><th class=\"num\">Size KB</th>\
          <th class=\"num\">Params</th><th class=\"num\">Non-zero</th><th class=\"num\">Peak RSS MB</th>\
-         <th class=\"num\">Train time</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">Train time</th>",
     );
+    let energy = input
+        .metrics
+        .iter()
+        .any(|m| m.energy_per_1k_inferences_j.is_finite() || m.train_energy_per_epoch_j.is_finite());
+    if energy {
+        h.push_str("<th class=\"num\">J / 1,000 inferences</th><th class=\"num\">Train J / epoch</th>");
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
     for (m, hl) in input.metrics.iter().zip(crate::highlights(&input.metrics)) {
         let Highlight { best, pareto } = hl;
         let mut badges = String::new();
@@ -127,7 +141,7 @@ fn results(h: &mut String, input: &ReportInput, data: &ChartData<'_>) {
              <td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}</td>{}</tr>",
             if best { " class=\"best\"" } else { "" },
             data.colour_hex(&m.variant),
             esc(&m.variant),
@@ -150,14 +164,29 @@ fn results(h: &mut String, input: &ReportInput, data: &ChartData<'_>) {
             format::count(m.nonzero_params),
             format::mb(m.peak_rss_bytes),
             if m.train_time_s > 0.0 { format::duration(m.train_time_s) } else { format::MISSING.into() },
+            if energy {
+                format!(
+                    "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                    format::joules(m.energy_per_1k_inferences_j),
+                    format::joules(m.train_energy_per_epoch_j)
+                )
+            } else {
+                String::new()
+            },
         );
     }
     h.push_str(
         "</tbody></table></div>\n<p class=\"legend\">★ best: highest top-1 accuracy of the run. \
          Pareto: no other variant has both a lower batch-1 median latency and a higher accuracy. \
-         Latencies are single-image inferences; throughput is at the largest batch size measured (@batch). \
-         1 KB = 1000 bytes, 1 MB = 10<sup>6</sup> bytes.</p>\n</section>\n",
+         Latencies are single-image inferences; throughput is at the largest batch size measured (@batch). ",
     );
+    if energy {
+        h.push_str(
+            "Energy (where the machine has a counter): joules per 1,000 single-image inferences, and per \
+             epoch of the training that produced the variant. ",
+        );
+    }
+    h.push_str("1 KB = 1000 bytes, 1 MB = 10<sup>6</sup> bytes.</p>\n</section>\n");
 }
 
 fn chart_caption(kind: ChartKind) -> &'static str {
@@ -181,6 +210,21 @@ fn chart_caption(kind: ChartKind) -> &'static str {
             "Speedup of each compressed variant's simulated and materialized forms over its baseline, at \
              batch 1 and the largest batch, timed side by side. Bars below the dashed line (the \
              not-faster threshold) buy nothing at run time."
+        }
+        ChartKind::ParallelThroughput => {
+            "Training images per second of every training stage, by parallelism: loader workers of a single \
+             process, data-parallel replicas (sync, async) and processes, pipeline stages × micro-batches. \
+             The vertical line is the single-process baseline with the fewest loader workers; the ratios are \
+             against it."
+        }
+        ChartKind::SyncVsAsync => {
+            "Training loss of the data-parallel stages, sync against async (and a single-process baseline), \
+             against the share of the training data seen; below, how stale each async update was when the \
+             parameter server applied it."
+        }
+        ChartKind::System => {
+            "This process's CPU use and resident memory over the run, the stages one after another (grey lines \
+             mark where each begins); GPU utilization and board power below when a GPU was sampled."
         }
     }
 }

@@ -16,6 +16,10 @@
 //! * "Does it really get faster?" (HTML and markdown, and the `speedup` chart): each
 //!   compressed variant's baseline, simulated and materialized forms timed side by
 //!   side, variants that are not faster marked, with the reasons known.
+//! * Parallel training, async staleness, the machine during the run and CPU vs GPU
+//!   (HTML and markdown, and the `parallel_throughput`, `sync_vs_async` and `system`
+//!   charts), from `parallel.parquet`, `staleness.parquet` and `system.parquet` where
+//!   the run has them.
 //! * [`pareto_front`] picks the variants no other variant beats on both latency and
 //!   accuracy; the report highlights them.
 //!
@@ -28,6 +32,7 @@ mod charts;
 pub mod format;
 mod html;
 mod markdown;
+mod parallel;
 mod pareto;
 mod speedup;
 
@@ -48,7 +53,9 @@ use std::path::{Path, PathBuf};
 
 use slimbench_core::artifact::RunInfo;
 use slimbench_core::fsutil::{self, FsError};
-use slimbench_core::records::{CurvePoint, MetricRow, SpeedupRow, ThroughputRow};
+use slimbench_core::records::{
+    CurvePoint, MetricRow, ParallelRow, SpeedupRow, StalenessRow, SystemSample, ThroughputRow,
+};
 use slimbench_metrics::{MetricsError, Table};
 
 pub use charts::ChartKind;
@@ -82,6 +89,13 @@ pub struct ReportInput {
     /// Compressed variants timed beside their baselines (the "Does it really get
     /// faster?" section).
     pub speedup: Vec<SpeedupRow>,
+    /// How each training stage used its parallelism (`parallel.parquet`; empty for
+    /// runs that predate it).
+    pub parallel: Vec<ParallelRow>,
+    /// Async data-parallel updates and their staleness (`staleness.parquet`).
+    pub staleness: Vec<StalenessRow>,
+    /// The machine sampled while stages ran (`system.parquet`).
+    pub system: Vec<SystemSample>,
 }
 
 /// Why a report could not be loaded or rendered.
@@ -111,9 +125,9 @@ pub enum ReportError {
     },
 }
 
-/// Read a run directory: `run.json` and the metrics, training, throughput and speedup
-/// tables. The training, throughput and speedup tables are optional (older or partial
-/// runs); the run metadata and the metrics table are not. The title is the pipeline's name.
+/// Read a run directory: `run.json` and the metrics, training, throughput, speedup,
+/// parallel, staleness and system tables. All but the metrics table are optional (older
+/// or partial runs lack them: empty); the run metadata and the metrics table are not. The title is the pipeline's name.
 pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     for required in [RUN_JSON, Table::Metrics.file_name()] {
         if !run_dir.join(required).is_file() {
@@ -132,8 +146,17 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     };
     let speedup =
         if optional(Table::Speedup) { slimbench_metrics::read_speedup_rows(run_dir)? } else { Vec::new() };
+    let parallel =
+        if optional(Table::Parallel) { slimbench_metrics::read_parallel_rows(run_dir)? } else { Vec::new() };
+    let staleness = if optional(Table::Staleness) {
+        slimbench_metrics::read_staleness_rows(run_dir)?
+    } else {
+        Vec::new()
+    };
+    let system =
+        if optional(Table::System) { slimbench_metrics::read_system_samples(run_dir)? } else { Vec::new() };
     let title = if run.pipeline.is_empty() { run.run_id.clone() } else { run.pipeline.clone() };
-    Ok(ReportInput { run, title, metrics, curves, throughput, speedup })
+    Ok(ReportInput { run, title, metrics, curves, throughput, speedup, parallel, staleness, system })
 }
 
 /// Render the report into `run_dir`: one file per drawable chart and format under

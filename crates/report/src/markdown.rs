@@ -9,7 +9,9 @@ use crate::{Highlight, ReportInput, format};
 /// and one table row per variant (variant, technique, precision, sparsity, accuracy,
 /// batch-1 p50 latency, throughput, file size, peak RSS), with the best and the
 /// Pareto-optimal variants marked; then, when compressed variants were timed beside
-/// their baselines, "Does it really get faster?" with the ones that are not marked.
+/// their baselines, "Does it really get faster?" with the ones that are not marked; then
+/// the training stages' parallelism and throughput with their takeaways, and CPU vs GPU
+/// where a stage or variant ran on both.
 pub fn summary_markdown(input: &ReportInput) -> String {
     let run = &input.run;
     let mut md = String::new();
@@ -26,8 +28,16 @@ pub fn summary_markdown(input: &ReportInput) -> String {
     );
     if input.metrics.is_empty() {
         md.push_str("No variant was evaluated.\n");
-        return md;
+    } else {
+        metrics_table(&mut md, input);
     }
+    crate::speedup::markdown_section(&mut md, &input.speedup);
+    crate::parallel::parallel_markdown(&mut md, &input.parallel);
+    crate::parallel::cpu_gpu_markdown(&mut md, input);
+    md
+}
+
+fn metrics_table(md: &mut String, input: &ReportInput) {
     md.push_str(
         "| variant | technique | precision | sparsity | accuracy | p50 (µs) | throughput (img/s) | size (KB) \
          | peak RSS (MB) |\n|---|---|---|--:|--:|--:|--:|--:|--:|\n",
@@ -55,8 +65,6 @@ pub fn summary_markdown(input: &ReportInput) -> String {
         );
     }
     md.push_str("\n★ best accuracy · ◆ Pareto-optimal (batch-1 latency vs accuracy)\n");
-    crate::speedup::markdown_section(&mut md, &input.speedup);
-    md
 }
 
 /// Text for a table cell: `|` would end the cell and a newline the row; `<`, `>` and
