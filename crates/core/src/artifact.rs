@@ -287,6 +287,9 @@ pub struct VariantOut {
     pub meta: ModelMeta,
     /// Seconds of training that produced it in this stage.
     pub train_time_s: f64,
+    /// Joules per epoch of that training, where the machine has an energy counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_energy_per_epoch_j: Option<f64>,
     /// Its simulated form, where the compression has one (see [`SimulatedForm`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated: Option<SimulatedForm>,
@@ -446,6 +449,12 @@ pub struct RunInfo {
     pub duration_s: f64,
     /// The machine.
     pub host: HostInfo,
+    /// Its CUDA devices (through the driver API and NVML), empty without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuInfo>,
+    /// Why no GPU is listed, when none is (no driver, no device).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub no_gpu_reason: String,
     /// Every stage, in execution order.
     pub stages: Vec<StageSummary>,
     /// Remarks collected from stages.

@@ -625,8 +625,10 @@ pub struct TrainParams {
     /// Seed for initialisation and shuffling; default: `defaults.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Threads preparing batches ahead of the training step (0: on the training thread).
-    #[serde(default)]
+    /// Threads preparing batches ahead of the training step (0: on the training thread;
+    /// `all`: one per logical core).
+    #[serde(default, deserialize_with = "workers::deserialize")]
+    #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
@@ -655,6 +657,10 @@ pub struct TrainParams {
     /// scaling); the weights and optimizer stay fp32. Off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amp: Option<AmpKind>,
+    /// Where this stage trains (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 /// Mixed-precision training's lower precision.
@@ -915,7 +921,8 @@ pub struct QuantizeParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Batch-preparation threads for training.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workers::deserialize")]
+    #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
@@ -1089,7 +1096,8 @@ pub struct PruneParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Batch-preparation threads for fine-tuning.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workers::deserialize")]
+    #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
@@ -1137,7 +1145,8 @@ pub struct LowRankParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Batch-preparation threads for fine-tuning.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workers::deserialize")]
+    #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
@@ -1248,7 +1257,8 @@ pub struct DistillParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Batch-preparation threads.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "workers::deserialize")]
+    #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
@@ -1284,6 +1294,10 @@ pub struct EvaluateParams {
     /// Evaluate only the models of these stages in `needs` (default: all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<String>>,
+    /// Where this stage measures (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 fn d_warmup() -> usize {
@@ -1439,5 +1453,38 @@ mod tests {
         let structured = serde_json::json!({"method": "structured", "sparsity": 0.5, "finetune_epochs": 1,
             "schedule": {"end_step": 10}});
         assert_eq!(prune_errors(structured), ["schedule"]);
+    }
+}
+
+/// `workers:` takes a number or `all` (one per logical core of this machine).
+mod workers {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        N(usize),
+        Word(String),
+        Other(serde::de::IgnoredAny),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        match Count::deserialize(d)? {
+            Count::N(n) => Ok(n),
+            Count::Word(w) if w == "all" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Count::Word(w) => Err(serde::de::Error::custom(format!(
+                "invalid workers `{w}`, expected a number of threads (0 or more) or `all`"
+            ))),
+            Count::Other(_) => Err(serde::de::Error::custom(
+                "invalid workers, expected a number of threads (0 or more) or `all`",
+            )),
+        }
+    }
+
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "batch-preparation threads: a number, or `all` (one per logical core)",
+            "anyOf": [{"type": "integer", "minimum": 0}, {"const": "all"}]
+        })
     }
 }

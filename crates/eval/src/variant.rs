@@ -50,6 +50,8 @@ pub struct VariantEval<'a> {
     pub device: Device,
     /// Training seconds spent producing it.
     pub train_time_s: f64,
+    /// Joules per epoch of the training that produced it, where measured.
+    pub train_energy_per_epoch_j: Option<f64>,
 }
 
 /// A variant's metrics row and raw timings.
@@ -188,7 +190,15 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     let acc = accuracy::accuracy(&model, v.test, v.params.batch_size);
     let lp = &v.params.latency;
     let iters = lp.iters.unwrap_or(v.test.len());
+    // Energy of the batch-1 inferences (warm-up included, and counted), from the
+    // device's counter; none on machines without one.
+    let meter = slimbench_metrics::EnergyMeter::start(match v.device {
+        tch::Device::Cuda(i) => Some(i as u32),
+        _ => None,
+    });
     let lat = latency::batch1(&model, v.test, lp.warmup, iters, progress)?;
+    let inferences = (lat.samples_us.len() + lat.warmup) as f64;
+    let energy_per_1k = meter.joules().map_or(f64::NAN, |j| j / inferences * 1000.0);
     let mut throughput = Vec::new();
     for &b in &lp.batch_sizes {
         let t = latency::throughput(&model, v.test, b, lp.repeats)?;
@@ -242,8 +252,8 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         speedup_b1: f64::NAN,
         speedup_large: f64::NAN,
         faster: String::new(),
-        energy_per_1k_inferences_j: f64::NAN,
-        train_energy_per_epoch_j: f64::NAN,
+        energy_per_1k_inferences_j: energy_per_1k,
+        train_energy_per_epoch_j: v.train_energy_per_epoch_j.unwrap_or(f64::NAN),
     };
     let latency = lat
         .samples_us

@@ -49,6 +49,10 @@ pub struct RunEnv {
     pub git_revision: String,
     /// The machine.
     pub host: slimbench_core::artifact::HostInfo,
+    /// Its CUDA devices.
+    pub gpus: Vec<slimbench_core::artifact::GpuInfo>,
+    /// Why `gpus` is empty, when it is.
+    pub no_gpu_reason: String,
 }
 
 /// A finished stage that another stage needs.
@@ -364,6 +368,8 @@ impl<'a> Executor<'a> {
             seed: self.plan.defaults.seed,
             started_at: started.to_rfc3339(),
             host: env.host.clone(),
+            gpus: env.gpus.clone(),
+            no_gpu_reason: env.no_gpu_reason.clone(),
             shard: self.opts.shard.map(|s| s.to_string()),
             dist: self.opts.dist.clone(),
             ..Default::default()

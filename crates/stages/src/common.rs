@@ -138,6 +138,7 @@ pub fn save_variant(
         primary: s.primary,
         meta,
         train_time_s: s.train_time_s,
+        train_energy_per_epoch_j: None,
         simulated: None,
     })
 }
@@ -225,5 +226,19 @@ impl Finetune<'_> {
             n => Arc::new(ds.train.slice(0, ds.train.len().saturating_sub(n))),
         };
         Ok(Some(train(model, &train_split, &ds.test, &cfg, objective, hook, ctx.progress)?))
+    }
+}
+
+/// The device a stage with its own `device:` runs on: the runner's when it has none.
+/// `Err` holds why the stage is skipped: it asks for a CUDA device this machine lacks.
+pub fn stage_device(
+    runner: &TorchRunner,
+    ctx: &StageContext<'_>,
+    spec: Option<slimbench_core::device::DeviceSpec>,
+) -> Result<tch::Device, String> {
+    match spec {
+        None => Ok(runner.device),
+        Some(spec) => slimbench_models::runtime::resolve_device(spec)
+            .map_err(|why| format!("{}: skipped: {why}", ctx.stage.id)),
     }
 }

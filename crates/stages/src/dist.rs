@@ -87,7 +87,9 @@ pub fn training_timeout() -> Result<Duration, DistError> {
 impl DistJob {
     /// Meet the other ranks: rank 0 serves the store at `MASTER_ADDR:MASTER_PORT` and
     /// returns once all `WORLD_SIZE` ranks have joined (or fails after the timeout).
-    pub fn connect(env: &DistEnv) -> Result<DistJob, DistError> {
+    /// Data-parallel stages reduce through Gloo on the CPU; when `device` is CUDA,
+    /// through NCCL, each process on the GPU of its `LOCAL_RANK` (else its rank).
+    pub fn connect(env: &DistEnv, device: tch::Device) -> Result<DistJob, DistError> {
         let timeout = training_timeout()?;
         let (rank, world_size) = (env.rank, env.world_size);
         let fail = |what| move |source| DistError::Engine { rank, world_size, what, source };
@@ -95,15 +97,32 @@ impl DistJob {
             .map_err(fail("joining the store"))?;
         let control = ProcessGroup::gloo(&store, rank, world_size, CONTROL_TIMEOUT)
             .map_err(fail("creating the control group"))?;
-        let training = ProcessGroup::gloo(&store, rank, world_size, timeout)
-            .map_err(fail("creating the training group"))?;
+        let training = match device {
+            tch::Device::Cuda(_) => {
+                let gpu = env.local_rank.unwrap_or(rank);
+                ProcessGroup::nccl(&store, rank, world_size, timeout, gpu)
+            }
+            _ => ProcessGroup::gloo(&store, rank, world_size, timeout),
+        }
+        .map_err(fail("creating the training group"))?;
+        let engine = if training.device().is_cuda() { "NCCL" } else { "Gloo" };
         tracing::info!(
             rank,
             world_size,
             timeout_s = timeout.as_secs_f64(),
-            "joined the distributed job (Gloo)"
+            "joined the distributed job ({engine})"
         );
         Ok(DistJob { env: env.clone(), control, replica: Replica::new(training) })
+    }
+
+    /// Where this process's data-parallel replica lives (its GPU under NCCL).
+    pub fn device(&self) -> tch::Device {
+        self.replica.device()
+    }
+
+    /// The engine its data-parallel stages reduce through.
+    pub fn engine(&self) -> &'static str {
+        if self.device().is_cuda() { "NCCL" } else { "Gloo" }
     }
 
     /// This process's rank.

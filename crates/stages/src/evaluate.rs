@@ -19,6 +19,13 @@ pub fn run(
     p: &EvaluateParams,
 ) -> Result<StageOutput, BoxError> {
     let mut output = StageOutput::default();
+    let device = match crate::common::stage_device(runner, ctx, p.device) {
+        Ok(d) => d,
+        Err(skip) => {
+            output.notes.push(skip);
+            return Ok(output);
+        }
+    };
     let wanted =
         |id: &str, base: &str| p.inputs.as_ref().is_none_or(|l| l.iter().any(|w| w == id || w == base));
     let mut evaluated: Vec<(&StageInput, &VariantOut)> = Vec::new();
@@ -28,14 +35,14 @@ pub fn run(
             // A kernel this device lacks is a fact about the device, not a failure of
             // the run: the rest is measured and the report says what was left out.
             let kernel = v.meta.kernel;
-            let on_cuda = runner.device.is_cuda();
+            let on_cuda = device.is_cuda();
             if (kernel.cpu_only() && on_cuda) || (kernel.cuda_only() && !on_cuda) {
                 output.notes.push(format!(
                     "{}: not evaluated: it runs on {}, {}; this evaluation runs on {}",
                     v.name,
                     kernel.describe(),
                     if on_cuda { "a CPU library (evaluate with `device: cpu`)" } else { "a CUDA kernel" },
-                    slimbench_models::runtime::device_name(runner.device)
+                    slimbench_models::runtime::device_name(device)
                 ));
                 continue;
             }
@@ -48,8 +55,9 @@ pub fn run(
                     file: &file,
                     test: &ds.test,
                     params: p,
-                    device: runner.device,
+                    device,
                     train_time_s: v.train_time_s,
+                    train_energy_per_epoch_j: v.train_energy_per_epoch_j,
                 },
                 ctx.progress,
             )?;
@@ -107,7 +115,7 @@ pub fn run(
             forms,
             test: &ds.test,
             latency: &p.latency,
-            device: runner.device,
+            device,
         })?;
         let (b1, large) = stored_speedups(&rows);
         tracing::info!(variant = %v.name, baseline = %base.name, "speedup {b1:.2}x at batch 1, {large:.2}x at the largest batch");

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use slimbench_core::config::{Defaults, StageParams};
 use slimbench_core::records::Records;
+use slimbench_metrics::{SamplerConfig, SystemSampler};
 use slimbench_models::runtime::{self, TORCH_VERSION};
 use slimbench_pipeline::StageRunner;
 use slimbench_pipeline::executor::{BoxError, RunEnv, StageContext, StageOutput};
@@ -47,8 +48,25 @@ impl TorchRunner {
                 if tch::Cuda::is_available() { "" } else { " (no CUDA device found)" }
             );
         }
+        let (gpus, no_gpu_reason) = match slimbench_metrics::probe_gpus() {
+            Ok(g) if g.is_empty() => (g, "the CUDA driver reports no device".to_string()),
+            Ok(g) => (g, String::new()),
+            Err(why) => (Vec::new(), why),
+        };
+        for g in &gpus {
+            tracing::info!(
+                "GPU {}: {} (compute {}, {:.1} GiB, driver {})",
+                g.ordinal,
+                g.name,
+                g.compute_capability,
+                g.memory_total_bytes as f64 / (1u64 << 30) as f64,
+                g.driver_version
+            );
+        }
         Ok(TorchRunner {
             env: RunEnv {
+                gpus,
+                no_gpu_reason,
                 device: runtime::device_name(device),
                 cuda_available: tch::Cuda::is_available(),
                 threads,
@@ -64,8 +82,18 @@ impl TorchRunner {
     /// Take part in a multi-process job: its data-parallel train stages run across
     /// every rank.
     pub fn with_dist(mut self, job: crate::DistJob) -> Self {
+        // Under NCCL each process computes on its own GPU.
+        if job.device().is_cuda() {
+            self.device = job.device();
+            self.env.device = runtime::device_name(self.device);
+        }
         self.dist = Some(job);
         self
+    }
+
+    /// The device stages run on unless they say otherwise.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// The multi-process job, if any.
@@ -80,15 +108,20 @@ impl StageRunner for TorchRunner {
     }
 
     fn run_stage(&self, ctx: &StageContext<'_>) -> Result<StageOutput, BoxError> {
-        match &ctx.stage.params {
-            StageParams::Train(p) => crate::train::run(self, ctx, p),
-            StageParams::Quantize(p) => crate::quantize::run(self, ctx, p),
-            StageParams::Prune(p) => crate::prune::run(self, ctx, p),
-            StageParams::LowRank(p) => crate::lowrank::run(self, ctx, p),
-            StageParams::Distill(p) => crate::distill::run(self, ctx, p),
-            StageParams::Evaluate(p) => crate::evaluate::run(self, ctx, p),
-            StageParams::Report(_) => Err("report stages are rendered, not run".into()),
+        // The machine at ~10 Hz while the stage runs (its GPU too, where there is one).
+        let gpu = match self.device {
+            Device::Cuda(i) => Some(i as u32),
+            Device::Cpu if tch::Cuda::is_available() => Some(0),
+            _ => None,
+        };
+        let sampler = SystemSampler::start(&ctx.stage.id, SamplerConfig { gpu, ..Default::default() });
+        let mut out = self.dispatch(ctx)?;
+        let sampled = sampler.stop();
+        if let Some(why) = sampled.gpu_note {
+            out.notes.push(format!("{}: GPU not sampled: {why}", ctx.stage.id));
         }
+        out.records.system.extend(sampled.samples);
+        Ok(out)
     }
 
     fn write_tables(&self, run_dir: &Path, records: &Records) -> Result<(), BoxError> {
@@ -100,6 +133,20 @@ impl StageRunner for TorchRunner {
         match &ctx.stage.params {
             StageParams::Report(p) => crate::report::render(ctx, p, run_dir),
             _ => Err("only report stages are rendered".into()),
+        }
+    }
+}
+
+impl TorchRunner {
+    fn dispatch(&self, ctx: &StageContext<'_>) -> Result<StageOutput, BoxError> {
+        match &ctx.stage.params {
+            StageParams::Train(p) => crate::train::run(self, ctx, p),
+            StageParams::Quantize(p) => crate::quantize::run(self, ctx, p),
+            StageParams::Prune(p) => crate::prune::run(self, ctx, p),
+            StageParams::LowRank(p) => crate::lowrank::run(self, ctx, p),
+            StageParams::Distill(p) => crate::distill::run(self, ctx, p),
+            StageParams::Evaluate(p) => crate::evaluate::run(self, ctx, p),
+            StageParams::Report(_) => Err("report stages are rendered, not run".into()),
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Replica {
     group: Arc<Mutex<ProcessGroup>>,
     rank: usize,
     world_size: usize,
+    device: tch::Device,
 }
 
 /// Why a collective failed (a peer died, timed out, or disagreed).
@@ -44,8 +45,14 @@ pub struct ReplicaError {
 impl Replica {
     /// The replica of `group`'s rank.
     pub fn new(group: ProcessGroup) -> Self {
-        let (rank, world_size) = (group.rank(), group.world_size());
-        Replica { group: Arc::new(Mutex::new(group)), rank, world_size }
+        let (rank, world_size, device) = (group.rank(), group.world_size(), group.device());
+        Replica { group: Arc::new(Mutex::new(group)), rank, world_size, device }
+    }
+
+    /// The device its group reduces on (the CPU for Gloo, its own GPU for NCCL): where
+    /// its model should live.
+    pub fn device(&self) -> tch::Device {
+        self.device
     }
 
     /// This replica's rank, `0..world_size`.
@@ -96,32 +103,60 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Run `n` replicas as threads of this process, meeting on a loopback store: `f` runs
-/// on each with its [`Replica`]; the results come back in rank order. The first error
-/// (a failed collective, or `f`'s own) is returned; a replica that fails makes the
-/// others' next collective fail within `timeout`, so this never hangs.
+/// Run `n` replicas as threads of this process on the CPU, meeting on a loopback
+/// store through Gloo: see [`run_replicas_on`].
 pub fn run_replicas<T, E, F>(n: usize, timeout: Duration, f: F) -> Result<Vec<T>, E>
 where
     T: Send,
     E: Send + From<ReplicaError>,
     F: Fn(Replica) -> Result<T, E> + Sync,
 {
-    let port = free_port().map_err(|e| ReplicaError {
+    run_replicas_on(&vec![tch::Device::Cpu; n], timeout, f)
+}
+
+/// Run one replica per entry of `devices` as threads of this process, meeting on a
+/// loopback store: through Gloo on the CPU, through NCCL when every replica has a CUDA
+/// device of its own. `f` runs on each with its [`Replica`]; the results come back in
+/// rank order. The first error (a failed collective, or `f`'s own) is returned; a
+/// replica that fails makes the others' next collective fail within `timeout`, so
+/// this never hangs.
+pub fn run_replicas_on<T, E, F>(devices: &[tch::Device], timeout: Duration, f: F) -> Result<Vec<T>, E>
+where
+    T: Send,
+    E: Send + From<ReplicaError>,
+    F: Fn(Replica) -> Result<T, E> + Sync,
+{
+    let n = devices.len();
+    let invalid = |op: &str, message: String| ReplicaError {
         rank: 0,
         world_size: n,
-        source: slimbench_torch_ext::BridgeError::Invalid {
-            op: "finding a free port on 127.0.0.1".into(),
-            message: e.to_string(),
-        },
-    })?;
+        source: slimbench_torch_ext::BridgeError::Invalid { op: op.into(), message },
+    };
+    let cuda: Vec<usize> =
+        devices.iter().filter_map(|d| if let tch::Device::Cuda(i) = d { Some(*i) } else { None }).collect();
+    let distinct = cuda.iter().collect::<std::collections::BTreeSet<_>>().len() == cuda.len();
+    if !cuda.is_empty() && (cuda.len() != n || !distinct) {
+        return Err(invalid(
+            "placing data-parallel replicas",
+            format!("NCCL needs one CUDA device per replica; got {devices:?}"),
+        )
+        .into());
+    }
+    let port = free_port().map_err(|e| invalid("finding a free port on 127.0.0.1", e.to_string()))?;
     let results: Vec<Result<T, E>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .map(|rank| {
+        let handles: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(rank, &device)| {
                 let f = &f;
                 scope.spawn(move || {
                     let join = |source| ReplicaError { rank, world_size: n, source };
                     let store = Store::tcp("127.0.0.1", port, n, rank == 0, timeout).map_err(join)?;
-                    let group = ProcessGroup::gloo(&store, rank, n, timeout).map_err(join)?;
+                    let group = match device {
+                        tch::Device::Cuda(i) => ProcessGroup::nccl(&store, rank, n, timeout, i),
+                        _ => ProcessGroup::gloo(&store, rank, n, timeout),
+                    }
+                    .map_err(join)?;
                     f(Replica::new(group))
                 })
             })

@@ -21,7 +21,7 @@ pub fn run(a: RunArgs, progress: &UiProgress) -> Result<(), Failure> {
             "distributed launch environment (recorded in run.json)"
         );
         if d.world_size > 1 {
-            let job = DistJob::connect(d).map_err(|e| Failure::Failed(chain(&e)))?;
+            let job = DistJob::connect(d, runner.device()).map_err(|e| Failure::Failed(chain(&e)))?;
             runner = runner.with_dist(job);
         }
     }

@@ -109,6 +109,23 @@ fn data_parallel_parameters() {
 }
 
 #[test]
+fn model_parallel_and_mixed_precision_parameters() {
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, strategy: model-parallel, pipeline_stages: 1 }");
+    insta::assert_snapshot!("pipeline_stages_out_of_range", invalid(&text));
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, micro_batches: 4 }");
+    insta::assert_snapshot!("micro_batches_without_model_parallel", invalid(&text));
+    let text = GOOD
+        .replace("epochs: 1 }", "epochs: 1, strategy: model-parallel, batch_size: 8, micro_batches: 16 }");
+    insta::assert_snapshot!("micro_batches_above_batch_size", invalid(&text));
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, amp: fp8 }");
+    insta::assert_snapshot!("amp_unknown", invalid(&text));
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, workers: many }");
+    insta::assert_snapshot!("workers_word", invalid(&text));
+    let text = GOOD.replace("epochs: 1 }", "epochs: 1, device: tpu }");
+    insta::assert_snapshot!("stage_device_unknown", invalid(&text));
+}
+
+#[test]
 fn several_problems_are_reported_together() {
     let text = GOOD.replace("epochs: 1", "epochs: 0").replace("uses: quantize", "uses: quantise");
     insta::assert_snapshot!(invalid(&text));

@@ -158,4 +158,78 @@ fn asynchronous_workers_record_their_staleness() {
     // Its curves are there beside the synchronous ones, for the convergence chart.
     let curves = slimbench_metrics::read_curve_points(run).unwrap();
     assert!(curves.iter().any(|c| c.variant == "dp" && c.split == "train"));
+    // Every update is a row of staleness.parquet, numbered in the order applied.
+    let updates = slimbench_metrics::read_staleness_rows(run).unwrap();
+    assert_eq!(updates.len(), 76);
+    assert_eq!(updates.iter().map(|u| u.update).collect::<Vec<_>>(), (1..=76).collect::<Vec<u64>>());
+    assert_eq!(updates.iter().map(|u| u.staleness).max(), Some(max));
+    assert!((0..3).all(|w| updates.iter().any(|u| u.worker == w)), "every worker pushed");
+    assert!(updates.iter().any(|u| u.epoch == 2));
+    let par = slimbench_metrics::read_parallel_rows(run).unwrap();
+    let dp = par.iter().find(|r| r.stage == "dp").unwrap();
+    assert_eq!((dp.strategy.as_str(), dp.mode.as_str(), dp.replicas), ("data-parallel", "async", 3));
+}
+
+#[test]
+fn model_parallel_pipeline_trains_like_one_device_and_records_its_bubble() {
+    let env = Env::new();
+    env.write(
+        "mp.yaml",
+        &(pipeline(2, 2, "")
+            .replace("strategy: data-parallel", "strategy: model-parallel, micro_batches: 4")
+            + "  - id: report\n    uses: report\n    needs: eval\n"),
+    );
+    let out = env.run(&["run", "mp.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("dp")[0];
+    let note = note(run, "dp");
+    assert!(note.contains("model-parallel: 2 pipeline stages [conv] on "), "{note}");
+    assert!(note.contains("-> [fc] on ") && note.contains("x 4 micro-batches, bubble "), "{note}");
+    // The same batches and the same arithmetic as the single model (10-step loss
+    // equality is the unit test's; here the end of two epochs).
+    let rows = metrics(run);
+    let (single, mp) = (row(&rows, "single").accuracy, row(&rows, "dp").accuracy);
+    assert!(single > 0.5 && (single - mp).abs() <= 0.01, "single {single} vs pipelined {mp}");
+    let par = slimbench_metrics::read_parallel_rows(run).unwrap();
+    let mp = par.iter().find(|r| r.stage == "dp").unwrap();
+    assert_eq!((mp.strategy.as_str(), mp.pipeline_stages, mp.micro_batches), ("model-parallel", 2, 4));
+    assert!((mp.ideal_bubble_fraction - 0.2).abs() < 1e-12);
+    assert!(mp.bubble_fraction > 0.0 && mp.bubble_fraction < 1.0, "{}", mp.bubble_fraction);
+    assert_eq!(mp.images, 2 * 1200);
+    assert!(mp.images_per_s > 0.0 && mp.train_time_s > 0.0);
+    let single = par.iter().find(|r| r.stage == "single").unwrap();
+    assert_eq!((single.strategy.as_str(), single.pipeline_stages), ("single", 1));
+    assert!(single.bubble_fraction.is_nan());
+    // The machine was sampled during every stage that ran.
+    let system = slimbench_metrics::read_system_samples(run).unwrap();
+    for stage in ["single", "dp", "eval"] {
+        let s: Vec<_> = system.iter().filter(|s| s.stage == stage).collect();
+        assert!(!s.is_empty(), "no samples of {stage}");
+        assert!(s.iter().all(|s| s.rss_bytes > 0 && s.t_s >= 0.0));
+    }
+    for chart in ["parallel_throughput", "system"] {
+        assert!(run.join(format!("charts/{chart}.png")).is_file(), "{chart}");
+    }
+}
+
+#[test]
+fn a_cuda_stage_on_a_machine_without_one_is_skipped_with_a_note() {
+    let env = Env::new();
+    env.write(
+        "gpu.yaml",
+        &pipeline(1, 1, ", device: cuda, amp: bf16").replace(", strategy: data-parallel", ""),
+    );
+    let out = env.run(&["run", "gpu.yaml"]);
+    assert_code(&out, 0);
+    let run = &env.runs("dp")[0];
+    if run_json(run)["cuda_available"] == true {
+        eprintln!("skipped: this machine has CUDA");
+        return;
+    }
+    let note = note(run, "dp");
+    assert!(note.starts_with("dp: skipped: device cuda:0 was requested but "), "{note}");
+    // Nothing of it was evaluated; the CPU stage was.
+    let rows = metrics(run);
+    assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["single"]);
+    assert!(!run_json(run)["no_gpu_reason"].as_str().unwrap().is_empty());
 }

@@ -55,6 +55,7 @@ impl StageRunner for Fake {
             primary: true,
             meta: meta(),
             train_time_s: 0.0,
+            train_energy_per_epoch_j: None,
             simulated: None,
         });
         if ctx.stage.kind() == "evaluate" {
