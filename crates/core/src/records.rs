@@ -193,6 +193,7 @@ pub struct ThroughputRow {
 /// One sample of the machine while a stage ran (about 10 per second): a row of
 /// `system.parquet`. GPU columns are NaN (or 0, empty) when there is no GPU.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SystemSample {
     /// Stage that was running.
     pub stage: String,
@@ -235,11 +236,15 @@ pub struct SystemSample {
 /// every `train` stage (so throughput can be charted against workers, replicas,
 /// processes and pipeline stages).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ParallelRow {
     /// Stage that trained.
     pub stage: String,
     /// Variant trained.
     pub variant: String,
+    /// Model trained (a key of `models:`): rows of one model on one device are
+    /// compared with each other.
+    pub model: String,
     /// `single`, `data-parallel` or `model-parallel`.
     pub strategy: String,
     /// `sync` or `async` for data-parallel, empty otherwise.
@@ -286,6 +291,7 @@ pub struct ParallelRow {
 /// One update a parameter server applied in asynchronous data-parallel training: a
 /// row of `staleness.parquet`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StalenessRow {
     /// Stage that trained.
     pub stage: String,

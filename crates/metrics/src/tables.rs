@@ -315,6 +315,7 @@ record_table! {
     ParallelRow, "parallel", parallel_frame, parallel_schema, parallel_rows_from_frame;
     stage: Str,
     variant: Str,
+    model: Str,
     strategy: Str,
     mode: Str,
     device: Str,

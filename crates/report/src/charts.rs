@@ -1034,26 +1034,30 @@ fn parallel_throughput<DB: DrawingBackend>(
     data: &ChartData<'_>,
     root: &DrawingArea<DB, Shift>,
 ) -> DrawResult<DB> {
-    use crate::parallel::{baseline, config_label, measured, ordered};
+    use crate::parallel::{baseline, config_label, groups, measured, ordered, same_group};
     let rows = &data.input.parallel;
     let bars: Vec<&ParallelRow> = ordered(rows).into_iter().filter(|r| measured(r)).collect();
     let n = bars.len();
     let devices = distinct(bars.iter().map(|r| r.device.as_str()));
-    let labels: Vec<String> =
-        bars.iter()
-            .map(|r| {
-                if devices.len() > 1 {
-                    format!("{} · {}", config_label(r), r.device)
-                } else {
-                    config_label(r)
-                }
-            })
-            .collect();
+    let models = distinct(bars.iter().map(|r| r.model.as_str()));
+    let labels: Vec<String> = bars
+        .iter()
+        .map(|r| {
+            let mut label = config_label(r);
+            if models.len() > 1 && !r.model.is_empty() {
+                label = format!("{} · {label}", r.model);
+            }
+            if devices.len() > 1 {
+                label = format!("{label} · {}", r.device);
+            }
+            label
+        })
+        .collect();
     let values: Vec<String> = bars
         .iter()
         .map(|r| {
             let rate = crate::format::rate(r.images_per_s);
-            match baseline(rows, &r.device) {
+            match baseline(rows, r) {
                 Some(b) if std::ptr::eq(b, *r) => format!("{rate} img/s (baseline)"),
                 Some(b) => {
                     format!("{rate} img/s · {}", crate::format::ratio(r.images_per_s / b.images_per_s))
@@ -1112,12 +1116,12 @@ fn parallel_throughput<DB: DrawingBackend>(
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
     }
-    // Each device's baseline, across that device's bars.
+    // Each group's baseline (a model on a device), across that group's bars.
     let base_style = INK.mix(0.7).stroke_width(1);
     let mut labelled = false;
-    for &device in &devices {
-        let Some(b) = baseline(rows, device) else { continue };
-        let mine: Vec<usize> = (0..n).filter(|&i| bars[i].device == device).collect();
+    for group in groups(rows) {
+        let Some(b) = baseline(rows, group) else { continue };
+        let mine: Vec<usize> = (0..n).filter(|&i| same_group(bars[i], group)).collect();
         let (Some(&first), Some(&last)) = (mine.first(), mine.last()) else { continue };
         let x = b.images_per_s;
         let line = chart

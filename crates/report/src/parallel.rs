@@ -57,8 +57,32 @@ fn dimension(r: &ParallelRow) -> (u64, u64) {
 /// then strategy, then along the strategy's parallel dimension; run order among equals.
 pub(crate) fn ordered(rows: &[ParallelRow]) -> Vec<&ParallelRow> {
     let devices = distinct(rows.iter().map(|r| r.device.as_str()));
+    let models = distinct(rows.iter().map(|r| r.model.as_str()));
     let mut out: Vec<&ParallelRow> = rows.iter().collect();
-    out.sort_by_key(|r| (devices.iter().position(|d| *d == r.device), group_rank(r), dimension(r)));
+    out.sort_by_key(|r| {
+        (
+            devices.iter().position(|d| *d == r.device),
+            models.iter().position(|m| *m == r.model),
+            group_rank(r),
+            dimension(r),
+        )
+    });
+    out
+}
+
+/// Whether two rows are compared with each other: the same model on the same device.
+pub(crate) fn same_group(a: &ParallelRow, b: &ParallelRow) -> bool {
+    a.device == b.device && a.model == b.model
+}
+
+/// One row of each group (model, device), in the order of [`ordered`].
+pub(crate) fn groups(rows: &[ParallelRow]) -> Vec<&ParallelRow> {
+    let mut out: Vec<&ParallelRow> = Vec::new();
+    for r in ordered(rows) {
+        if !out.iter().any(|g| same_group(g, r)) {
+            out.push(r);
+        }
+    }
     out
 }
 
@@ -87,17 +111,17 @@ pub(crate) fn measured(r: &ParallelRow) -> bool {
     r.images_per_s.is_finite() && r.images_per_s > 0.0
 }
 
-/// What the parallel rows of `device` are compared with: the single-process row with
-/// the fewest loader workers (the first of equals).
-pub(crate) fn baseline<'a>(rows: &'a [ParallelRow], device: &str) -> Option<&'a ParallelRow> {
+/// What a row is compared with: the single-process row of the same model on the same
+/// device with the fewest loader workers (the first of equals).
+pub(crate) fn baseline<'a>(rows: &'a [ParallelRow], of: &ParallelRow) -> Option<&'a ParallelRow> {
     rows.iter()
-        .filter(|r| r.strategy == "single" && r.device == device && measured(r))
+        .filter(|r| r.strategy == "single" && same_group(r, of) && measured(r))
         .min_by_key(|r| r.workers)
 }
 
-/// The row's throughput over its device's baseline; NaN without one.
+/// The row's throughput over its baseline; NaN without one.
 pub(crate) fn vs_baseline(rows: &[ParallelRow], r: &ParallelRow) -> f64 {
-    match baseline(rows, &r.device) {
+    match baseline(rows, r) {
         Some(b) if measured(r) => r.images_per_s / b.images_per_s,
         _ => f64::NAN,
     }
@@ -109,10 +133,17 @@ pub(crate) fn vs_baseline(rows: &[ParallelRow], r: &ParallelRow) -> f64 {
 pub(crate) fn takeaways(rows: &[ParallelRow], st: &Style) -> Vec<String> {
     let (name, text) = (st.name, st.text);
     let devices = distinct(rows.iter().map(|r| r.device.as_str()));
+    let models = distinct(rows.iter().map(|r| r.model.as_str()));
     let mut out = Vec::new();
-    for &device in &devices {
-        let on = if devices.len() > 1 { format!(" on {}", name(device)) } else { String::new() };
-        let here: Vec<&ParallelRow> = rows.iter().filter(|r| r.device == device && measured(r)).collect();
+    for group in groups(rows) {
+        let mut on = String::new();
+        if models.len() > 1 && !group.model.is_empty() {
+            on.push_str(&format!(" ({})", name(&group.model)));
+        }
+        if devices.len() > 1 {
+            on.push_str(&format!(" on {}", name(&group.device)));
+        }
+        let here: Vec<&ParallelRow> = rows.iter().filter(|r| same_group(r, group) && measured(r)).collect();
         let Some(best) =
             here.iter().copied().reduce(|a, b| if b.images_per_s > a.images_per_s { b } else { a })
         else {
@@ -126,7 +157,7 @@ pub(crate) fn takeaways(rows: &[ParallelRow], st: &Style) -> Vec<String> {
                 format::rate(r.images_per_s)
             )
         };
-        match baseline(rows, device) {
+        match baseline(rows, group) {
             Some(base) if !std::ptr::eq(best, base) => out.push(format!(
                 "Fastest{on}: {} ({}) at {} images/s, {} the single-process baseline {}.",
                 name(&best.stage),
@@ -220,7 +251,7 @@ pub(crate) fn parallel_html(h: &mut String, rows: &[ParallelRow]) {
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for r in ordered(rows) {
-        let is_base = baseline(rows, &r.device).is_some_and(|b| std::ptr::eq(b, r));
+        let is_base = baseline(rows, r).is_some_and(|b| std::ptr::eq(b, r));
         let pipeline = if r.strategy == "model-parallel" {
             format!("{}×{}", r.pipeline_stages, r.micro_batches)
         } else {
@@ -290,7 +321,7 @@ pub(crate) fn parallel_markdown(md: &mut String, rows: &[ParallelRow]) {
          |---|---|---|--:|--:|--:|\n",
     );
     for r in ordered(rows) {
-        let is_base = baseline(rows, &r.device).is_some_and(|b| std::ptr::eq(b, r));
+        let is_base = baseline(rows, r).is_some_and(|b| std::ptr::eq(b, r));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} |",
@@ -736,12 +767,12 @@ pub(crate) fn cpu_gpu_markdown(md: &mut String, input: &ReportInput) {
 pub(crate) mod messages {
     pub(crate) const NO_PARALLEL: &str = "No training stage recorded its parallelism in this run (it trained nothing, or predates \
          <code>parallel.parquet</code>).";
-    pub(crate) const PARALLEL_LEGEND: &str = "One row per training stage. <i>Loader workers</i>: processes preparing batches beside the training \
+    pub(crate) const PARALLEL_LEGEND: &str = "One row per training stage. <i>Loader workers</i>: threads preparing batches beside the training \
          thread (0: on it). <i>Sync</i> data parallelism averages the replicas' gradients every step; \
          <i>async</i> replicas push theirs to a parameter server as they finish. A pipeline K×M splits the \
          model into K stages and each batch into M micro-batches; its <i>bubble</i> is the share of stage \
          time left idle, measured beside the ideal GPipe schedule's (K−1)/(M+K−1). × baseline: images/s over \
-         the single-process stage with the fewest loader workers on the same device.";
+         the single-process stage of the same model with the fewest loader workers on the same device.";
     pub(crate) const NO_STALENESS: &str = "No asynchronous data-parallel stage in this run: staleness is recorded for every update an async \
          parameter server applies.";
     pub(crate) const STALENESS_LEGEND: &str = "Staleness of an update: how many other updates the parameter server applied between the worker's \

@@ -229,6 +229,7 @@ fn par(
     ParallelRow {
         stage: stage.into(),
         variant: stage.into(),
+        model: "seed-cnn".into(),
         strategy: strategy.into(),
         mode: mode.into(),
         device: "cpu".into(),
@@ -762,4 +763,22 @@ fn highlights_mark_best_and_pareto() {
         input.metrics.iter().zip(&hl).filter(|(_, h)| h.pareto).map(|(m, _)| &*m.variant).collect();
     // distill is faster and more accurate than the two sparsest pruned variants.
     assert_eq!(pareto, ["fp16", "prune[sparsity=0.5]", "distill"]);
+}
+
+#[test]
+fn each_model_is_compared_with_its_own_single_process_run() {
+    let mut rows = parallel_rows();
+    let mlp = |stage: &str, strategy: &str, k: u32, ips: f64| ParallelRow {
+        model: "mlp".into(),
+        ..par(stage, strategy, "", 0, 1, k, ips)
+    };
+    rows.push(mlp("mlp", "single", 1, 400.0));
+    rows.push(mlp("mlp-pipeline", "model-parallel", 3, 200.0));
+    let pipe = rows.iter().find(|r| r.stage == "mlp-pipeline").unwrap();
+    assert_eq!(crate::parallel::baseline(&rows, pipe).unwrap().stage, "mlp");
+    assert!((crate::parallel::vs_baseline(&rows, pipe) - 0.5).abs() < 1e-12);
+    let seed = rows.iter().find(|r| r.stage == "train-sync").unwrap();
+    assert_eq!(crate::parallel::baseline(&rows, seed).unwrap().stage, "train");
+    let lines = crate::parallel::takeaways(&rows, &crate::parallel::MARKDOWN);
+    assert!(lines.iter().any(|l| l.contains("(mlp)")), "{lines:?}");
 }

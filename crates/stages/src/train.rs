@@ -33,6 +33,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
     let mut row = ParallelRow {
         stage: ctx.stage.id.clone(),
         variant: ctx.stage.id.clone(),
+        model: p.model.clone(),
         strategy: "single".into(),
         device: slimbench_models::runtime::device_name(device),
         workers: p.workers as u32,

@@ -112,6 +112,8 @@ where
     let per_epoch = loader.batches_per_epoch() as u64;
     let total = per_epoch * u64::from(cfg.epochs);
     let barrier = Barrier::new(workers);
+    // CPU workers share the caller's intra-op threads rather than each taking all.
+    let threads = (tch::get_num_threads().max(1) as usize / workers).max(1);
     let started = Instant::now();
     let eval_time = Mutex::new(0.0f64);
     let results: Vec<Result<(), TrainError>> = std::thread::scope(|scope| {
@@ -124,6 +126,9 @@ where
                 scope.spawn(move || -> Result<(), TrainError> {
                     let mut objective = objective();
                     let device = replica.device();
+                    if device == tch::Device::Cpu {
+                        tch::set_num_threads(threads as i32);
+                    }
                     let mut error = None;
                     for epoch in 1..=cfg.epochs {
                         let bar = (k == 0).then(|| {

@@ -143,6 +143,8 @@ where
         .into());
     }
     let port = free_port().map_err(|e| invalid("finding a free port on 127.0.0.1", e.to_string()))?;
+    // CPU replicas share the caller's intra-op threads rather than each taking all.
+    let threads = (tch::get_num_threads().max(1) as usize / n.max(1)).max(1);
     let results: Vec<Result<T, E>> = std::thread::scope(|scope| {
         let handles: Vec<_> = devices
             .iter()
@@ -150,6 +152,9 @@ where
             .map(|(rank, &device)| {
                 let f = &f;
                 scope.spawn(move || {
+                    if device == tch::Device::Cpu {
+                        tch::set_num_threads(threads as i32);
+                    }
                     let join = |source| ReplicaError { rank, world_size: n, source };
                     let store = Store::tcp("127.0.0.1", port, n, rank == 0, timeout).map_err(join)?;
                     let group = match device {
