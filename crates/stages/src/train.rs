@@ -168,7 +168,17 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
             let mut model = Model::build(&p.model, config, io, job.device(), Some(seed))?;
             let cfg = TrainConfig { replica: Some(job.replica()), ..cfg };
             let progress: &dyn Progress = if job.rank() == 0 { ctx.progress } else { &NoProgress };
-            let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, progress)?;
+            // The processes on this machine share its threads while they train together
+            // (as torchrun's OMP_NUM_THREADS does), instead of each taking all of them.
+            let local = std::env::var("LOCAL_WORLD_SIZE").ok().and_then(|v| v.parse::<usize>().ok());
+            let shared = (ctx.env.threads / local.unwrap_or(job.world_size()).max(1)).max(1);
+            let before = tch::get_num_threads();
+            if !device.is_cuda() {
+                tch::set_num_threads(shared as i32);
+            }
+            let out = train(&mut model, &ds.train, &ds.test, &cfg, &mut CrossEntropy, None, progress);
+            tch::set_num_threads(before);
+            let out = out?;
             (row.strategy, row.mode, row.processes) =
                 ("data-parallel".into(), "sync".into(), job.world_size() as u32);
             (model, out, format!(", data-parallel over {} processes ({})", job.world_size(), job.engine()))

@@ -47,7 +47,8 @@ pub fn run(a: LaunchArgs, global: &GlobalArgs) -> Result<(), Failure> {
             .env("MASTER_PORT", port.to_string())
             .env("WORLD_SIZE", a.nproc.to_string())
             .env("RANK", rank.to_string())
-            .env("LOCAL_RANK", rank.to_string());
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", a.nproc.to_string());
         if rank != 0 {
             cmd.stdout(Stdio::null());
         }
