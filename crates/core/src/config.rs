@@ -1385,6 +1385,24 @@ mod tests {
     }
 
     #[test]
+    fn workers_take_a_number_or_all() {
+        let parse = |w: serde_json::Value| {
+            serde_json::from_value::<TrainParams>(
+                serde_json::json!({"model": "m", "dataset": "d", "workers": w}),
+            )
+            .map(|p| p.workers)
+        };
+        assert_eq!(parse(serde_json::json!(3)).unwrap(), 3);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(parse(serde_json::json!("all")).unwrap(), cores);
+        assert!(parse(serde_json::json!(-1)).unwrap_err().to_string().contains("or `all`"));
+        // Absent: on the training thread.
+        let p: TrainParams =
+            serde_json::from_value(serde_json::json!({"model": "m", "dataset": "d"})).unwrap();
+        assert_eq!(p.workers, 0);
+    }
+
+    #[test]
     fn kinds_round_trip_through_their_serde_form() {
         let m = ModelConfig::Mlp(MlpConfig { hidden: vec![64] });
         let json = serde_json::to_string(&m).unwrap();
