@@ -192,10 +192,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
     let iters = lp.iters.unwrap_or(v.test.len());
     // Energy of the batch-1 inferences (warm-up included, and counted), from the
     // device's counter; none on machines without one.
-    let meter = slimbench_metrics::EnergyMeter::start(match v.device {
-        tch::Device::Cuda(i) => Some(i as u32),
-        _ => None,
-    });
+    let meter = slimbench_metrics::EnergyMeter::start(slimbench_models::runtime::gpu_index(v.device));
     let lat = latency::batch1(&model, v.test, lp.warmup, iters, progress)?;
     let inferences = (lat.samples_us.len() + lat.warmup) as f64;
     let energy_per_1k = meter.joules().map_or(f64::NAN, |j| j / inferences * 1000.0);

@@ -43,6 +43,14 @@ pub fn no_cuda_reason() -> String {
     }
 }
 
+/// The GPU ordinal of `d` (for NVML and the energy meter); `None` off CUDA.
+pub fn gpu_index(d: Device) -> Option<u32> {
+    match d {
+        Device::Cuda(i) => Some(i as u32),
+        _ => None,
+    }
+}
+
 /// `cpu` or `cuda:N`.
 pub fn device_name(d: Device) -> String {
     match d {

@@ -109,11 +109,7 @@ impl StageRunner for TorchRunner {
 
     fn run_stage(&self, ctx: &StageContext<'_>) -> Result<StageOutput, BoxError> {
         // The machine at ~10 Hz while the stage runs (its GPU too, where there is one).
-        let gpu = match self.device {
-            Device::Cuda(i) => Some(i as u32),
-            Device::Cpu if tch::Cuda::is_available() => Some(0),
-            _ => None,
-        };
+        let gpu = runtime::gpu_index(self.device).or_else(|| tch::Cuda::is_available().then_some(0));
         let sampler = SystemSampler::start(&ctx.stage.id, SamplerConfig { gpu, ..Default::default() });
         let mut out = self.dispatch(ctx)?;
         let sampled = sampler.stop();
