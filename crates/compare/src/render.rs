@@ -606,7 +606,7 @@ mod tests {
         let c = comparison();
         let md = comparison_markdown(&c);
         assert!(md.contains("**❌ 2 regressions in 4 checks**"), "{md}");
-        assert!(md.contains("| &lt;b&gt;evil&lt;/b&gt;\\|x | accuracy |"), "{md}");
+        assert!(md.contains("| &lt;b>evil&lt;/b>\\|x | accuracy |"), "{md}");
         assert!(md.contains("| train | accuracy | 0.9642 | 0.9101 | -0.0541 (-5.6%) | max_drop 0.005 | threshold | ❌ **regression** |"), "{md}");
         assert!(md.contains("| train | latency_p50_us |"), "{md}");
         assert!(md.contains("bootstrap ×1.5"), "{md}");

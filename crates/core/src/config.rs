@@ -277,7 +277,7 @@ kind_set! {
     pub enum StageParams: "stage kind", tag = "uses" {
         /// Train a model from scratch; records loss/accuracy curves and a checkpoint.
         "train" => Train(TrainParams),
-        /// Store a trained model's weights at lower precision (fp16, bf16).
+        /// Store a trained model at lower precision: fp16/bf16 weights, int8 on fbgemm kernels (dynamic, static, QAT), or CUDA formats.
         "quantize" => Quantize(QuantizeParams),
         /// Zero the smallest weights (magnitude, one-shot or on a schedule; 2:4 semi-structured) or remove channels (structured), fine-tune with the mask held, store sparse.
         "prune" => Prune(PruneParams),
@@ -633,8 +633,9 @@ pub struct TrainParams {
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
     pub log_every: usize,
-    /// How training is spread: single (one model) or data-parallel (replicas, each on
-    /// its share of every batch, gradients averaged by PyTorch's Gloo engine).
+    /// How training is spread: single (one model), data-parallel (replicas, each on
+    /// its share of every batch, through PyTorch's Gloo or NCCL engine) or
+    /// model-parallel (the layers split into a micro-batched pipeline).
     #[serde(default, skip_serializing_if = "Strategy::is_single")]
     pub strategy: Strategy,
     /// data-parallel in one process: the number of replicas (threads); under

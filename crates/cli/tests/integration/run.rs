@@ -83,6 +83,8 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
             "distill",
             "distill/student-alone",
             "fp16",
+            "int8",
+            "lowrank",
             "prune[sparsity=0.5]",
             "prune[sparsity=0.9]",
             "teacher",
@@ -121,6 +123,15 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     assert!((p90.file_size_bytes as f64) < 0.2 * train.file_size_bytes as f64);
     let p50 = row(&rows, "prune[sparsity=0.5]");
     assert!(p50.file_size_bytes > p90.file_size_bytes);
+    // int8: the dense layer on fbgemm's kernel, a quarter of the file.
+    let int8 = row(&rows, "int8");
+    assert_eq!(int8.compute_precision, "int8 (fbgemm, dynamic)");
+    assert!((int8.file_size_bytes as f64) < 0.3 * train.file_size_bytes as f64);
+    assert!((int8.accuracy - train.accuracy).abs() <= 0.03);
+    // Low-rank: the teacher's hidden layer as two rank-16 factors, fewer parameters.
+    let (teacher, lowrank) = (row(&rows, "teacher"), row(&rows, "lowrank"));
+    assert!(lowrank.params < teacher.params, "{} vs {}", lowrank.params, teacher.params);
+    assert!(lowrank.file_size_bytes < teacher.file_size_bytes);
     // Distillation reports the student alone beside the distilled one.
     assert_eq!(row(&rows, "distill").technique, "distill-response");
     assert_eq!(row(&rows, "distill/student-alone").technique, "student-alone");
@@ -131,7 +142,7 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
         assert!(curves.iter().any(|c| c.variant == v && c.split == "test"), "no test point for {v}");
     }
     let samples = slimbench_metrics::read_latency_samples(run).unwrap();
-    assert_eq!(samples.len(), 8 * 200);
+    assert_eq!(samples.len(), 10 * 200);
 
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("prune[sparsity=0.9]"));
