@@ -2,14 +2,17 @@
 //! TCPStore at a free port. The failure cases check that a missing or departed peer is
 //! an error within the timeout, not a hang. Those leave c10d threads behind (a store
 //! server that gave up, a broken group's workers), and in CI a test that ran after them
-//! in the same process crashed twice; so they are ignored by default and run on
-//! demand. The same failures are checked across processes, where each side exits, by
-//! the CLI's integration tests (`integration/parallel.rs`: a rank killed mid-training).
+//! in the same process crashed twice; so each runs [`isolated`]: in a child process of
+//! its own, which leaves without running libtorch's exit-time destructors. The same
+//! failures across processes of a launch are checked by the CLI's integration tests
+//! (`integration/parallel.rs`: a rank killed mid-training).
 //!
 //! NCCL needs a GPU per rank: its test runs one rank on a machine with one GPU, two with
 //! two or more, and is skipped (saying why) without NCCL or a GPU; a second test checks
 //! that asking for NCCL where it cannot work is a clear error.
 
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -50,6 +53,54 @@ fn join(port: u16, rank: usize, world: usize, timeout: Duration) -> (Store, Proc
 
 fn floats(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(&t.flatten(0, -1).to_device(Device::Cpu)).unwrap()
+}
+
+/// The environment variable that tells a child which test body to run.
+const ISOLATED: &str = "SLIMBENCH_ISOLATED_TEST";
+/// What the child prints when its body passed.
+const PASSED: &str = "isolated test passed";
+
+/// Run `body` in a child process (this test binary, filtered to `name`), so whatever
+/// c10d leaves running after a failure cannot touch the other tests. The child ends
+/// with `_exit` once the body passed: the threads c10d left behind may still be
+/// blocked in a socket, and libtorch's exit-time destructors would race them. A
+/// panic in the child fails the parent with the child's output.
+fn isolated(name: &str, body: impl FnOnce()) {
+    if std::env::var(ISOLATED).is_ok_and(|v| v == name) {
+        body();
+        println!("{PASSED}");
+        std::io::stdout().flush().unwrap();
+        std::io::stderr().flush().unwrap();
+        // SAFETY: ends the process at once; nothing of this process is used after it.
+        unsafe { libc::_exit(0) };
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ISOLATED, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang is a failure too: the child is killed after a deadline well past BOUND.
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = match rx.recv_timeout(3 * BOUND) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: signals the child this test started; it has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{name} hung in its own process for {:?}", 3 * BOUND);
+        }
+    };
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success() && stdout.contains(PASSED),
+        "{name} failed in its own process ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
 }
 
 fn assert_fails_in_time(what: &str, started: Instant, err: BridgeError) -> String {
@@ -127,72 +178,75 @@ fn two_ranks_reduce_broadcast_and_barrier() {
 }
 
 #[test]
-#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_rank_that_never_joins_the_store_is_a_timeout() {
     let _serial = serial();
-    let started = Instant::now();
-    let err = Store::tcp(HOST, free_port(), 2, true, SHORT).unwrap_err();
-    assert_fails_in_time("server without its worker", started, err);
+    isolated("a_rank_that_never_joins_the_store_is_a_timeout", || {
+        let started = Instant::now();
+        let err = Store::tcp(HOST, free_port(), 2, true, SHORT).unwrap_err();
+        assert_fails_in_time("server without its worker", started, err);
 
-    // A client with no server: connection refused until the timeout.
-    let started = Instant::now();
-    let err = Store::tcp(HOST, free_port(), 2, false, SHORT).unwrap_err();
-    assert_fails_in_time("client without a server", started, err);
+        // A client with no server: connection refused until the timeout.
+        let started = Instant::now();
+        let err = Store::tcp(HOST, free_port(), 2, false, SHORT).unwrap_err();
+        assert_fails_in_time("client without a server", started, err);
+    });
 }
 
 #[test]
-#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_rank_that_never_joins_the_group_is_a_timeout() {
     let _serial = serial();
-    let port = free_port();
-    let (done, wait_done) = mpsc::channel::<()>();
-    // Rank 1 joins the store but never the group; it stays connected until rank 0 is
-    // done, so rank 0 waits on a live store for keys that never come.
-    let peer = thread::spawn(move || {
-        let _store = Store::tcp(HOST, port, 2, false, OK_TIMEOUT).unwrap();
-        wait_done.recv().ok();
+    isolated("a_rank_that_never_joins_the_group_is_a_timeout", || {
+        let port = free_port();
+        let (done, wait_done) = mpsc::channel::<()>();
+        // Rank 1 joins the store but never the group; it stays connected until rank 0 is
+        // done, so rank 0 waits on a live store for keys that never come.
+        let peer = thread::spawn(move || {
+            let _store = Store::tcp(HOST, port, 2, false, OK_TIMEOUT).unwrap();
+            wait_done.recv().ok();
+        });
+        let store = Store::tcp(HOST, port, 2, true, OK_TIMEOUT).unwrap();
+        let started = Instant::now();
+        let err = ProcessGroup::gloo(&store, 0, 2, SHORT).unwrap_err();
+        assert_fails_in_time("group without rank 1", started, err);
+        done.send(()).unwrap();
+        peer.join().unwrap();
     });
-    let store = Store::tcp(HOST, port, 2, true, OK_TIMEOUT).unwrap();
-    let started = Instant::now();
-    let err = ProcessGroup::gloo(&store, 0, 2, SHORT).unwrap_err();
-    assert_fails_in_time("group without rank 1", started, err);
-    done.send(()).unwrap();
-    peer.join().unwrap();
 }
 
 #[test]
-#[ignore = "c10d leaves threads behind after a failure; twice in CI a later test in this process crashed (SIGSEGV). Run alone: cargo test -p slimbench-torch-ext --test dist -- --ignored --test-threads=1"]
 fn a_peer_that_leaves_or_goes_silent_fails_the_collective() {
     let _serial = serial();
-    // Left: rank 1 drops its group (closing its connections) before rank 0 reduces.
-    let port = free_port();
-    let peer = thread::spawn(move || {
-        let (store, group) = join(port, 1, 2, OK_TIMEOUT);
+    isolated("a_peer_that_leaves_or_goes_silent_fails_the_collective", || {
+        // Left: rank 1 drops its group (closing its connections) before rank 0 reduces.
+        let port = free_port();
+        let peer = thread::spawn(move || {
+            let (store, group) = join(port, 1, 2, OK_TIMEOUT);
+            drop(group);
+            store
+        });
+        let (_store, group) = join(port, 0, 2, SHORT);
+        let _peer_store = peer.join().unwrap();
+        let t = Tensor::ones([4], (Kind::Float, Device::Cpu));
+        let started = Instant::now();
+        let err = group.all_reduce_sum(&[&t]).unwrap_err();
+        assert_fails_in_time("all_reduce after the peer left", started, err);
         drop(group);
-        store
-    });
-    let (_store, group) = join(port, 0, 2, SHORT);
-    let _peer_store = peer.join().unwrap();
-    let t = Tensor::ones([4], (Kind::Float, Device::Cpu));
-    let started = Instant::now();
-    let err = group.all_reduce_sum(&[&t]).unwrap_err();
-    assert_fails_in_time("all_reduce after the peer left", started, err);
-    drop(group);
 
-    // Silent: rank 1 keeps its group open but issues nothing until rank 0 has failed.
-    let port = free_port();
-    let (done, wait_done) = mpsc::channel::<()>();
-    let peer = thread::spawn(move || {
-        let (_store, _group) = join(port, 1, 2, OK_TIMEOUT);
-        wait_done.recv().ok();
+        // Silent: rank 1 keeps its group open but issues nothing until rank 0 has failed.
+        let port = free_port();
+        let (done, wait_done) = mpsc::channel::<()>();
+        let peer = thread::spawn(move || {
+            let (_store, _group) = join(port, 1, 2, OK_TIMEOUT);
+            wait_done.recv().ok();
+        });
+        let (_store, group) = join(port, 0, 2, SHORT);
+        let started = Instant::now();
+        let err = group.barrier().unwrap_err();
+        let msg = assert_fails_in_time("barrier with a silent peer", started, err);
+        assert!(started.elapsed() >= SHORT / 2, "failed before the timeout: {msg}");
+        done.send(()).unwrap();
+        peer.join().unwrap();
     });
-    let (_store, group) = join(port, 0, 2, SHORT);
-    let started = Instant::now();
-    let err = group.barrier().unwrap_err();
-    let msg = assert_fails_in_time("barrier with a silent peer", started, err);
-    assert!(started.elapsed() >= SHORT / 2, "failed before the timeout: {msg}");
-    done.send(()).unwrap();
-    peer.join().unwrap();
 }
 
 #[test]
