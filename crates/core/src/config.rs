@@ -293,6 +293,19 @@ kind_set! {
 }
 
 impl StageParams {
+    /// The stage's own `device:`, where its kind has one (`report` runs on no device).
+    pub fn device(&self) -> Option<DeviceSpec> {
+        match self {
+            StageParams::Train(p) => p.device,
+            StageParams::Quantize(p) => p.device,
+            StageParams::Prune(p) => p.device,
+            StageParams::LowRank(p) => p.device,
+            StageParams::Distill(p) => p.device,
+            StageParams::Evaluate(p) => p.device,
+            StageParams::Report(_) => None,
+        }
+    }
+
     /// Whether the stage runs across the processes of a multi-process job (a
     /// data-parallel `train`); every other stage runs on rank 0 alone.
     pub fn is_distributed(&self) -> bool {
@@ -931,6 +944,10 @@ pub struct QuantizeParams {
     /// Which stage in `needs` supplies the model (needed when several do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+    /// Where this stage runs (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 impl QuantizeParams {
@@ -1106,6 +1123,10 @@ pub struct PruneParams {
     /// Which stage in `needs` supplies the model (needed when several do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+    /// Where this stage prunes and fine-tunes (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 fn is_default_norm(n: &PruneNorm) -> bool {
@@ -1155,6 +1176,10 @@ pub struct LowRankParams {
     /// Which stage in `needs` supplies the model (needed when several do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+    /// Where this stage factors and fine-tunes (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 fn d_distill_epochs() -> u32 {
@@ -1264,6 +1289,10 @@ pub struct DistillParams {
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
     pub log_every: usize,
+    /// Where this stage trains the students (cpu, cuda, cuda:N, auto); default: `defaults.device`.
+    /// A CUDA device on a machine without one skips the stage, with a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
 }
 
 fn d_eval_batch() -> usize {

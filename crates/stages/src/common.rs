@@ -228,17 +228,3 @@ impl Finetune<'_> {
         Ok(Some(train(model, &train_split, &ds.test, &cfg, objective, hook, ctx.progress)?))
     }
 }
-
-/// The device a stage with its own `device:` runs on: the runner's when it has none.
-/// `Err` holds why the stage is skipped: it asks for a CUDA device this machine lacks.
-pub fn stage_device(
-    runner: &TorchRunner,
-    ctx: &StageContext<'_>,
-    spec: Option<slimbench_core::device::DeviceSpec>,
-) -> Result<tch::Device, String> {
-    match spec {
-        None => Ok(runner.device),
-        Some(spec) => slimbench_models::runtime::resolve_device(spec)
-            .map_err(|why| format!("{}: skipped: {why}", ctx.stage.id)),
-    }
-}

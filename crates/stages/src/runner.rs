@@ -1,6 +1,7 @@
 //! The runner: device and thread set-up, dispatch by stage kind.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use slimbench_core::config::{Defaults, StageParams};
 use slimbench_core::records::Records;
@@ -22,12 +23,14 @@ pub enum StageError {
 }
 
 /// Runs stages on libtorch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TorchRunner {
     env: RunEnv,
+    /// The run's device; while a stage with its own `device:` runs, that one.
     pub(crate) device: Device,
-    /// The multi-process job this process is part of, if any.
-    pub(crate) dist: Option<crate::DistJob>,
+    /// The multi-process job this process is part of, if any (shared with the
+    /// runner of a stage that has its own device; stages run on one thread).
+    pub(crate) dist: Option<Rc<crate::DistJob>>,
 }
 
 impl TorchRunner {
@@ -87,7 +90,7 @@ impl TorchRunner {
             self.device = job.device();
             self.env.device = runtime::device_name(self.device);
         }
-        self.dist = Some(job);
+        self.dist = Some(Rc::new(job));
         self
     }
 
@@ -98,7 +101,7 @@ impl TorchRunner {
 
     /// The multi-process job, if any.
     pub fn dist(&self) -> Option<&crate::DistJob> {
-        self.dist.as_ref()
+        self.dist.as_deref()
     }
 }
 
@@ -108,10 +111,28 @@ impl StageRunner for TorchRunner {
     }
 
     fn run_stage(&self, ctx: &StageContext<'_>) -> Result<StageOutput, BoxError> {
+        // A stage with its own `device:` runs on a runner that computes there; one that
+        // asks for a CUDA device this machine lacks is skipped, and says so.
+        let stage_runner;
+        let runner = match ctx.stage.params.device() {
+            None => self,
+            Some(spec) => match runtime::resolve_device(spec) {
+                Ok(device) => {
+                    stage_runner = TorchRunner { device, ..self.clone() };
+                    &stage_runner
+                }
+                Err(why) => {
+                    return Ok(StageOutput {
+                        notes: vec![format!("{}: skipped: {why}", ctx.stage.id)],
+                        ..Default::default()
+                    });
+                }
+            },
+        };
         // The machine at ~10 Hz while the stage runs (its GPU too, where there is one).
-        let gpu = runtime::gpu_index(self.device).or_else(|| tch::Cuda::is_available().then_some(0));
+        let gpu = runtime::gpu_index(runner.device).or_else(|| tch::Cuda::is_available().then_some(0));
         let sampler = SystemSampler::start(&ctx.stage.id, SamplerConfig { gpu, ..Default::default() });
-        let mut out = self.dispatch(ctx)?;
+        let mut out = runner.dispatch(ctx)?;
         let sampled = sampler.stop();
         if let Some(why) = sampled.gpu_note {
             out.notes.push(format!("{}: GPU not sampled: {why}", ctx.stage.id));

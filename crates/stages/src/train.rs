@@ -20,15 +20,12 @@ use slimbench_train::replica::run_replicas_on;
 use slimbench_train::{CrossEntropy, TrainConfig, TrainOutcome, train};
 use tch::Device;
 
-use crate::common::{Saved, dataset, io_of, loop_config, save_variant, stage_device};
+use crate::common::{Saved, dataset, io_of, loop_config, save_variant};
 use crate::{DistJob, StageError, TorchRunner};
 
 pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Result<StageOutput, BoxError> {
-    let device = match stage_device(runner, ctx, p.device) {
-        Ok(d) => d,
-        // A CUDA stage on a machine without CUDA: nothing to train, said so.
-        Err(skip) => return Ok(StageOutput { notes: vec![skip], ..Default::default() }),
-    };
+    // The stage's own `device:` is already the runner's (see `run_stage`).
+    let device = runner.device;
     let ds = dataset(ctx, &p.dataset)?;
     let job = Job {
         ctx,

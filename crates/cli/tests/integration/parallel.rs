@@ -215,10 +215,17 @@ fn model_parallel_pipeline_trains_like_one_device_and_records_its_bubble() {
 #[test]
 fn a_cuda_stage_on_a_machine_without_one_is_skipped_with_a_note() {
     let env = Env::new();
-    env.write(
-        "gpu.yaml",
-        &pipeline(1, 1, ", device: cuda, amp: bf16").replace(", strategy: data-parallel", ""),
-    );
+    // Every stage kind but `report` takes its own `device:`; the CPU ones run.
+    let extra = "  - { id: prune-gpu, uses: prune, needs: single, with: { sparsity: 0.5, device: cuda } }
+  - { id: prune-cpu, uses: prune, needs: single, with: { sparsity: 0.5, finetune_epochs: 1, device: cpu } }
+  - { id: fp16-gpu, uses: quantize, needs: single, with: { method: fp16, device: 'cuda:0' } }
+  - { id: distill-gpu, uses: distill, needs: single, with: { student: seed-cnn, device: cuda } }
+";
+    let yaml = pipeline(1, 1, ", device: cuda, amp: bf16")
+        .replace(", strategy: data-parallel", "")
+        .replace("needs: [single, dp]", "needs: [single, dp, prune-gpu, prune-cpu, fp16-gpu, distill-gpu]")
+        .replace("  - id: eval\n", &format!("{extra}  - id: eval\n"));
+    env.write("gpu.yaml", &yaml);
     let out = env.run(&["run", "gpu.yaml"]);
     assert_code(&out, 0);
     let run = &env.runs("dp")[0];
@@ -226,10 +233,13 @@ fn a_cuda_stage_on_a_machine_without_one_is_skipped_with_a_note() {
         eprintln!("skipped: this machine has CUDA");
         return;
     }
-    let note = note(run, "dp");
-    assert!(note.starts_with("dp: skipped: device cuda:0 was requested but "), "{note}");
-    // Nothing of it was evaluated; the CPU stage was.
+    for stage in ["dp", "prune-gpu", "fp16-gpu", "distill-gpu"] {
+        let note = note(run, stage);
+        assert!(note.starts_with(&format!("{stage}: skipped: device cuda:0 was requested but ")), "{note}");
+    }
+    // Nothing of them was evaluated; the CPU stages were.
     let rows = metrics(run);
-    assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["single"]);
+    assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["single", "prune-cpu"]);
+    assert!(rows.iter().all(|r| r.device == "cpu"));
     assert!(!run_json(run)["no_gpu_reason"].as_str().unwrap().is_empty());
 }
