@@ -15,7 +15,6 @@ use std::time::Instant;
 use slimbench_core::progress::Progress;
 use slimbench_core::records::CurvePoint;
 use slimbench_data::Split;
-use slimbench_data::loader::{Loader, LoaderConfig};
 use slimbench_models::Model;
 use tch::Tensor;
 
@@ -99,16 +98,7 @@ where
         curves: Vec::new(),
     });
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let loader = Loader::new(
-        train_split.clone(),
-        LoaderConfig {
-            batch_size: cfg.optim.batch_size,
-            shuffle: true,
-            seed: cfg.seed,
-            workers: 0,
-            drop_last: false,
-        },
-    );
+    let loader = cfg.loader(train_split, 0);
     let per_epoch = loader.batches_per_epoch() as u64;
     let total = per_epoch * u64::from(cfg.epochs);
     let barrier = Barrier::new(workers);
@@ -224,17 +214,8 @@ where
                             let test = slimbench_eval::accuracy(&s.model, test_split, cfg.eval_batch_size);
                             *eval_time.lock().unwrap() += t.elapsed().as_secs_f64();
                             let elapsed = started.elapsed().as_secs_f64() - *eval_time.lock().unwrap();
-                            let step = s.version;
-                            s.curves.push(CurvePoint {
-                                stage: cfg.stage.clone(),
-                                variant: cfg.variant.clone(),
-                                epoch,
-                                step,
-                                split: "test".into(),
-                                loss: test.loss,
-                                accuracy: test.accuracy,
-                                elapsed_s: elapsed,
-                            });
+                            let point = cfg.test_point(epoch, s.version, &test, elapsed);
+                            s.curves.push(point);
                             tracing::info!(variant = %cfg.variant, epoch, test_accuracy = test.accuracy, "epoch done (async)");
                         }
                         barrier.wait();

@@ -27,9 +27,7 @@ use std::time::Instant;
 
 use slimbench_core::cancel;
 use slimbench_core::progress::Progress;
-use slimbench_core::records::CurvePoint;
 use slimbench_data::Split;
-use slimbench_data::loader::{Loader, LoaderConfig};
 use slimbench_models::Model;
 use slimbench_models::ops::{self, Op};
 use tch::{Device, Kind, Tensor};
@@ -239,16 +237,7 @@ pub fn train_pipelined(
     progress: &dyn Progress,
 ) -> Result<PipelineOutcome, TrainError> {
     let k = pc.devices.len();
-    let loader = Loader::new(
-        train_split.clone(),
-        LoaderConfig {
-            batch_size: cfg.optim.batch_size,
-            shuffle: true,
-            seed: cfg.seed,
-            workers: cfg.workers,
-            drop_last: false,
-        },
-    );
+    let loader = cfg.loader(train_split, cfg.workers);
     let sample = {
         let first =
             loader.epoch(0).next().ok_or_else(|| TrainError::Setup("the training split is empty".into()))?;
@@ -393,16 +382,7 @@ pub fn train_pipelined(
             let test = slimbench_eval::accuracy(model, test_split, cfg.eval_batch_size);
             eval_time += t.elapsed().as_secs_f64();
             tracing::info!(variant = %cfg.variant, epoch, test_accuracy = test.accuracy, "epoch done (pipeline)");
-            out.outcome.curves.push(CurvePoint {
-                stage: cfg.stage.clone(),
-                variant: cfg.variant.clone(),
-                epoch,
-                step,
-                split: "test".into(),
-                loss: test.loss,
-                accuracy: test.accuracy,
-                elapsed_s: elapsed,
-            });
+            out.outcome.curves.push(cfg.test_point(epoch, step, &test, elapsed));
             out.outcome.test_accuracy = test.accuracy;
         }
         out.outcome.train_time_s = started.elapsed().as_secs_f64() - eval_time;
@@ -580,8 +560,9 @@ mod tests {
             train_pipelined(&mut piped, &train_split, &test_split, &cfg, &cpu(k, m), &NoProgress).unwrap();
         assert_eq!(out.slices.len(), k);
         assert_eq!(out.outcome.steps, 10);
-        let losses =
-            |c: &[CurvePoint]| c.iter().filter(|p| p.split == "train").map(|p| p.loss).collect::<Vec<_>>();
+        let losses = |c: &[slimbench_core::records::CurvePoint]| {
+            c.iter().filter(|p| p.split == "train").map(|p| p.loss).collect::<Vec<_>>()
+        };
         let (a, b) = (losses(&alone.curves), losses(&out.outcome.curves));
         assert_eq!(a.len(), 10);
         for (step, (x, y)) in a.iter().zip(&b).enumerate() {

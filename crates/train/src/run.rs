@@ -56,6 +56,43 @@ pub struct TrainConfig {
     pub amp: Option<AmpKind>,
 }
 
+impl TrainConfig {
+    /// The shuffled loader over `split` every training loop draws its batches from;
+    /// `workers` is [`TrainConfig::workers`] except where the loop prepares its own.
+    pub(crate) fn loader(&self, split: &Arc<Split>, workers: usize) -> Loader {
+        Loader::new(
+            split.clone(),
+            LoaderConfig {
+                batch_size: self.optim.batch_size,
+                shuffle: true,
+                seed: self.seed,
+                workers,
+                drop_last: false,
+            },
+        )
+    }
+
+    /// The curve point of an end-of-epoch test pass.
+    pub(crate) fn test_point(
+        &self,
+        epoch: u32,
+        step: u64,
+        test: &slimbench_eval::Accuracy,
+        elapsed_s: f64,
+    ) -> CurvePoint {
+        CurvePoint {
+            stage: self.stage.clone(),
+            variant: self.variant.clone(),
+            epoch,
+            step,
+            split: "test".into(),
+            loss: test.loss,
+            accuracy: test.accuracy,
+            elapsed_s,
+        }
+    }
+}
+
 /// Why training stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -116,16 +153,7 @@ pub fn train(
     }
     let mut opt = build_optimizer(model.vs(), &cfg.optim)?;
     let mut extra = objective.parameters().map(|vs| build_optimizer(vs, &cfg.optim)).transpose()?;
-    let loader = Loader::new(
-        train_split.clone(),
-        LoaderConfig {
-            batch_size: cfg.optim.batch_size,
-            shuffle: true,
-            seed: cfg.seed,
-            workers: cfg.workers,
-            drop_last: false,
-        },
-    );
+    let loader = cfg.loader(train_split, cfg.workers);
     let per_epoch = loader.batches_per_epoch() as u64;
     let total_steps = per_epoch * u64::from(cfg.epochs);
     let mut out = TrainOutcome::default();
@@ -230,16 +258,7 @@ pub fn train(
         let test = slimbench_eval::accuracy(model, test_split, cfg.eval_batch_size);
         eval_time += t.elapsed().as_secs_f64();
         tracing::info!(variant = %cfg.variant, epoch, test_accuracy = test.accuracy, test_loss = test.loss, "epoch done");
-        out.curves.push(CurvePoint {
-            stage: cfg.stage.clone(),
-            variant: cfg.variant.clone(),
-            epoch,
-            step,
-            split: "test".into(),
-            loss: test.loss,
-            accuracy: test.accuracy,
-            elapsed_s: elapsed,
-        });
+        out.curves.push(cfg.test_point(epoch, step, &test, elapsed));
         out.test_accuracy = test.accuracy;
     }
     out.train_time_s = started.elapsed().as_secs_f64() - eval_time;
