@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -32,6 +33,19 @@ using sbx::guarded;
 using std::chrono::milliseconds;
 
 namespace {
+
+// c10d's flight recorder (a process-wide log of recent collectives, for debugging
+// hangs) inserts each process group into a std::map before taking its own mutex
+// (FlightRecorderDetail.hpp, recordWithResetEnabled, torch 2.11). With several groups
+// in one process, as slimbench's in-process replicas are, two first collectives at
+// once corrupt the map: SIGSEGV in _Rb_tree_insert_and_rebalance under
+// ProcessGroupGloo::enqueue, seen in 8 of 40 runs of the dist tests. The recorder reads
+// TORCH_FR_BUFFER_SIZE once, when first used; setting it to 0 here, before main and so
+// before any thread exists, turns it off. A value the user set is kept (they get the
+// recorder, and the race).
+__attribute__((constructor)) void disable_flight_recorder() {
+  setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0);
+}
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;

@@ -1,9 +1,10 @@
 //! c10d through the bridge: ranks are threads of this process, meeting on a loopback
 //! TCPStore at a free port. The failure cases check that a missing or departed peer is
 //! an error within the timeout, not a hang. Those leave c10d threads behind (a store
-//! server that gave up, a broken group's workers), and in CI a test that ran after them
-//! in the same process crashed twice; so each runs [`isolated`]: in a child process of
-//! its own, which leaves without running libtorch's exit-time destructors. The same
+//! server that gave up, a broken group's workers), so each runs [`isolated`]: in a child
+//! process of its own, which leaves without running libtorch's exit-time destructors.
+//! (The SIGSEGVs once blamed on those leftovers were c10d's flight-recorder race, which
+//! the bridge now avoids: see `two_ranks_reduce_broadcast_and_barrier`.) The same
 //! failures across processes of a launch are checked by the CLI's integration tests
 //! (`integration/parallel.rs`: a rank killed mid-training).
 //!
@@ -116,6 +117,9 @@ fn assert_fails_in_time(what: &str, started: Instant, err: BridgeError) -> Strin
 #[test]
 fn two_ranks_reduce_broadcast_and_barrier() {
     let _serial = serial();
+    // The bridge turned c10d's flight recorder off before main: with it on, two groups
+    // of one process racing to their first collective crash it (dist.cpp).
+    assert_eq!(std::env::var("TORCH_FR_BUFFER_SIZE").as_deref(), Ok("0"));
     fn assert_send<T: Send>() {}
     assert_send::<ProcessGroup>();
 
