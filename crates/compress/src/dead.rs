@@ -26,7 +26,8 @@ use crate::structured::{Pruned, StructuredError, cpu_tensors, groups, keep_units
 /// fp32, same outputs up to float rounding) and the units per layer before and after.
 pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredError> {
     let _g = tch::no_grad_guard();
-    let groups = groups(&model.config)?;
+    // Only where the constant a dead unit outputs is known (ReLU and max pooling).
+    let groups: Vec<_> = groups(&model.graph)?.into_iter().filter(|g| g.simple).collect();
     let mut tensors = cpu_tensors(model);
     let unit_count = |t: &std::collections::HashMap<String, Tensor>, layer: &str| -> i64 {
         t[&format!("{layer}.weight")].size()[0]
@@ -88,7 +89,7 @@ pub fn remove_dead(model: &Model) -> Result<(Model, Vec<Pruned>), StructuredErro
         }
     }
     let after: Vec<i64> = groups.iter().map(|g| unit_count(&tensors, &g.producer)).collect();
-    let small = rebuild(model, &tensors, &after)?;
+    let small = rebuild(model, &tensors, &groups, &after)?;
     let report = groups
         .iter()
         .zip(before.iter().zip(&after).zip(origin))
@@ -175,7 +176,7 @@ mod tests {
         // expands back to the original shape with the same outputs.
         assert_eq!(report[0].kept, [4, 5, 6, 7]);
         assert_eq!(report[1].kept, [0, 1, 3]);
-        let full = crate::structured::expand(&small, &m.config, &report).unwrap();
+        let full = crate::structured::expand(&small, &m.config, &m.graph, &report).unwrap();
         assert!(max_diff(&m, &full) < 1e-5);
     }
 

@@ -2,18 +2,21 @@
 //! rebuild a smaller dense model, so the saving is real at run time (fewer FLOPs,
 //! smaller tensors), not a mask over zeros.
 //!
-//! A family is described as a list of [`Group`]s: a layer whose output units can go
-//! (a conv's output channels, a linear layer's rows) and the layer that consumes them
-//! (the next conv's input channels, or the columns of the linear layer after a
-//! flatten, where each channel owns a block of `h * w` columns). Each group keeps the
-//! `round((1 - fraction) * units)` units of largest L1 or L2 norm (at least one), and
-//! both layers are sliced consistently. The smaller config is built, and every tensor
-//! is copied in. Families: `mlp`, `seed-cnn`, `cnn`; `dsconv` ties its depthwise
-//! channels together and is refused with a message.
+//! The model's graph is read as a list of [`Group`]s: a layer whose output units can go
+//! (a conv's output channels, a linear layer's rows), the batch norms after it, and
+//! the layer that consumes them (the next conv's input channels, or the columns of the
+//! linear layer after a flatten, where each channel owns a block of `h * w` columns).
+//! Each group keeps the `round((1 - fraction) * units)` units of largest L1 or L2 norm
+//! (at least one), and every tensor of the group is sliced consistently. The smaller
+//! graph is built, and every tensor is copied in. Layers whose channels are tied to
+//! others (through a residual add, a concat or a depthwise convolution) are kept
+//! whole: in a ResNet the first convolution of each block is pruned, the second (which
+//! feeds the add) is not.
 
 use std::collections::HashMap;
 
 use slimbench_core::config::{ModelConfig, PruneNorm};
+use slimbench_graph::{Activation, Graph, Op as NodeOp, PoolKind};
 use slimbench_models::{Model, ModelError};
 use tch::{Device, Kind, Tensor};
 
@@ -27,6 +30,12 @@ pub(crate) struct Group {
     /// Whether the consumer is a padded convolution (a constant input channel then does
     /// not contribute a constant: the zero padding breaks it at the borders).
     pub(crate) consumer_conv: bool,
+    /// Batch norms between the two, whose channels go with the units.
+    pub(crate) norms: Vec<String>,
+    /// Whether only ReLU, max pooling, flatten and dropout lie between the two (a unit
+    /// with no input weights then outputs the constant `relu(bias)`: dead-path removal
+    /// can fold it).
+    pub(crate) simple: bool,
 }
 
 /// What structured pruning did to one layer.
@@ -46,9 +55,11 @@ pub struct Pruned {
 /// Why a model cannot be pruned this way.
 #[derive(Debug, thiserror::Error)]
 pub enum StructuredError {
-    /// The family has no structured pruning.
-    #[error("structured pruning does not support the `{0}` family (supported: mlp, seed-cnn, cnn)")]
-    Unsupported(&'static str),
+    /// No layer's units can be removed on their own.
+    #[error(
+        "structured pruning found no layer of `{0}` whose channels can be removed on their own (each feeds a residual add, a concat, a depthwise convolution or the output)"
+    )]
+    Unsupported(String),
     /// Low-rank factors have no channels to remove.
     #[error(
         "structured pruning cannot rebuild the low-rank factored layer(s) {0}: prune before the `low-rank` stage, not after"
@@ -62,52 +73,82 @@ pub enum StructuredError {
     Torch(#[from] tch::TchError),
 }
 
-/// The producer/consumer pairs of a family, input to output.
-pub(crate) fn groups(config: &ModelConfig) -> Result<Vec<Group>, StructuredError> {
-    let g = |p: &str, c: &str| Group {
-        producer: p.into(),
-        consumer: c.into(),
-        consumer_conv: c.starts_with("conv"),
-    };
-    Ok(match config {
-        ModelConfig::Mlp(c) => {
-            (0..c.hidden.len()).map(|i| g(&format!("fc{i}"), &format!("fc{}", i + 1))).collect()
+/// The producer/consumer pairs of a graph, input to output: each convolution (not
+/// grouped) or linear layer whose output reaches exactly one next layer through
+/// nodes that keep channels apart (activations, batch norm, pooling, flatten,
+/// dropout). Channels tied through residual adds, concats or depthwise convolutions
+/// are left alone.
+pub(crate) fn groups(graph: &Graph) -> Result<Vec<Group>, StructuredError> {
+    let readers = graph.consumers();
+    let mut out = Vec::new();
+    for (p, node) in graph.nodes.iter().enumerate() {
+        match node.op {
+            NodeOp::Conv2d { groups: 1, .. } | NodeOp::Linear { .. } => {}
+            _ => continue,
         }
-        ModelConfig::SeedCnn(_) => vec![g("conv", "fc")],
-        ModelConfig::Cnn(c) => {
-            let n = c.channels.len();
-            let first_dense = if c.hidden > 0 { "hidden" } else { "fc" };
-            let mut v: Vec<Group> = (0..n)
-                .map(|i| {
-                    let next = if i + 1 < n { format!("conv{}", i + 1) } else { first_dense.to_string() };
-                    g(&format!("conv{i}"), &next)
-                })
-                .collect();
-            if c.hidden > 0 {
-                v.push(g("hidden", "fc"));
+        let (mut cur, mut norms, mut simple) = (p, Vec::new(), true);
+        let found = loop {
+            let [next] = readers[cur].as_slice() else { break None };
+            let n = &graph.nodes[*next];
+            match &n.op {
+                NodeOp::BatchNorm { .. } => {
+                    norms.push(n.id.clone());
+                    simple = false;
+                }
+                NodeOp::Act { f: Activation::Relu }
+                | NodeOp::Pool { kind: PoolKind::Max, .. }
+                | NodeOp::Flatten
+                | NodeOp::Dropout { .. } => {}
+                NodeOp::Act { .. } | NodeOp::Pool { .. } | NodeOp::GlobalAvgPool => simple = false,
+                NodeOp::Conv2d { groups: 1, .. } => break Some((n.id.clone(), true)),
+                NodeOp::Linear { .. } => break Some((n.id.clone(), false)),
+                _ => break None,
             }
-            v
+            cur = *next;
+        };
+        if let Some((consumer, consumer_conv)) = found {
+            out.push(Group { producer: node.id.clone(), consumer, consumer_conv, norms, simple });
         }
-        ModelConfig::DsConv(_) => return Err(StructuredError::Unsupported("dsconv")),
-    })
+    }
+    Ok(out)
 }
 
-/// The config with these unit counts (in group order).
-fn shrunk(config: &ModelConfig, units: &[i64]) -> ModelConfig {
+/// `config` with these unit counts, where the family has a parameter for them (so the
+/// stored config reads like the smaller model); the graph is what is rebuilt.
+fn shrunk(config: &ModelConfig, groups: &[Group], units: &[i64]) -> ModelConfig {
     let mut config = config.clone();
+    let by: HashMap<&str, i64> =
+        groups.iter().map(|g| g.producer.as_str()).zip(units.iter().copied()).collect();
     match &mut config {
-        ModelConfig::Mlp(c) => c.hidden = units.to_vec(),
-        ModelConfig::SeedCnn(c) => c.filters = units[0],
-        ModelConfig::Cnn(c) => {
-            let n = c.channels.len();
-            c.channels = units[..n].to_vec();
-            if c.hidden > 0 {
-                c.hidden = units[n];
+        ModelConfig::Mlp(c) => {
+            for (i, h) in c.hidden.iter_mut().enumerate() {
+                *h = by.get(format!("fc{i}").as_str()).copied().unwrap_or(*h);
             }
         }
-        ModelConfig::DsConv(_) => unreachable!("refused by groups()"),
+        ModelConfig::SeedCnn(c) => c.filters = by.get("conv").copied().unwrap_or(c.filters),
+        ModelConfig::Cnn(c) => {
+            for (i, ch) in c.channels.iter_mut().enumerate() {
+                *ch = by.get(format!("conv{i}").as_str()).copied().unwrap_or(*ch);
+            }
+            c.hidden = by.get("hidden").copied().unwrap_or(c.hidden);
+        }
+        _ => {}
     }
     config
+}
+
+/// `graph` with the producers' widths set to `units` (in group order).
+fn shrunk_graph(graph: &Graph, groups: &[Group], units: &[i64]) -> Graph {
+    let mut graph = graph.clone();
+    for (g, &u) in groups.iter().zip(units) {
+        if let Some(n) = graph.nodes.iter_mut().find(|n| n.id == g.producer) {
+            match &mut n.op {
+                NodeOp::Conv2d { out, .. } | NodeOp::Linear { out, .. } => *out = u,
+                _ => {}
+            }
+        }
+    }
+    graph
 }
 
 /// Slice group `g` down to the units `keep` (ascending indices): the producer's rows and
@@ -119,8 +160,10 @@ pub(crate) fn keep_units(
     keep: &Tensor,
 ) -> Result<(), StructuredError> {
     let before = tensors[&format!("{}.weight", g.producer)].size()[0];
-    for part in ["weight", "bias"] {
-        let name = format!("{}.{part}", g.producer);
+    let norm_parts = ["weight", "bias", "running_mean", "running_var"];
+    let parts = ["weight", "bias"].iter().map(|p| format!("{}.{p}", g.producer));
+    let parts = parts.chain(g.norms.iter().flat_map(|n| norm_parts.iter().map(move |p| format!("{n}.{p}"))));
+    for name in parts.collect::<Vec<_>>() {
         if let Some(t) = tensors.get(&name) {
             let sliced = t.f_index_select(0, keep)?;
             tensors.insert(name, sliced);
@@ -141,15 +184,17 @@ pub(crate) fn cpu_tensors(model: &Model) -> HashMap<String, Tensor> {
     model.named().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect()
 }
 
-/// Build the family with these unit counts (in group order) on the CPU and copy
-/// `tensors` into it.
+/// Build the graph with these unit counts (in the order of `groups`) on the CPU and
+/// copy `tensors` into it.
 pub(crate) fn rebuild(
     model: &Model,
     tensors: &HashMap<String, Tensor>,
+    groups: &[Group],
     units: &[i64],
 ) -> Result<Model, StructuredError> {
-    let config = shrunk(&model.config, units);
-    let small = Model::build(&model.name, &config, model.io, Device::Cpu, None)?;
+    let config = shrunk(&model.config, groups, units);
+    let graph = shrunk_graph(&model.graph, groups, units);
+    let small = Model::from_graph(&model.name, &config, graph, model.io, Device::Cpu, None)?;
     for (name, var) in small.named() {
         let src = &tensors[&name];
         if src.size() != var.size() {
@@ -172,7 +217,10 @@ pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Ve
     if !factored.is_empty() {
         return Err(StructuredError::Factored(factored.into_keys().collect::<Vec<_>>().join(", ")));
     }
-    let groups = groups(&model.config)?;
+    let groups = groups(&model.graph)?;
+    if groups.is_empty() {
+        return Err(StructuredError::Unsupported(model.name.clone()));
+    }
     let mut tensors = cpu_tensors(model);
     let mut report = Vec::new();
     let mut units = Vec::new();
@@ -193,18 +241,26 @@ pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Ve
         let kept = Vec::<i64>::try_from(&keep)?;
         report.push(Pruned { layer: g.producer.clone(), before, after, kept });
     }
-    Ok((rebuild(model, &tensors, &units)?, report))
+    Ok((rebuild(model, &tensors, &groups, &units)?, report))
 }
 
 /// The *simulated* form of a structurally pruned model: `small`'s weights laid back
-/// into the original architecture `config`, with the removed channels/neurons (and the
-/// weights that consumed them) zero. It computes the same function as `small` at the
+/// into the original architecture (`config`, `graph`), with the removed
+/// channels/neurons (and the weights that consumed them) zero. It computes the same function as `small` at the
 /// original cost, which is what a mask-based structured pruning would run. `report`
 /// is what [`prune`] returned for that original model. On the CPU, fp32.
-pub fn expand(small: &Model, config: &ModelConfig, report: &[Pruned]) -> Result<Model, StructuredError> {
+pub fn expand(
+    small: &Model,
+    config: &ModelConfig,
+    graph: &Graph,
+    report: &[Pruned],
+) -> Result<Model, StructuredError> {
     let _g = tch::no_grad_guard();
-    let groups = groups(config)?;
-    let full = Model::build(&small.name, config, small.io, Device::Cpu, None)?;
+    let groups: Vec<Group> = {
+        let all = groups(graph)?;
+        report.iter().filter_map(|r| all.iter().find(|g| g.producer == r.layer).cloned()).collect()
+    };
+    let full = Model::from_graph(&small.name, config, graph.clone(), small.io, Device::Cpu, None)?;
     let index = |kept: &[i64]| Tensor::from_slice(kept);
     // Per tensor: the kept rows (it produces a group's units) and kept columns with
     // their block size (it consumes them).
@@ -223,6 +279,11 @@ pub fn expand(small: &Model, config: &ModelConfig, report: &[Pruned]) -> Result<
         }
         for part in ["weight", "bias"] {
             rows.insert(format!("{}.{part}", g.producer), index(&r.kept));
+        }
+        for n in &g.norms {
+            for part in ["weight", "bias", "running_mean", "running_var"] {
+                rows.insert(format!("{n}.{part}"), index(&r.kept));
+            }
         }
         cols.insert(format!("{}.weight", g.consumer), (index(&r.kept), r.before));
     }
@@ -345,7 +406,7 @@ mod tests {
         ] {
             let m = build(config.clone());
             let (small, report) = prune(&m, 0.5, PruneNorm::L1).unwrap();
-            let full = expand(&small, &config, &report).unwrap();
+            let full = expand(&small, &config, &m.graph, &report).unwrap();
             assert_eq!(full.config, config);
             assert_eq!(full.param_count(), m.param_count());
             // Only the smaller model's weights are non-zero: the rest is padding.
@@ -357,7 +418,7 @@ mod tests {
         }
         let m = build(ModelConfig::SeedCnn(SeedCnnConfig::default()));
         let (small, report) = prune(&m, 0.5, PruneNorm::L2).unwrap();
-        let full = expand(&small, &m.config, &report).unwrap();
+        let full = expand(&small, &m.config, &m.graph, &report).unwrap();
         let w = full.named().into_iter().find(|(n, _)| n == "conv.weight").unwrap().1;
         let removed: Vec<i64> = (0..12).filter(|i| !report[0].kept.contains(i)).collect();
         for i in removed {

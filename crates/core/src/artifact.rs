@@ -90,6 +90,10 @@ pub struct ModelMeta {
     /// activation, for [`Kernel::Int8Static`] and [`Kernel::FakeQuant`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub static_quant: Option<StaticQuant>,
+    /// The graph the model computes, as saved (a pruned model's is smaller than its
+    /// config's); `None` in files that predate graphs: then the config is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<slimbench_graph::Graph>,
 }
 
 impl ModelMeta {
@@ -111,6 +115,7 @@ impl ModelMeta {
             baseline: None,
             fp32_layers: Vec::new(),
             static_quant: None,
+            graph: None,
         }
     }
 

@@ -156,8 +156,14 @@ impl Default for SyntheticDigitsConfig {
 // ---------------------------------------------------------------------------------
 // models
 
+pub use slimbench_graph::layers::LayersConfig;
+pub use slimbench_graph::presets::{
+    CnnConfig, DsConvConfig, Lenet5Config, MlpConfig, MobileNetV1Config, MobileNetV2Config, ResnetConfig,
+    SeedCnnConfig, Shortcut,
+};
+
 kind_set! {
-    /// A model family declared under `models:`.
+    /// A model declared under `models:`: a preset, a layer list, or an ONNX file.
     pub enum ModelConfig: "model kind", tag = "kind" {
         /// The seed experiment's CNN: Conv2d(12, 3x3) + ReLU, MaxPool 2x2, Flatten, Dense(10).
         "seed-cnn" => SeedCnn(SeedCnnConfig),
@@ -167,105 +173,63 @@ kind_set! {
         "dsconv" => DsConv(DsConvConfig),
         /// Configurable CNN (conv-ReLU-pool blocks, then a hidden dense layer): the usual teacher.
         "cnn" => Cnn(CnnConfig),
+        /// LeNet-5: two 5x5 convolutions with pooling, then 120-84-classes linear layers.
+        "lenet5" => Lenet5(Lenet5Config),
+        /// CIFAR-style ResNet (He et al. 2016): depth 6n+2 of basic blocks with batch norm and residual adds.
+        "resnet" => Resnet(ResnetConfig),
+        /// MobileNetV1: depthwise-separable blocks with batch norm, width multiplier.
+        "mobilenet-v1" => MobileNetV1(MobileNetV1Config),
+        /// MobileNetV2: inverted residual blocks with linear bottlenecks and ReLU6, width multiplier.
+        "mobilenet-v2" => MobileNetV2(MobileNetV2Config),
+        /// Layers listed in the YAML (conv, linear, pool, bn, act, add, concat, ...) with named skip inputs.
+        "layers" => Layers(LayersConfig),
+        /// A network and its trained weights imported from an ONNX file (PyTorch, Keras, ... exports).
+        "onnx" => Onnx(OnnxModelConfig),
     }
+}
+
+/// Parameters of `kind: onnx`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxModelConfig {
+    /// The `.onnx` file (relative to the pipeline file's directory).
+    pub path: PathBuf,
 }
 
 impl ModelConfig {
-    /// The activation points of the network this config builds: `input`, then each
-    /// convolution and linear layer by name, input to output (the points where
-    /// quantization observes activations and distillation takes features; see
-    /// `slimbench-models`' `ops`, which checks this list against the built networks).
-    pub fn points(&self) -> Vec<String> {
-        let mut v = vec!["input".to_string()];
+    /// The graph this config describes for `io`-shaped data, or why it cannot. An ONNX
+    /// model's graph comes from its file (`slimbench-onnx`), not from here.
+    pub fn graph(&self, io: crate::artifact::IoShape) -> Result<slimbench_graph::Graph, String> {
+        use slimbench_graph::presets::Preset;
+        let input = [io.channels, io.height, io.width];
+        let classes = io.classes;
         match self {
-            ModelConfig::SeedCnn(_) => v.extend(["conv".into(), "fc".into()]),
-            ModelConfig::Mlp(c) => v.extend((0..=c.hidden.len()).map(|i| format!("fc{i}"))),
-            ModelConfig::DsConv(c) => {
-                v.push("stem".into());
-                for i in 1..c.channels.len() {
-                    v.extend([format!("dw{i}"), format!("pw{i}")]);
-                }
-                v.push("fc".into());
-            }
-            ModelConfig::Cnn(c) => {
-                v.extend((0..c.channels.len()).map(|i| format!("conv{i}")));
-                if c.hidden > 0 {
-                    v.push("hidden".into());
-                }
-                v.push("fc".into());
-            }
+            ModelConfig::SeedCnn(c) => c.graph(input, classes),
+            ModelConfig::Mlp(c) => c.graph(input, classes),
+            ModelConfig::DsConv(c) => c.graph(input, classes),
+            ModelConfig::Cnn(c) => c.graph(input, classes),
+            ModelConfig::Lenet5(c) => c.graph(input, classes),
+            ModelConfig::Resnet(c) => c.graph(input, classes),
+            ModelConfig::MobileNetV1(c) => c.graph(input, classes),
+            ModelConfig::MobileNetV2(c) => c.graph(input, classes),
+            ModelConfig::Layers(c) => c.graph(input, classes),
+            ModelConfig::Onnx(c) => Err(format!("the graph of {} is read from the file", c.path.display())),
         }
-        v
     }
-}
 
-/// Parameters of the seed CNN: only its filter count, which structured pruning lowers
-/// (the seed experiment's 12 otherwise).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SeedCnnConfig {
-    /// Convolution filters.
-    #[serde(default = "d_seed_filters", skip_serializing_if = "is_seed_filters")]
-    pub filters: i64,
-}
-
-fn d_seed_filters() -> i64 {
-    12
-}
-fn is_seed_filters(f: &i64) -> bool {
-    *f == 12
-}
-
-impl Default for SeedCnnConfig {
-    fn default() -> Self {
-        SeedCnnConfig { filters: d_seed_filters() }
-    }
-}
-
-/// Parameters of the `mlp` family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct MlpConfig {
-    /// Widths of the hidden layers, input to output.
-    pub hidden: Vec<i64>,
-}
-
-impl Default for MlpConfig {
-    fn default() -> Self {
-        MlpConfig { hidden: vec![256, 128] }
-    }
-}
-
-/// Parameters of the `dsconv` family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct DsConvConfig {
-    /// Output channels of the stem convolution and of each depthwise-separable block;
-    /// every block after the first halves the resolution.
-    pub channels: Vec<i64>,
-}
-
-impl Default for DsConvConfig {
-    fn default() -> Self {
-        DsConvConfig { channels: vec![16, 32, 64] }
-    }
-}
-
-/// Parameters of the `cnn` family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct CnnConfig {
-    /// Output channels of each conv(3x3, padding 1)-ReLU-maxpool(2x2) block.
-    pub channels: Vec<i64>,
-    /// Width of the hidden dense layer (0: none).
-    pub hidden: i64,
-    /// Dropout probability before the last layer, during training only.
-    pub dropout: f64,
-}
-
-impl Default for CnnConfig {
-    fn default() -> Self {
-        CnnConfig { channels: vec![32, 64], hidden: 128, dropout: 0.0 }
+    /// The activation points of the network this config builds for `io`: `input`, then
+    /// each convolution and linear layer by id, input to output (the points where
+    /// quantization observes activations and distillation takes features). `None` for
+    /// an ONNX model (its layers are known once the file is read).
+    pub fn points(&self, io: crate::artifact::IoShape) -> Option<Result<Vec<String>, String>> {
+        if matches!(self, ModelConfig::Onnx(_)) {
+            return None;
+        }
+        Some(self.graph(io).map(|g| {
+            let mut v = vec![slimbench_graph::INPUT.to_string()];
+            v.extend(g.nodes.iter().filter(|n| n.op.is_layer()).map(|n| n.id.clone()));
+            v
+        }))
     }
 }
 

@@ -162,7 +162,7 @@ pub fn check_speedup(check: &SpeedupCheck<'_>) -> Result<Vec<SpeedupRow>, EvalEr
             .model
             .convs()
             .iter()
-            .map(|c| (c.name().to_string(), c.weight().size()[1] * c.geometry().2, c.weight().size()[0]))
+            .map(|c| (c.name().to_string(), c.weight().size()[1] * c.geometry().groups, c.weight().size()[0]))
             .collect(),
         materialized: check.forms.iter().any(|f| f.form == Form::Materialized),
         speedup_b1: speedup(stored, 0),

@@ -21,7 +21,10 @@ use slimbench_core::artifact::{QParams, StaticQuant};
 use slimbench_torch_ext::quantized::{PackedConv, PackedLinear, quantize_weight_with, weight_scales};
 use tch::{Kind, Tensor};
 
-use crate::ops::{self, Op, Tap};
+use slimbench_graph::{Activation, Op as NodeOp, PoolKind};
+
+use crate::layers::Geometry;
+use crate::ops::{self, Op, Step as GraphStep, Tap};
 
 /// Largest quint8 activation value: 127 with `reduce_range`, else 255.
 pub fn act_qmax(reduce_range: bool) -> i64 {
@@ -58,7 +61,7 @@ pub fn fake_quant_weight(w: &Tensor, per_channel: bool) -> Tensor {
 
 /// The activation points a model with the layers `fp32` kept in fp32 holds in int8:
 /// those a quantized layer writes or reads.
-pub fn active_points(ops: &[Op<'_>], fp32: &[String]) -> HashSet<String> {
+pub fn active_points(ops: &[GraphStep<'_>], fp32: &[String]) -> HashSet<String> {
     let quantized = |l: &Option<String>| l.as_ref().is_some_and(|l| !fp32.contains(l));
     ops::points(ops)
         .into_iter()
@@ -73,6 +76,29 @@ fn qparams_of<'a>(sq: &'a StaticQuant, point: &str) -> Result<&'a QParams, Strin
         .ok_or_else(|| format!("no calibrated quantization for the activation point `{point}`"))
 }
 
+/// The ops of a model the static int8 chain can run, or which node it cannot.
+pub fn chain_ops<'a>(steps: &[GraphStep<'a>]) -> Result<Vec<Op<'a>>, String> {
+    if !ops::is_chain(steps) {
+        return Err(
+            "static int8 runs chains of layers; this model has branches (residual adds or concats)".into()
+        );
+    }
+    steps
+        .iter()
+        .map(|s| match s.op {
+            Op::Conv(_) | Op::Linear(_) => Ok(s.op),
+            Op::Plain(
+                NodeOp::Act { f: Activation::Relu }
+                | NodeOp::Pool { kind: PoolKind::Max, kernel: [2, 2], stride: [2, 2], padding: [0, 0] }
+                | NodeOp::GlobalAvgPool
+                | NodeOp::Flatten
+                | NodeOp::Dropout { .. },
+            ) => Ok(s.op),
+            other => Err(format!("static int8 has no kernel for node `{}` ({})", s.id, other.kind())),
+        })
+        .collect()
+}
+
 /// One step of the static int8 chain.
 #[derive(Debug)]
 enum Step {
@@ -80,7 +106,7 @@ enum Step {
     Dequantize,
     QConv { conv: PackedConv, relu: bool, out: QParams },
     QLinear { lin: PackedLinear, relu: bool, out: QParams },
-    Conv { w: Tensor, b: Option<Tensor>, geometry: (i64, i64, i64) },
+    Conv { w: Tensor, b: Option<Tensor>, geometry: Geometry },
     Linear { w: Tensor, b: Option<Tensor> },
     Relu,
     MaxPool2,
@@ -96,9 +122,12 @@ pub struct StaticChain {
 
 impl StaticChain {
     /// Build from a model's ops (fp32 weights on the CPU), its calibration, and the
-    /// layers to keep in fp32.
-    pub fn build(ops: &[Op<'_>], sq: &StaticQuant, fp32: &[String]) -> Result<Self, String> {
+    /// layers to keep in fp32. The model must be a chain of convolutions, linear
+    /// layers, ReLUs, max pools, global average pools, flattens and dropouts.
+    pub fn build(steps: &[GraphStep<'_>], sq: &StaticQuant, fp32: &[String]) -> Result<Self, String> {
         let _guard = tch::no_grad_guard();
+        let ops = chain_ops(steps)?;
+        let ops = ops.as_slice();
         let e = |layer: &str, err: &dyn std::fmt::Display| format!("layer `{layer}`: {err}");
         let mut steps = Vec::new();
         let mut quantized = false;
@@ -106,7 +135,7 @@ impl StaticChain {
         let mut i = 0;
         while i < ops.len() {
             let op = ops[i];
-            let relu = matches!(ops.get(i + 1), Some(Op::Relu));
+            let relu = ops.get(i + 1).is_some_and(Op::is_relu);
             match op {
                 Op::Conv(c) if !fp32.iter().any(|l| l == c.name()) => {
                     if !quantized {
@@ -114,9 +143,9 @@ impl StaticChain {
                     }
                     let wq = quantize_weight_with(&c.weight().detach().contiguous(), sq.per_channel)
                         .map_err(|x| e(c.name(), &x))?;
-                    let (s, p, g) = c.geometry();
+                    let g = c.geometry();
                     let bias = c.bias().map(Tensor::detach);
-                    let conv = PackedConv::new(&wq, bias.as_ref(), [s, s], [p, p], [1, 1], g)
+                    let conv = PackedConv::new(&wq, bias.as_ref(), g.stride, g.padding, g.dilation, g.groups)
                         .map_err(|x| e(c.name(), &x))?;
                     last = *qparams_of(sq, c.name())?;
                     steps.push(Step::QConv { conv, relu, out: last });
@@ -168,11 +197,17 @@ impl StaticChain {
                         last = *q;
                     }
                 }
-                Op::Relu => steps.push(Step::Relu),
-                Op::MaxPool2 => steps.push(Step::MaxPool2),
-                Op::GlobalAvgPool => steps.push(Step::GlobalAvgPool),
-                Op::Flatten => steps.push(Step::Flatten),
-                Op::Dropout(_) => {}
+                Op::Plain(NodeOp::Act { f: Activation::Relu }) => steps.push(Step::Relu),
+                Op::Plain(NodeOp::Pool {
+                    kind: PoolKind::Max,
+                    kernel: [2, 2],
+                    stride: [2, 2],
+                    padding: [0, 0],
+                }) => steps.push(Step::MaxPool2),
+                Op::Plain(NodeOp::GlobalAvgPool) => steps.push(Step::GlobalAvgPool),
+                Op::Plain(NodeOp::Flatten) => steps.push(Step::Flatten),
+                Op::Plain(NodeOp::Dropout { .. }) => {}
+                other => unreachable!("chain_ops refused {}", other.kind()),
             }
             i += 1;
         }
@@ -199,9 +234,9 @@ impl StaticChain {
                 Step::QLinear { lin, relu, out } => {
                     lin.forward_static(&x, out.scale, out.zero_point, *relu).map_err(|e| err(&e))?
                 }
-                Step::Conv { w, b, geometry: (s, p, g) } => {
-                    x.f_conv2d(w, b.as_ref(), [*s, *s], [*p, *p], [1, 1], *g).map_err(|e| err(&e))?
-                }
+                Step::Conv { w, b, geometry: g } => x
+                    .f_conv2d(w, b.as_ref(), g.stride, g.padding, g.dilation, g.groups)
+                    .map_err(|e| err(&e))?,
                 Step::Linear { w, b } => x.f_linear(w, b.as_ref()).map_err(|e| err(&e))?,
                 Step::Relu => x.f_relu().map_err(|e| err(&e))?,
                 Step::MaxPool2 => {
@@ -234,11 +269,11 @@ pub struct FakeQuant {
 
 impl FakeQuant {
     /// From a model's ops, its calibration and the layers kept in fp32.
-    pub fn build(ops: &[Op<'_>], sq: &StaticQuant, fp32: &[String]) -> Result<Self, String> {
+    pub fn build(ops: &[GraphStep<'_>], sq: &StaticQuant, fp32: &[String]) -> Result<Self, String> {
         let _guard = tch::no_grad_guard();
         let mut weights = BTreeMap::new();
-        for op in ops {
-            match op {
+        for step in ops {
+            match &step.op {
                 Op::Conv(c) if !fp32.iter().any(|l| l == c.name()) => {
                     weights.insert(c.name().to_string(), fake_quant_weight(c.weight(), sq.per_channel));
                 }

@@ -9,9 +9,12 @@ use std::sync::OnceLock;
 
 use slimbench_core::artifact::{Kernel, ModelMeta};
 
-use crate::families::{self, Conv, Dense, Net};
+use slimbench_graph::Graph;
+
 use crate::int8::{FakeQuant, StaticChain};
-use crate::ops::{self, Op, Tap};
+use crate::layers::{Conv, Dense, Norm};
+use crate::net::GraphNet;
+use crate::ops::{self, Step, Tap};
 
 /// Errors building, converting, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +56,14 @@ pub enum ModelError {
 pub struct Model {
     /// The model's name (a key of `models:`).
     pub name: String,
-    /// Its family and hyper-parameters.
+    /// How it was declared (its kind and parameters).
     pub config: ModelConfig,
+    /// What it computes: the graph its layers were built from.
+    pub graph: Graph,
     /// Its input/output shape.
     pub io: IoShape,
     vs: nn::VarStore,
-    net: Box<dyn Net>,
+    net: GraphNet,
     /// How the whole forward pass runs, when [`Model::set_kernel`] chose a kernel that
     /// is not per linear layer.
     runtime: OnceLock<Runtime>,
@@ -85,6 +90,32 @@ impl Model {
         device: Device,
         seed: Option<u64>,
     ) -> Result<Self, ModelError> {
+        let graph = config.graph(io).map_err(|msg| ModelError::Build { name: name.to_string(), msg })?;
+        Self::from_graph(name, config, graph, io, device, seed)
+    }
+
+    /// Build the layers of `graph` (freshly initialised, reproducibly with a seed) on
+    /// `device`; `config` is kept to say how the model was declared.
+    pub fn from_graph(
+        name: &str,
+        config: &ModelConfig,
+        graph: Graph,
+        io: IoShape,
+        device: Device,
+        seed: Option<u64>,
+    ) -> Result<Self, ModelError> {
+        graph
+            .check(io.classes)
+            .map_err(|e| ModelError::Build { name: name.to_string(), msg: e.to_string() })?;
+        if graph.input != [io.channels, io.height, io.width] {
+            return Err(ModelError::Build {
+                name: name.to_string(),
+                msg: format!(
+                    "its input is {}x{}x{} but the data's images are {}x{}x{}",
+                    graph.input[0], graph.input[1], graph.input[2], io.channels, io.height, io.width
+                ),
+            });
+        }
         // libtorch's generator is global: without this lock, two builds on different
         // threads (tests, or a future parallel stage) would interleave their draws and
         // a seeded build would not be reproducible.
@@ -94,15 +125,23 @@ impl Model {
             tch::manual_seed(s as i64);
         }
         let vs = nn::VarStore::new(device);
-        let net = families::build(&vs.root(), config, io)
-            .map_err(|msg| ModelError::Build { name: name.to_string(), msg })?;
-        Ok(Model { name: name.to_string(), config: config.clone(), io, vs, net, runtime: OnceLock::new() })
+        let net = GraphNet::new(&vs.root(), &graph)
+            .map_err(|e| ModelError::Build { name: name.to_string(), msg: e.to_string() })?;
+        Ok(Model {
+            name: name.to_string(),
+            config: config.clone(),
+            graph,
+            io,
+            vs,
+            net,
+            runtime: OnceLock::new(),
+        })
     }
 
     /// Logits for a batch `[N, C, H, W]`; `train` enables dropout.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         match self.runtime.get() {
-            None => nn::ModuleT::forward_t(&*self.net, xs, train),
+            None => nn::ModuleT::forward_t(&self.net, xs, train),
             // Built from this model's own layers and checked by `set_kernel`; a failure
             // here is a bug, as a shape mismatch in `apply` would be.
             Some(Runtime::Static(chain)) => {
@@ -113,7 +152,7 @@ impl Model {
                 if let Err(e) = slimbench_torch_ext::set_cuda_autocast_dtype(*kind) {
                     panic!("autocast: {e}");
                 }
-                tch::autocast(true, || nn::ModuleT::forward_t(&*self.net, xs, train))
+                tch::autocast(true, || nn::ModuleT::forward_t(&self.net, xs, train))
             }
         }
     }
@@ -125,20 +164,25 @@ impl Model {
         ops::run_tapped(&self.net.ops(), xs, train, tap)
     }
 
-    /// Its forward pass as a chain of steps.
-    pub fn ops(&self) -> Vec<Op<'_>> {
+    /// Its forward pass as steps over its graph.
+    pub fn ops(&self) -> Vec<Step<'_>> {
         self.net.ops()
     }
 
     /// Its convolutions and linear layers by name, input to output: the layers
     /// quantization can keep in fp32.
     pub fn layer_names(&self) -> Vec<String> {
-        self.net.ops().iter().filter_map(|op| op.layer().map(str::to_string)).collect()
+        self.net.ops().iter().filter_map(|s| s.op.layer().map(str::to_string)).collect()
     }
 
     /// Its convolutions, input to output.
     pub fn convs(&self) -> Vec<&Conv> {
         self.net.convs()
+    }
+
+    /// Its batch norms, input to output.
+    pub fn norms(&self) -> Vec<&Norm> {
+        self.net.norms()
     }
 
     /// Logits in inference mode.
@@ -182,20 +226,30 @@ impl Model {
         v
     }
 
-    /// Weights of convolution and linear layers, the ones pruning acts on (biases stay).
+    /// Weights of convolution and linear layers, the ones pruning acts on (biases and
+    /// batch norms stay).
     pub fn prunable(&self) -> Vec<(String, Tensor)> {
-        self.named().into_iter().filter(|(n, _)| n.ends_with(".weight")).collect()
+        let norms: Vec<String> = self.norms().iter().map(|n| format!("{}.weight", n.name())).collect();
+        self.named().into_iter().filter(|(n, _)| n.ends_with(".weight") && !norms.contains(n)).collect()
     }
 
-    /// Number of parameters.
+    /// Number of parameters (batch norms' running statistics are not parameters).
     pub fn param_count(&self) -> u64 {
-        self.named().iter().map(|(_, t)| t.numel() as u64).sum()
+        self.named()
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+            .map(|(_, t)| t.numel() as u64)
+            .sum()
     }
 
     /// Number of parameters that are not zero.
     pub fn nonzero_count(&self) -> u64 {
         tch::no_grad(|| {
-            self.named().iter().map(|(_, t)| t.count_nonzero(None::<i64>).int64_value(&[]) as u64).sum()
+            self.named()
+                .iter()
+                .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+                .map(|(_, t)| t.count_nonzero(None::<i64>).int64_value(&[]) as u64)
+                .sum()
         })
     }
 
@@ -220,7 +274,8 @@ impl Model {
 
     /// A deep copy on the same device.
     pub fn try_clone(&self) -> Result<Model, ModelError> {
-        let mut m = Model::build(&self.name, &self.config, self.io, self.device(), None)?;
+        let mut m =
+            Model::from_graph(&self.name, &self.config, self.graph.clone(), self.io, self.device(), None)?;
         m.factor_shapes(&self.factored())?;
         m.set_kind(self.kind());
         m.copy_from(self)?;
@@ -275,7 +330,7 @@ impl Model {
             }
             Kernel::AmpBf16 | Kernel::AmpFp16 => {
                 let kind = if kernel == Kernel::AmpBf16 { Kind::BFloat16 } else { Kind::Half };
-                (Runtime::Amp(kind), ops.iter().filter(|o| o.layer().is_some()).count())
+                (Runtime::Amp(kind), ops.iter().filter(|s| s.op.layer().is_some()).count())
             }
             _ => {
                 let mut n = 0;
@@ -422,7 +477,7 @@ mod tests {
         for c in configs {
             let m = Model::build("m", &c, MNIST, Device::Cpu, Some(1)).unwrap();
             let built: Vec<String> = crate::ops::points(&m.ops()).into_iter().map(|p| p.name).collect();
-            assert_eq!(built, c.points(), "{c:?}");
+            assert_eq!(Some(Ok(built)), c.points(MNIST), "{c:?}");
         }
     }
 

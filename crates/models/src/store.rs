@@ -150,7 +150,13 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let mut info = HashMap::new();
-    info.insert(META_KEY.to_string(), serde_json::to_string(meta).expect("meta serializes"));
+    // The graph goes with the weights when the config does not build it (a layer list
+    // pruned, an imported file), so a file rebuilds the model it holds; a preset's
+    // file stays as small as before graphs.
+    let built = model.config.graph(model.io).ok();
+    let graph = (built.as_ref() != Some(&model.graph)).then(|| model.graph.clone());
+    let meta = ModelMeta { graph, ..meta.clone() };
+    info.insert(META_KEY.to_string(), serde_json::to_string(&meta).expect("meta serializes"));
     if !sparse.is_empty() {
         info.insert(SPARSE_KEY.to_string(), serde_json::to_string(&sparse).expect("shapes serialize"));
     }
@@ -198,7 +204,10 @@ pub fn load(path: &Path, device: Device) -> Result<(Model, ModelMeta), ModelErro
         None => BTreeMap::new(),
     };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(e.to_string()))?;
-    let mut model = Model::build(&meta.model, &meta.config, meta.io, Device::Cpu, None)?;
+    let mut model = match &meta.graph {
+        Some(g) => Model::from_graph(&meta.model, &meta.config, g.clone(), meta.io, Device::Cpu, None)?,
+        None => Model::build(&meta.model, &meta.config, meta.io, Device::Cpu, None)?,
+    };
     model.factor_shapes(&meta.factored)?;
     model.set_kind(kind_of(meta.precision));
     for (name, var) in model.named() {

@@ -26,6 +26,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
     let (mut model, mut meta) = load_fp32(runner, input, v)?;
     let params_before = model.param_count();
     let original_config = meta.config.clone();
+    let original_graph = model.graph.clone();
     let weights_before: i64 = model.prunable().iter().map(|(_, w)| w.numel() as i64).sum();
 
     // Fine-tuning reuses how the input was trained unless the stage says otherwise.
@@ -222,7 +223,8 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &PruneParams) -> Res
         (PruneMethod::Structured, _) => {
             // The original-size model with the removed channels/neurons zeroed: what a
             // mask-based structured pruning would run.
-            let full = slimbench_compress::structured::expand(&model, &sim_meta.config, &removed)?;
+            let full =
+                slimbench_compress::structured::expand(&model, &sim_meta.config, &original_graph, &removed)?;
             let sim_meta = ModelMeta { sparsity: full.sparsity(), ..sim_meta };
             store::save(&full, &sim_meta, &ctx.out_dir.join(SIMULATED_FILE), Encoding::Dense)?;
             SimulatedForm::file(SIMULATED_FILE, "original-size model, removed channels/neurons zeroed")

@@ -29,7 +29,7 @@ use slimbench_core::cancel;
 use slimbench_core::progress::Progress;
 use slimbench_data::Split;
 use slimbench_models::Model;
-use slimbench_models::ops::{self, Op};
+use slimbench_models::ops;
 use tch::{Device, Kind, Tensor};
 
 use crate::run::{Interval, batch_tensors};
@@ -137,27 +137,30 @@ pub fn balance(costs: &[f64], starts: &[usize], k: usize) -> Option<Vec<Range<us
 }
 
 /// Measured forward milliseconds of each step of `model` on `xs` (the median of a few
-/// runs), and the input each step receives along the way.
+/// runs). Steps are timed in the parts between the places the graph can be cut (one
+/// step each for a chain); a part's time is put on its first step.
 fn profile(model: &Model, xs: &Tensor) -> Vec<f64> {
     let chain = model.ops();
+    let mut bounds = vec![0];
+    bounds.extend(ops::cut_points(&chain));
+    bounds.push(chain.len());
     tch::no_grad(|| {
         let mut x = xs.shallow_clone();
-        chain
-            .iter()
-            .map(|op| {
-                let one = std::slice::from_ref(op);
-                let mut times = Vec::with_capacity(5);
-                let mut y = ops::run(one, &x, false);
-                for _ in 0..5 {
-                    let t = Instant::now();
-                    y = ops::run(one, &x, false);
-                    sync(x.device());
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-                x = y;
-                slimbench_core::records::percentile(&times, 50.0)
-            })
-            .collect()
+        let mut costs = vec![0.0; chain.len()];
+        for part in bounds.windows(2) {
+            let run = |x: &Tensor| ops::run_range(&chain, part[0]..part[1], x, false, &mut ops::NoTap);
+            let mut times = Vec::with_capacity(5);
+            let mut y = run(&x);
+            for _ in 0..5 {
+                let t = Instant::now();
+                y = run(&x);
+                sync(x.device());
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            x = y;
+            costs[part[0]] = slimbench_core::records::percentile(&times, 50.0);
+        }
+        costs
     })
 }
 
@@ -172,12 +175,19 @@ fn sync(device: Device) {
 pub fn partition(model: &Model, pc: &PipelineConfig, sample: &Tensor) -> Result<Vec<StageSlice>, TrainError> {
     let chain = model.ops();
     let k = pc.devices.len();
-    let starts: Vec<usize> =
-        chain.iter().enumerate().filter(|(_, op)| op.layer().is_some()).map(|(i, _)| i).collect();
+    // Stages start in front of a layer, where one tensor crosses (not inside a
+    // residual block).
+    let cuts = ops::cut_points(&chain);
+    let starts: Vec<usize> = chain
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.op.layer().is_some() && (*i == 0 || cuts.contains(i)))
+        .map(|(i, _)| i)
+        .collect();
     let costs = profile(model, sample);
     let ranges = balance(&costs, &starts, k).ok_or_else(|| {
         TrainError::Setup(format!(
-            "model `{}` has {} layer(s) with weights; it cannot be split into {k} pipeline stages (give pipeline_stages: {} or fewer)",
+            "model `{}` has {} place(s) in front of a layer where one tensor crosses; it cannot be split into {k} pipeline stages (give pipeline_stages: {} or fewer)",
             model.name,
             starts.len(),
             starts.len().max(1)
@@ -187,7 +197,7 @@ pub fn partition(model: &Model, pc: &PipelineConfig, sample: &Tensor) -> Result<
         .into_iter()
         .zip(&pc.devices)
         .map(|(r, &device)| StageSlice {
-            layers: chain[r.clone()].iter().filter_map(|op| op.layer().map(str::to_owned)).collect(),
+            layers: chain[r.clone()].iter().filter_map(|s| s.op.layer().map(str::to_owned)).collect(),
             forward_ms: costs[r.clone()].iter().sum(),
             ops: r,
             device,
@@ -411,7 +421,6 @@ pub fn micro_sizes(n: usize, m: usize) -> Vec<usize> {
 /// backwards as the gradients return (in reverse order), then its optimizer step.
 fn stage_loop(copy: &Model, mut opt: tch::nn::Optimizer, slice: &StageSlice, last: bool, w: Wires) {
     let chain = copy.ops();
-    let ops: &[Op<'_>] = &chain[slice.ops.clone()];
     let device = slice.device;
     while let Ok(work) = w.work.recv() {
         let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Report, String> {
@@ -431,7 +440,7 @@ fn stage_loop(copy: &Model, mut opt: tch::nn::Optimizer, slice: &StageSlice, las
                     .to_device(device)
                     .detach()
                     .set_requires_grad(!slice.ops.is_empty() && slice.ops.start > 0);
-                let y = ops::run(ops, &x, true);
+                let y = ops::run_range(&chain, slice.ops.clone(), &x, true, &mut ops::NoTap);
                 if last {
                     let (ys, weight) = &work.labels[m];
                     let loss = y.cross_entropy_for_logits(ys) * *weight;

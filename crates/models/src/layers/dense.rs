@@ -1,4 +1,4 @@
-//! [`Dense`]: the linear layer every family uses. It runs on libtorch's dense kernels
+//! [`Dense`]: the linear layer of every graph. It runs on libtorch's dense kernels
 //! until [`Dense::pack`] hands its weights to another kernel: fbgemm's (int8 or fp16,
 //! through `slimbench-torch-ext`) on the CPU, CUDA's int8 or fp8 matmuls
 //! ([`crate::cuda_linear`]) on a GPU; from then on its forward runs that kernel.
@@ -60,11 +60,11 @@ impl Kernelled {
 }
 
 impl Dense {
-    /// `in_dim -> out_dim` with weight and bias under `p` (`p/weight`, `p/bias`).
-    pub fn new(p: nn::Path<'_>, in_dim: i64, out_dim: i64) -> Self {
+    /// `in_dim -> out_dim` with weight (and bias) under `p` (`p/weight`, `p/bias`).
+    pub fn new(p: nn::Path<'_>, in_dim: i64, out_dim: i64, bias: bool) -> Self {
         let name = p.components().collect::<Vec<_>>().join(".");
         Dense {
-            lin: nn::linear(p, in_dim, out_dim, Default::default()),
+            lin: nn::linear(p, in_dim, out_dim, nn::LinearConfig { bias, ..Default::default() }),
             name,
             in_dim,
             out_dim,
