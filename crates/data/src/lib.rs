@@ -31,6 +31,7 @@ mod idxset;
 pub mod loader;
 mod normalize;
 mod rng;
+pub mod shapes;
 pub mod synthetic;
 
 pub use error::{DataError, Searched};
@@ -268,6 +269,7 @@ pub fn load(
         DatasetConfig::Mnist(c) => idxset::load(name, idxset::IdxKind::Mnist, c, lookup),
         DatasetConfig::FashionMnist(c) => idxset::load(name, idxset::IdxKind::FashionMnist, c, lookup),
         DatasetConfig::SyntheticDigits(c) => synthetic::dataset(name, c, default_seed),
+        DatasetConfig::SyntheticShapes(c) => shapes::dataset(name, c, default_seed),
         other => Err(DataError::InvalidConfig {
             dataset: name.to_string(),
             message: format!("dataset kind {} is not supported yet", other.kind()),

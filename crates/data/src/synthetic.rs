@@ -44,7 +44,8 @@ pub enum SplitKind {
 }
 
 impl SplitKind {
-    fn id(self) -> u64 {
+    /// Its part of the random stream ids.
+    pub(crate) fn id(self) -> u64 {
         match self {
             SplitKind::Train => 1,
             SplitKind::Test => 2,
