@@ -24,6 +24,7 @@ use std::sync::Arc;
 use slimbench_core::config::{DatasetConfig, KindSet};
 
 pub mod augment;
+pub mod cifar;
 mod error;
 pub mod fetch;
 pub mod idx;
@@ -270,6 +271,8 @@ pub fn load(
         DatasetConfig::FashionMnist(c) => idxset::load(name, idxset::IdxKind::FashionMnist, c, lookup),
         DatasetConfig::SyntheticDigits(c) => synthetic::dataset(name, c, default_seed),
         DatasetConfig::SyntheticShapes(c) => shapes::dataset(name, c, default_seed),
+        DatasetConfig::Cifar10(c) => cifar::load_cifar10(name, c, lookup),
+        DatasetConfig::Cifar100(c) => cifar::load_cifar100(name, c, lookup),
         other => Err(DataError::InvalidConfig {
             dataset: name.to_string(),
             message: format!("dataset kind {} is not supported yet", other.kind()),
