@@ -21,12 +21,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use slimbench_core::config::{DatasetConfig, KindSet};
+use slimbench_core::config::DatasetConfig;
 
 pub mod augment;
 pub mod cifar;
 mod error;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 mod idxset;
 pub mod loader;
@@ -273,11 +274,7 @@ pub fn load(
         DatasetConfig::SyntheticShapes(c) => shapes::dataset(name, c, default_seed),
         DatasetConfig::Cifar10(c) => cifar::load_cifar10(name, c, lookup),
         DatasetConfig::Cifar100(c) => cifar::load_cifar100(name, c, lookup),
-        other => Err(DataError::InvalidConfig {
-            dataset: name.to_string(),
-            message: format!("dataset kind {} is not supported yet", other.kind()),
-            hint: "use mnist, fashion-mnist or synthetic-digits".to_string(),
-        }),
+        DatasetConfig::ImageFolder(c) => folder::dataset(name, c, default_seed),
     }?;
     let (mean, std) = cfg.normalization();
     normalize::apply(&mut ds, mean, std)?;
