@@ -1664,6 +1664,50 @@ mod tests {
     }
 
     #[test]
+    fn dataset_kinds_parse_with_defaults_and_reject_unknown_fields() {
+        use serde_json::json;
+        let parse = |kind: &str, v: serde_json::Value| DatasetConfig::deserialize_kind(kind, v);
+        let c = parse("cifar100", json!({"labels": "coarse", "mean": [0.5, 0.5, 0.5]})).unwrap().unwrap();
+        let DatasetConfig::Cifar100(p) = &c else { panic!("{c:?}") };
+        assert_eq!((p.labels, p.train_limit), (Cifar100Labels::Coarse, None));
+        assert_eq!(c.normalization(), (Some(&[0.5, 0.5, 0.5][..]), None));
+        let c = parse("cifar100", json!({})).unwrap().unwrap();
+        assert!(matches!(&c, DatasetConfig::Cifar100(p) if p.labels == Cifar100Labels::Fine));
+        assert!(parse("cifar100", json!({"labels": "medium"})).is_err());
+        let e = parse("cifar10", json!({"labels": "fine"})).unwrap_err().to_string();
+        assert!(e.contains("unknown field `labels`"), "{e}");
+
+        let mut c = parse("image-folder", json!({"path": "pics", "size": [24, 32]})).unwrap().unwrap();
+        let DatasetConfig::ImageFolder(p) = &c else { panic!("{c:?}") };
+        assert_eq!(
+            (p.size, p.channels, p.test_fraction, p.center_crop, p.skip_unreadable),
+            ([24, 32], 3, 0.2, false, false)
+        );
+        assert_eq!(c.path_mut().map(|p| p.clone()), Some(PathBuf::from("pics")));
+        let e = parse("image-folder", json!({"size": [24, 32]})).unwrap_err().to_string();
+        assert!(e.contains("missing field `path`"), "{e}");
+        assert!(parse("image-folder", json!({"path": "p", "size": [1, 2], "colour": true})).is_err());
+
+        let mut c = parse("synthetic-shapes", json!({"std": [0.2, 0.2, 0.2]})).unwrap().unwrap();
+        assert_eq!(
+            c,
+            DatasetConfig::SyntheticShapes(SyntheticShapesConfig {
+                std: Some(vec![0.2; 3]),
+                ..Default::default()
+            })
+        );
+        assert_eq!(c.path_mut(), None);
+        let DatasetConfig::SyntheticShapes(p) = &c else { panic!() };
+        assert_eq!((p.train_size, p.test_size), (10_000, 2_000));
+
+        // The fields that are not set stay out of the serialised form (plan hashes keep).
+        let m = parse("mnist", json!({})).unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&m).unwrap(), json!({"kind": "mnist"}));
+        let d = parse("synthetic-digits", json!({})).unwrap().unwrap();
+        assert!(serde_json::to_value(&d).unwrap().get("mean").is_none());
+    }
+
+    #[test]
     fn every_kind_has_a_summary_and_schema() {
         for k in StageParams::kinds().into_iter().chain(ModelConfig::kinds()).chain(DatasetConfig::kinds()) {
             assert!(!k.summary.is_empty(), "{}", k.name);

@@ -5,18 +5,27 @@
 //! [`loader::Batch`]es into tensors themselves.
 //!
 //! * [`load`] turns a `datasets:` entry ([`slimbench_core::config::DatasetConfig`]) into
-//!   a [`Dataset`]: a train and a test [`Split`] of 28x28 grey images with their labels,
-//!   and a content hash for cache keys.
-//! * MNIST and Fashion-MNIST are read from IDX files ([`idx`]), found through a
-//!   [`DataLookup`] (the dataset's `path:`, then the data dir, then the user cache) or
-//!   downloaded from a mirror and MD5-verified ([`fetch`]).
-//! * `synthetic-digits` is generated in-process ([`synthetic`]): no files, no network,
-//!   the same bytes for the same seed whatever the number of threads.
+//!   a [`Dataset`]: a train and a test [`Split`] of C x H x W byte images (channel-planar,
+//!   the CIFAR layout) with `u16` labels, the class count and names, an optional
+//!   per-channel [`Normalize`], and a content hash for cache keys.
+//! * MNIST and Fashion-MNIST are read from IDX files ([`idx`]), CIFAR-10 and CIFAR-100
+//!   from their binary batches or straight from the release's `.tar.gz` ([`cifar`]);
+//!   both are found through a [`DataLookup`] (the dataset's `path:`, then the data dir,
+//!   then the user cache) or downloaded from a mirror and MD5-verified ([`fetch`]).
+//! * `image-folder` decodes PNG and JPEG files kept one sub-directory per class, resized
+//!   to one shape ([`folder`]).
+//! * `synthetic-digits` (28x28 grey, [`synthetic`]) and `synthetic-shapes` (32x32 RGB,
+//!   [`shapes`]) are generated in-process: no files, no network, the same bytes for the
+//!   same seed whatever the number of threads.
+//! * [`pixels_f32`] is the one way bytes become model input: `x / 255`, then
+//!   `(x - mean[c]) / std[c]` when the dataset has `mean:`/`std:`.
 //! * [`loader::Loader`] cuts a split into (optionally shuffled) [`loader::Batch`]es of
-//!   `f32` pixels in `[0, 1]`, on the calling thread or ahead of it on worker threads.
+//!   such `f32` values, optionally augmented with seeded random crops and flips
+//!   ([`augment`]), on the calling thread or ahead of it on worker threads; the batches
+//!   do not depend on the number of workers.
 //!
-//! Every failure is a [`DataError`]: a plain sentence naming the dataset and the file or
-//! URL involved, followed by a `hint:` line that says how to fix it.
+//! Every failure is a [`DataError`]: a plain sentence naming the dataset and the file,
+//! directory or URL involved, followed by a `hint:` line that says how to fix it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -326,6 +335,32 @@ mod tests {
             Split { images: vec![7; 28 * 28 * 1000], labels: vec![1; 1000], channels: 1, rows: 28, cols: 28 };
         let text = format!("{s:?}");
         assert_eq!(text, "Split { len: 1000, channels: 1, rows: 28, cols: 28, .. }");
+    }
+
+    #[test]
+    fn load_checks_and_applies_normalisation() {
+        use slimbench_core::config::SyntheticShapesConfig;
+        let shapes = |mean: Option<Vec<f64>>, std: Option<Vec<f64>>| {
+            let c = SyntheticShapesConfig { train_size: 20, test_size: 10, mean, std, ..Default::default() };
+            load("sh", &DatasetConfig::SyntheticShapes(c), 1, &DataLookup::default())
+        };
+        let plain = shapes(None, None).unwrap();
+        assert_eq!((plain.normalize.as_ref(), plain.channels(), plain.notes.len()), (None, 3, 0));
+        let norm = shapes(Some(vec![0.5, 0.5, 0.5]), Some(vec![0.25, 0.5, 1.0])).unwrap();
+        assert_ne!(norm.content_hash, plain.content_hash);
+        assert_eq!(norm.train, plain.train, "the bytes stay; the values change on the way out");
+        let x = pixels_f32(&norm.train, 0..1, norm.normalize.as_ref());
+        let plane = 32 * 32;
+        let p = |i: usize| norm.train.images[i] as f32 / 255.0;
+        assert_eq!(
+            (x[0], x[plane], x[2 * plane]),
+            ((p(0) - 0.5) / 0.25, (p(plane) - 0.5) / 0.5, p(2 * plane) - 0.5)
+        );
+        let e = shapes(Some(vec![0.1307]), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("dataset `sh`: mean has 1 value but the images have 3 channels\nhint: "),
+            "{e}"
+        );
     }
 
     #[test]
