@@ -221,8 +221,13 @@ mod tests {
         let m =
             Model::build("s", &ModelConfig::SeedCnn(SeedCnnConfig { filters: 2 }), io, Device::Cpu, Some(1))
                 .unwrap();
-        let split =
-            Split { images: (0..=255).cycle().take(64 * 5).collect(), labels: vec![0; 5], rows: 8, cols: 8 };
+        let split = Split {
+            images: (0..=255).cycle().take(64 * 5).collect(),
+            labels: vec![0; 5],
+            channels: 1,
+            rows: 8,
+            cols: 8,
+        };
         let c = Calibration {
             observer: ObserverKind::Minmax,
             percentile: 99.99,

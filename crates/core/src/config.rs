@@ -108,6 +108,42 @@ kind_set! {
         "fashion-mnist" => FashionMnist(IdxDatasetConfig),
         /// Digits rendered in-process with random affine jitter and noise; needs no download.
         "synthetic-digits" => SyntheticDigits(SyntheticDigitsConfig),
+        /// CIFAR-10 colour photos (50,000 train / 10,000 test, 32x32 RGB, 10 classes), binary archive.
+        "cifar10" => Cifar10(Cifar10Config),
+        /// CIFAR-100 colour photos (50,000 train / 10,000 test, 32x32 RGB, 100 fine or 20 coarse classes).
+        "cifar100" => Cifar100(Cifar100Config),
+        /// PNG/JPEG files in one sub-directory per class (torchvision's ImageFolder layout), resized.
+        "image-folder" => ImageFolder(ImageFolderConfig),
+        /// Coloured shapes on cluttered backgrounds rendered in-process (32x32 RGB, 10 classes); needs no download.
+        "synthetic-shapes" => SyntheticShapes(SyntheticShapesConfig),
+    }
+}
+
+impl DatasetConfig {
+    /// The per-channel `mean:` and `std:` the dataset's pixels (in 0..1) are normalised
+    /// with, as written; checked against the channel count when the dataset is loaded.
+    pub fn normalization(&self) -> (Option<&[f64]>, Option<&[f64]>) {
+        let (mean, std) = match self {
+            DatasetConfig::Mnist(c) | DatasetConfig::FashionMnist(c) => (&c.mean, &c.std),
+            DatasetConfig::SyntheticDigits(c) => (&c.mean, &c.std),
+            DatasetConfig::Cifar10(c) => (&c.mean, &c.std),
+            DatasetConfig::Cifar100(c) => (&c.mean, &c.std),
+            DatasetConfig::ImageFolder(c) => (&c.mean, &c.std),
+            DatasetConfig::SyntheticShapes(c) => (&c.mean, &c.std),
+        };
+        (mean.as_deref(), std.as_deref())
+    }
+
+    /// The dataset's `path:` when its kind reads files and one is set, so a pipeline
+    /// loader can make a relative one relative to the pipeline file.
+    pub fn path_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            DatasetConfig::Mnist(c) | DatasetConfig::FashionMnist(c) => c.path.as_mut(),
+            DatasetConfig::Cifar10(c) => c.path.as_mut(),
+            DatasetConfig::Cifar100(c) => c.path.as_mut(),
+            DatasetConfig::ImageFolder(c) => Some(&mut c.path),
+            DatasetConfig::SyntheticDigits(_) | DatasetConfig::SyntheticShapes(_) => None,
+        }
     }
 }
 
@@ -128,6 +164,14 @@ pub struct IdxDatasetConfig {
     /// Base URLs to download from, tried in order. Default: the dataset's canonical mirrors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirrors: Option<Vec<String>>,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
 }
 
 /// Parameters of the generated `synthetic-digits` dataset.
@@ -145,11 +189,180 @@ pub struct SyntheticDigitsConfig {
     pub noise: f64,
     /// Strength of the random affine jitter (rotation, scale, shear, shift); 0 disables it.
     pub jitter: f64,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
 }
 
 impl Default for SyntheticDigitsConfig {
     fn default() -> Self {
-        SyntheticDigitsConfig { train_size: 12_000, test_size: 2_000, seed: None, noise: 0.15, jitter: 1.0 }
+        SyntheticDigitsConfig {
+            train_size: 12_000,
+            test_size: 2_000,
+            seed: None,
+            noise: 0.15,
+            jitter: 1.0,
+            mean: None,
+            std: None,
+        }
+    }
+}
+
+/// Parameters of the CIFAR-10 binary archive (`cifar-10-binary.tar.gz`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cifar10Config {
+    /// Directory holding `cifar-10-batches-bin/*.bin` (or the `.bin` files themselves, or
+    /// `cifar-10-binary.tar.gz`). Default: the data dir's `cifar-10/` (`--data-dir` /
+    /// SLIMBENCH_DATA_DIR), then the user cache, then a verified download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Use only the first N training images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_limit: Option<usize>,
+    /// Base URLs to download the archive from, tried in order. Default: the University of
+    /// Toronto's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<Vec<String>>,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+}
+
+/// Which CIFAR-100 labels become the classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Cifar100Labels {
+    /// The 100 fine classes.
+    #[default]
+    Fine,
+    /// The 20 coarse superclasses.
+    Coarse,
+}
+
+/// Parameters of the CIFAR-100 binary archive (`cifar-100-binary.tar.gz`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cifar100Config {
+    /// Directory holding `cifar-100-binary/train.bin` and `test.bin` (or the files
+    /// themselves, or `cifar-100-binary.tar.gz`). Default: the data dir's `cifar-100/`,
+    /// then the user cache, then a verified download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The classes: `fine` (100) or `coarse` (20 superclasses).
+    #[serde(default)]
+    pub labels: Cifar100Labels,
+    /// Use only the first N training images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_limit: Option<usize>,
+    /// Base URLs to download the archive from, tried in order. Default: the University of
+    /// Toronto's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<Vec<String>>,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+}
+
+fn default_channels() -> usize {
+    3
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+/// Parameters of an `image-folder` dataset: `<path>/<class>/<image>` files, or
+/// `<path>/train/<class>/...` and `<path>/test/<class>/...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFolderConfig {
+    /// Directory with one sub-directory per class (sorted by name: the first is class 0),
+    /// or with `train/` and `test/` sub-directories laid out that way.
+    pub path: PathBuf,
+    /// `[height, width]` every image is resized to.
+    pub size: [usize; 2],
+    /// Resize the shorter side to fit and cut out the centre, keeping the aspect ratio;
+    /// false stretches the whole image to `size`.
+    #[serde(default)]
+    pub center_crop: bool,
+    /// 3 for RGB, 1 for grey.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Share of each class held out for testing when there are no `train/` and `test/`
+    /// sub-directories.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Seed of the train/test split; default: `defaults.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Leave out files that cannot be decoded (counted in a note) instead of failing.
+    #[serde(default)]
+    pub skip_unreadable: bool,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+}
+
+/// Parameters of the generated `synthetic-shapes` dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticShapesConfig {
+    /// Number of training images.
+    pub train_size: usize,
+    /// Number of test images.
+    pub test_size: usize,
+    /// Generator seed; default: `defaults.seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Standard deviation of the additive pixel noise (pixels in 0..1).
+    pub noise: f64,
+    /// Per-channel mean subtracted from the pixels (scaled to 0..1) before they reach the
+    /// model, one value per channel; default: none (0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation the pixels are divided by after the mean, one
+    /// positive value per channel; default: none (1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+}
+
+impl Default for SyntheticShapesConfig {
+    fn default() -> Self {
+        SyntheticShapesConfig {
+            train_size: 10_000,
+            test_size: 2_000,
+            seed: None,
+            noise: 0.04,
+            mean: None,
+            std: None,
+        }
     }
 }
 
@@ -1412,6 +1625,50 @@ mod tests {
         assert!(ModelConfig::deserialize_kind("resnet", serde_json::json!({})).unwrap().is_none());
         let bad = ModelConfig::deserialize_kind("mlp", serde_json::json!({"hiden": [8]}));
         assert!(bad.unwrap_err().to_string().contains("unknown field `hiden`"));
+    }
+
+    #[test]
+    fn dataset_kinds_parse_with_defaults_and_reject_unknown_fields() {
+        use serde_json::json;
+        let parse = |kind: &str, v: serde_json::Value| DatasetConfig::deserialize_kind(kind, v);
+        let c = parse("cifar100", json!({"labels": "coarse", "mean": [0.5, 0.5, 0.5]})).unwrap().unwrap();
+        let DatasetConfig::Cifar100(p) = &c else { panic!("{c:?}") };
+        assert_eq!((p.labels, p.train_limit), (Cifar100Labels::Coarse, None));
+        assert_eq!(c.normalization(), (Some(&[0.5, 0.5, 0.5][..]), None));
+        let c = parse("cifar100", json!({})).unwrap().unwrap();
+        assert!(matches!(&c, DatasetConfig::Cifar100(p) if p.labels == Cifar100Labels::Fine));
+        assert!(parse("cifar100", json!({"labels": "medium"})).is_err());
+        let e = parse("cifar10", json!({"labels": "fine"})).unwrap_err().to_string();
+        assert!(e.contains("unknown field `labels`"), "{e}");
+
+        let mut c = parse("image-folder", json!({"path": "pics", "size": [24, 32]})).unwrap().unwrap();
+        let DatasetConfig::ImageFolder(p) = &c else { panic!("{c:?}") };
+        assert_eq!(
+            (p.size, p.channels, p.test_fraction, p.center_crop, p.skip_unreadable),
+            ([24, 32], 3, 0.2, false, false)
+        );
+        assert_eq!(c.path_mut().map(|p| p.clone()), Some(PathBuf::from("pics")));
+        let e = parse("image-folder", json!({"size": [24, 32]})).unwrap_err().to_string();
+        assert!(e.contains("missing field `path`"), "{e}");
+        assert!(parse("image-folder", json!({"path": "p", "size": [1, 2], "colour": true})).is_err());
+
+        let mut c = parse("synthetic-shapes", json!({"std": [0.2, 0.2, 0.2]})).unwrap().unwrap();
+        assert_eq!(
+            c,
+            DatasetConfig::SyntheticShapes(SyntheticShapesConfig {
+                std: Some(vec![0.2; 3]),
+                ..Default::default()
+            })
+        );
+        assert_eq!(c.path_mut(), None);
+        let DatasetConfig::SyntheticShapes(p) = &c else { panic!() };
+        assert_eq!((p.train_size, p.test_size), (10_000, 2_000));
+
+        // The fields that are not set stay out of the serialised form (plan hashes keep).
+        let m = parse("mnist", json!({})).unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&m).unwrap(), json!({"kind": "mnist"}));
+        let d = parse("synthetic-digits", json!({})).unwrap().unwrap();
+        assert!(serde_json::to_value(&d).unwrap().get("mean").is_none());
     }
 
     #[test]

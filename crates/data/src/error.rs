@@ -30,7 +30,7 @@ pub enum DataError {
     NotFound {
         /// The dataset's name.
         dataset: String,
-        /// The dataset kind (`mnist`, `fashion-mnist`).
+        /// The dataset kind (`mnist`, `fashion-mnist`, `cifar10`, `cifar100`).
         kind: &'static str,
         /// Every directory searched.
         searched: Vec<Searched>,
@@ -43,14 +43,14 @@ pub enum DataError {
     #[error(
         "could not find or download the {} files of dataset `{dataset}`{}\n  \
          downloading {} failed:{}\n\
-         hint: check the network connection (and the dataset's `mirrors:`), or download the \
-         four files yourself into DIR/{kind}/ and pass --data-dir DIR or set SLIMBENCH_DATA_DIR",
-        display_name(.kind), list_searched(.searched), file_into_dir(.dest), list_attempts(.attempts)
+         hint: check the network connection (and the dataset's `mirrors:`), or {}",
+        display_name(.kind), list_searched(.searched), file_into_dir(.dest), list_attempts(.attempts),
+        by_hand(.kind)
     )]
     DownloadFailed {
         /// The dataset's name.
         dataset: String,
-        /// The dataset kind (`mnist`, `fashion-mnist`), also its directory name.
+        /// The dataset kind (`mnist`, `fashion-mnist`, `cifar10`, `cifar100`).
         kind: &'static str,
         /// Every directory searched.
         searched: Vec<Searched>,
@@ -98,6 +98,19 @@ pub enum DataError {
         /// How to fix it.
         hint: String,
     },
+    /// A file or directory is not what the dataset kind expects (a CIFAR batch of the
+    /// wrong length, an image that does not decode, a class folder without images).
+    #[error("dataset `{dataset}`: {}: {message}\nhint: {hint}", .path.display())]
+    BadData {
+        /// The dataset's name.
+        dataset: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
     /// The dataset's settings cannot be used.
     #[error("dataset `{dataset}`: {message}\nhint: {hint}")]
     InvalidConfig {
@@ -115,7 +128,28 @@ pub(crate) fn display_name(kind: &str) -> &str {
     match kind {
         "mnist" => "MNIST",
         "fashion-mnist" => "Fashion-MNIST",
+        "cifar10" => "CIFAR-10",
+        "cifar100" => "CIFAR-100",
         other => other,
+    }
+}
+
+/// How to provide a kind's files without slimbench's download.
+fn by_hand(kind: &str) -> String {
+    match kind {
+        "cifar10" => {
+            "download cifar-10-binary.tar.gz yourself (from https://www.cs.toronto.edu/~kriz/) into \
+                      DIR/cifar-10/ and pass --data-dir DIR or set SLIMBENCH_DATA_DIR"
+                .to_string()
+        }
+        "cifar100" => {
+            "download cifar-100-binary.tar.gz yourself (from https://www.cs.toronto.edu/~kriz/) into \
+                       DIR/cifar-100/ and pass --data-dir DIR or set SLIMBENCH_DATA_DIR"
+                .to_string()
+        }
+        _ => format!(
+            "download the four files yourself into DIR/{kind}/ and pass --data-dir DIR or set SLIMBENCH_DATA_DIR"
+        ),
     }
 }
 

@@ -35,6 +35,20 @@ impl IdxKind {
     }
 }
 
+/// Fashion-MNIST's classes, in label order.
+const FASHION_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
 /// The roles of the four files, in [`Release::files`] order.
 const ROLES: [&str; 4] = ["training images", "training labels", "test images", "test labels"];
 
@@ -265,7 +279,8 @@ fn read_set(
                 "the labels file is damaged or belongs to another dataset; replace it with an intact copy",
             ));
         }
-        let mut s = Split { images: x.pixels, labels: y, rows: x.rows, cols: x.cols };
+        let labels = y.into_iter().map(u16::from).collect();
+        let mut s = Split { images: x.pixels, labels, channels: 1, rows: x.rows, cols: x.cols };
         if let Some(n) = limit {
             s.truncate(n);
         }
@@ -305,8 +320,14 @@ fn read_set(
         train: Arc::new(train),
         test: Arc::new(test),
         classes: CLASSES,
+        class_names: match kind {
+            IdxKind::Mnist => crate::digit_names(),
+            IdxKind::FashionMnist => FASHION_NAMES.iter().map(|n| n.to_string()).collect(),
+        },
+        normalize: None,
         source: show(dir),
         content_hash,
+        notes: Vec::new(),
     })
 }
 

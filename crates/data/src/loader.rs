@@ -1,8 +1,11 @@
 //! Cutting a [`Split`] into mini-batches.
 //!
-//! A [`Loader`] yields each epoch's [`Batch`]es: `f32` pixels scaled to `[0, 1]` and
-//! `i64` labels, ready to become tensors. With `shuffle`, the order is a permutation
-//! seeded by `(seed, epoch)`. With `workers = 0` a batch is built when the iterator is
+//! A [`Loader`] yields each epoch's [`Batch`]es: `f32` pixels (scaled to `[0, 1]`, then
+//! normalised per channel when the config says so, through [`crate::pixels_f32`]'s
+//! table) and `i64` labels, ready to become tensors. With `shuffle`, the order is a
+//! permutation seeded by `(seed, epoch)`. With an [`Augment`], each image is cropped
+//! and flipped by draws seeded from `(seed, epoch, image index)`, on the thread that
+//! builds its batch. With `workers = 0` a batch is built when the iterator is
 //! advanced, on the caller's thread; with `workers = N` a producer thread builds them
 //! ahead, N at a time on a pool of N threads, and queues up to `2 * N` finished batches.
 //! The batches are the same, in the same order, whatever the number of workers.
@@ -15,26 +18,39 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use crate::Split;
+pub use crate::augment::Augment;
+use crate::augment::augment_into;
+use crate::normalize::Lut;
 use crate::rng::{shuffle, stream};
+use crate::{Normalize, Split};
 
 /// One mini-batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// `n * rows * cols` pixels, image after image, each row-major, scaled to `[0, 1]`.
+    /// `n * channels * rows * cols` values, image after image, each channel-planar and
+    /// row-major: pixels scaled to `[0, 1]`, then normalised when the loader does so.
     pub images: Vec<f32>,
     /// One class index per image.
     pub labels: Vec<i64>,
     /// Number of images.
     pub n: usize,
+    /// Planes per image (1 grey, 3 RGB).
+    pub channels: usize,
     /// Image height.
     pub rows: usize,
     /// Image width.
     pub cols: usize,
 }
 
+impl Batch {
+    /// Values of one image (`channels * rows * cols`).
+    pub fn image_len(&self) -> usize {
+        self.channels * self.rows * self.cols
+    }
+}
+
 /// How a [`Loader`] batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
     /// Images per batch (0 is taken as 1).
     pub batch_size: usize,
@@ -47,11 +63,25 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Leave out a last batch smaller than `batch_size`.
     pub drop_last: bool,
+    /// Random crop and flip (training only; the default does nothing). Seeded by
+    /// `seed`, the epoch and the image's index.
+    pub augment: Augment,
+    /// Per-channel normalisation after scaling (the dataset's
+    /// [`crate::Dataset::normalize`]); `None` gives `x / 255`.
+    pub normalize: Option<Normalize>,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch_size: 32, shuffle: true, seed: 0, workers: 0, drop_last: false }
+        LoaderConfig {
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            workers: 0,
+            drop_last: false,
+            augment: Augment::default(),
+            normalize: None,
+        }
     }
 }
 
@@ -59,6 +89,8 @@ impl Default for LoaderConfig {
 pub struct Loader {
     split: Arc<Split>,
     cfg: LoaderConfig,
+    /// Bytes to `f32` under `cfg.normalize`, built once.
+    lut: Arc<Lut>,
     /// The workers' pool; `None` when `workers` is 0, or when the pool could not be
     /// started (batches are then still built ahead, on the producer thread alone).
     pool: Option<Arc<rayon::ThreadPool>>,
@@ -72,6 +104,10 @@ impl std::fmt::Debug for Loader {
 
 impl Loader {
     /// A loader over `split`; starts the worker pool when `cfg.workers > 0`.
+    ///
+    /// # Panics
+    ///
+    /// When `cfg.normalize` has fewer values than the split has channels.
     pub fn new(split: Arc<Split>, mut cfg: LoaderConfig) -> Loader {
         cfg.batch_size = cfg.batch_size.max(1);
         let pool = (cfg.workers > 0)
@@ -84,7 +120,8 @@ impl Loader {
             })
             .flatten()
             .map(Arc::new);
-        Loader { split, cfg, pool }
+        let lut = Arc::new(Lut::new(split.channels, cfg.normalize.as_ref()));
+        Loader { split, cfg, lut, pool }
     }
 
     /// The settings (with `batch_size` at least 1).
@@ -124,6 +161,10 @@ impl Loader {
             order: self.order(epoch),
             batch_size: self.cfg.batch_size,
             batches: self.batches_per_epoch(),
+            lut: self.lut.clone(),
+            augment: self.cfg.augment,
+            seed: self.cfg.seed,
+            epoch,
         });
         let remaining = plan.batches;
         let inner = if self.cfg.workers == 0 {
@@ -145,6 +186,10 @@ struct Plan {
     order: Vec<usize>,
     batch_size: usize,
     batches: usize,
+    lut: Arc<Lut>,
+    augment: Augment,
+    seed: u64,
+    epoch: u64,
 }
 
 impl Plan {
@@ -153,11 +198,18 @@ impl Plan {
         let ids = &self.order[b * self.batch_size..((b + 1) * self.batch_size).min(self.order.len())];
         let mut images = Vec::with_capacity(ids.len() * s.image_len());
         let mut labels = Vec::with_capacity(ids.len());
+        let plane = s.rows * s.cols;
+        let mut scratch = if self.augment.is_active() { vec![0u8; s.image_len()] } else { Vec::new() };
         for &i in ids {
-            images.extend(s.image(i).iter().map(|&p| p as f32 / 255.0));
+            if self.augment.is_active() {
+                augment_into(&self.augment, self.seed, self.epoch, i, s.image(i), s.shape(), &mut scratch);
+                self.lut.extend(&scratch, plane, &mut images);
+            } else {
+                self.lut.extend(s.image(i), plane, &mut images);
+            }
             labels.push(s.labels[i] as i64);
         }
-        Batch { images, labels, n: ids.len(), rows: s.rows, cols: s.cols }
+        Batch { images, labels, n: ids.len(), channels: s.channels, rows: s.rows, cols: s.cols }
     }
 }
 
@@ -272,11 +324,17 @@ mod tests {
     /// `n` 2x3 images; image `i` has all pixels `i` and label `i % 10`.
     fn split(n: usize) -> Arc<Split> {
         let images = (0..n).flat_map(|i| [i as u8; 6]).collect();
-        Arc::new(Split { images, labels: (0..n).map(|i| (i % 10) as u8).collect(), rows: 2, cols: 3 })
+        Arc::new(Split {
+            images,
+            labels: (0..n).map(|i| (i % 10) as u16).collect(),
+            channels: 1,
+            rows: 2,
+            cols: 3,
+        })
     }
 
     fn cfg(batch_size: usize, workers: usize) -> LoaderConfig {
-        LoaderConfig { batch_size, shuffle: true, seed: 5, workers, drop_last: false }
+        LoaderConfig { batch_size, shuffle: true, seed: 5, workers, ..LoaderConfig::default() }
     }
 
     /// The image index of each image of a batch (its first pixel, times 255).
@@ -290,7 +348,7 @@ mod tests {
         let batches: Vec<Batch> = l.epoch(0).collect();
         assert_eq!(batches.len(), 2);
         let b = &batches[1];
-        assert_eq!((b.n, b.rows, b.cols, b.images.len()), (3, 2, 3, 18));
+        assert_eq!((b.n, b.channels, b.rows, b.cols, b.images.len()), (3, 1, 2, 3, 18));
         assert_eq!(b.labels, vec![4, 5, 6]);
         assert_eq!(b.images[0], 4.0 / 255.0);
         assert_eq!(ids(&batches[0]), vec![0, 1, 2, 3]);
@@ -351,6 +409,83 @@ mod tests {
         // A zero batch size is read as 1 rather than looping forever or panicking.
         let one = Loader::new(split(3), cfg(0, 0));
         assert_eq!((one.config().batch_size, one.epoch(0).count()), (1, 3));
+    }
+
+    /// `n` 3x4x4 RGB images with distinct, asymmetric pixels; labels `i % 7`.
+    fn rgb(n: usize) -> Arc<Split> {
+        let images = (0..n * 48).map(|k| (k * 37 % 251) as u8 + 1).collect();
+        Arc::new(Split {
+            images,
+            labels: (0..n).map(|i| (i % 7) as u16).collect(),
+            channels: 3,
+            rows: 4,
+            cols: 4,
+        })
+    }
+
+    #[test]
+    fn no_augmentation_and_no_normalisation_is_plain_scaling() {
+        let data = rgb(10);
+        let l = Loader::new(data.clone(), LoaderConfig { shuffle: false, ..cfg(4, 0) });
+        let b = l.epoch(0).next().unwrap();
+        assert_eq!((b.n, b.channels, b.image_len(), b.images.len()), (4, 3, 48, 192));
+        assert_eq!(b.images, crate::pixels_f32(&data, 0..4, None));
+        for (v, &x) in b.images.iter().zip(&data.images) {
+            assert_eq!(v.to_bits(), (x as f32 / 255.0).to_bits());
+        }
+    }
+
+    #[test]
+    fn normalisation_matches_pixels_f32() {
+        let data = rgb(9);
+        let norm = Normalize { mean: vec![0.5, 0.25, 0.0], std: vec![0.25, 0.5, 2.0] };
+        let l = Loader::new(
+            data.clone(),
+            LoaderConfig { shuffle: false, normalize: Some(norm.clone()), ..cfg(5, 2) },
+        );
+        let all: Vec<f32> = l.epoch(0).flat_map(|b| b.images).collect();
+        assert_eq!(all, crate::pixels_f32(&data, 0..9, Some(&norm)));
+        // Channel 0 of image 0: (x / 255 - 0.5) / 0.25; channel 2: x / 255 / 2.
+        let x = data.images[0] as f32 / 255.0;
+        assert!((all[0] - (x - 0.5) / 0.25).abs() < 1e-6);
+        let z = data.images[32] as f32 / 255.0;
+        assert!((all[32] - z / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn augmentation_changes_images_not_labels_and_ignores_workers() {
+        let data = rgb(64);
+        let aug = Augment { crop_padding: 1, flip: true };
+        let plain = Loader::new(data.clone(), cfg(8, 0));
+        let run = |workers| {
+            let l = Loader::new(data.clone(), LoaderConfig { augment: aug, ..cfg(8, workers) });
+            (0..2).map(|e| l.epoch(e).collect::<Vec<_>>()).collect::<Vec<_>>()
+        };
+        let inline = run(0);
+        for workers in [1, 3] {
+            assert_eq!(run(workers), inline, "workers = {workers}");
+        }
+        for (e, batches) in inline.iter().enumerate() {
+            let reference: Vec<Batch> = plain.epoch(e as u64).collect();
+            let mut changed = 0;
+            for (a, p) in batches.iter().zip(&reference) {
+                // Same order, same labels; most images moved or mirrored.
+                assert_eq!(a.labels, p.labels);
+                for k in 0..a.n {
+                    changed += usize::from(a.images[k * 48..(k + 1) * 48] != p.images[k * 48..(k + 1) * 48]);
+                }
+            }
+            assert!(changed > 40, "epoch {e}: only {changed} of 64 images changed");
+        }
+        // Each epoch and each seed draws anew (unshuffled, so only the augmentation differs).
+        let fixed = |seed| {
+            let l =
+                Loader::new(data.clone(), LoaderConfig { augment: aug, seed, shuffle: false, ..cfg(64, 0) });
+            (l.epoch(0).next().unwrap().images, l.epoch(1).next().unwrap().images)
+        };
+        let (e0, e1) = fixed(5);
+        assert_ne!(e0, e1);
+        assert_ne!(fixed(6).0, e0);
     }
 
     #[test]

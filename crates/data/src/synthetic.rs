@@ -44,7 +44,8 @@ pub enum SplitKind {
 }
 
 impl SplitKind {
-    fn id(self) -> u64 {
+    /// Its part of the random stream ids.
+    pub(crate) fn id(self) -> u64 {
         match self {
             SplitKind::Train => 1,
             SplitKind::Test => 2,
@@ -104,8 +105,11 @@ pub fn dataset(name: &str, cfg: &SyntheticDigitsConfig, default_seed: u64) -> Re
         train: Arc::new(train),
         test: Arc::new(test),
         classes: CLASSES,
+        class_names: crate::digit_names(),
+        normalize: None,
         source: "generated".to_string(),
         content_hash,
+        notes: Vec::new(),
     })
 }
 
@@ -150,7 +154,7 @@ pub fn generate(split: SplitKind, n: usize, p: &Params) -> Split {
         let mut rng = stream(p.seed, (split.id() << 40) | i as u64);
         render(label, &mut rng, p, img);
     });
-    Split { images, labels, rows: SIDE, cols: SIDE }
+    Split { images, labels: labels.into_iter().map(u16::from).collect(), channels: 1, rows: SIDE, cols: SIDE }
 }
 
 // ---------------------------------------------------------------------------------
@@ -586,7 +590,7 @@ mod tests {
     fn preview() {
         let s = generate(SplitKind::Train, 60, &params(0.15, 1.0));
         for label in 0..10u8 {
-            let idx: Vec<usize> = (0..s.len()).filter(|&i| s.labels[i] == label).take(4).collect();
+            let idx: Vec<usize> = (0..s.len()).filter(|&i| s.labels[i] == label as u16).take(4).collect();
             let pics: Vec<Vec<String>> =
                 idx.iter().map(|&i| ascii(s.image(i), 28).lines().map(str::to_string).collect()).collect();
             println!("digit {label}:");

@@ -15,21 +15,21 @@ pub struct Accuracy {
     pub n: usize,
 }
 
-/// Images `start..start+n` of a split as a `[n, 1, H, W]` tensor of pixels/255 on
-/// `device` in `kind`.
+/// Images `start..start+n` of a split as a `[n, C, H, W]` tensor of pixels/255
+/// ([`slimbench_data::pixels_f32`], without the dataset's normalisation) on `device` in
+/// `kind`.
 pub fn images_tensor(split: &Split, start: usize, n: usize, device: Device, kind: Kind) -> Tensor {
-    let px = split.rows * split.cols;
-    let bytes = &split.images[start * px..(start + n) * px];
-    Tensor::from_slice(bytes)
-        .view([n as i64, 1, split.rows as i64, split.cols as i64])
+    let pixels = slimbench_data::pixels_f32(split, start..start + n, None);
+    Tensor::from_slice(&pixels)
+        .view([n as i64, split.channels as i64, split.rows as i64, split.cols as i64])
         .to_device(device)
         .to_kind(kind)
-        / 255.0
 }
 
 /// Labels `start..start+n` as an int64 tensor on `device`.
 pub fn labels_tensor(split: &Split, start: usize, n: usize, device: Device) -> Tensor {
-    Tensor::from_slice(&split.labels[start..start + n]).to_kind(Kind::Int64).to_device(device)
+    let labels: Vec<i64> = split.labels[start..start + n].iter().map(|&l| l as i64).collect();
+    Tensor::from_slice(&labels).to_device(device)
 }
 
 /// Accuracy of `model` over `split`, in batches of `batch_size`, without gradients.
@@ -74,7 +74,13 @@ mod tests {
                 }
             }
         });
-        let split = Split { images: vec![0; 7 * 4], labels: vec![2, 2, 0, 1, 2, 0, 2], rows: 2, cols: 2 };
+        let split = Split {
+            images: vec![0; 7 * 4],
+            labels: vec![2, 2, 0, 1, 2, 0, 2],
+            channels: 1,
+            rows: 2,
+            cols: 2,
+        };
         let a = accuracy(&m, &split, 3);
         assert_eq!(a.n, 7);
         assert!((a.accuracy - 4.0 / 7.0).abs() < 1e-12);

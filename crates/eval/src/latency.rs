@@ -145,6 +145,7 @@ mod tests {
         Split {
             images: (0..n * 784).map(|i| (i % 251) as u8).collect(),
             labels: vec![0; n],
+            channels: 1,
             rows: 28,
             cols: 28,
         }

@@ -22,10 +22,10 @@ pub fn dataset(ctx: &StageContext<'_>, name: &str) -> Result<Arc<Dataset>, Stage
     })
 }
 
-/// The model input/output shape a dataset implies (single-channel images).
+/// The model input/output shape a dataset implies.
 pub fn io_of(ds: &Dataset) -> IoShape {
     IoShape {
-        channels: 1,
+        channels: ds.channels() as i64,
         height: ds.train.rows as i64,
         width: ds.train.cols as i64,
         classes: ds.classes as i64,

@@ -68,6 +68,7 @@ impl TrainConfig {
                 seed: self.seed,
                 workers,
                 drop_last: false,
+                ..LoaderConfig::default()
             },
         )
     }
@@ -278,15 +279,15 @@ pub fn train(
     Ok(out)
 }
 
-/// Images `rows` of `batch` as an `[n, 1, H, W]` tensor and their labels, on `device`.
+/// Images `rows` of `batch` as an `[n, C, H, W]` tensor and their labels, on `device`.
 pub(crate) fn batch_tensors(
     batch: &slimbench_data::loader::Batch,
     rows: std::ops::Range<usize>,
     device: tch::Device,
 ) -> (Tensor, Tensor) {
-    let pixels = batch.rows * batch.cols;
+    let pixels = batch.image_len();
     let xs = Tensor::from_slice(&batch.images[rows.start * pixels..rows.end * pixels])
-        .view([rows.len() as i64, 1, batch.rows as i64, batch.cols as i64])
+        .view([rows.len() as i64, batch.channels as i64, batch.rows as i64, batch.cols as i64])
         .to_device(device);
     (xs, Tensor::from_slice(&batch.labels[rows]).to_device(device))
 }
