@@ -227,6 +227,7 @@ mod tests {
             channels: 1,
             rows: 8,
             cols: 8,
+            normalize: None,
         };
         let c = Calibration {
             observer: ObserverKind::Minmax,

@@ -427,8 +427,22 @@ mod tests {
     }
 
     #[test]
-    fn dsconv_is_refused_with_a_reason() {
-        let e = prune(&build(ModelConfig::DsConv(DsConvConfig::default())), 0.5, PruneNorm::L1).unwrap_err();
-        assert!(e.to_string().contains("does not support the `dsconv` family"), "{e}");
+    fn depthwise_ties_are_left_whole_and_a_model_with_only_ties_is_refused() {
+        // dsconv: each pointwise conv feeds a depthwise one (its channels are tied), but
+        // the last feeds the classifier through pooling: only that one is pruned.
+        let (small, report) =
+            prune(&build(ModelConfig::DsConv(DsConvConfig::default())), 0.5, PruneNorm::L1).unwrap();
+        assert_eq!(report.iter().map(|r| r.layer.as_str()).collect::<Vec<_>>(), ["pw2"]);
+        assert_eq!(small.forward(&x()).size(), [4, 10]);
+        // One conv straight into a residual add and out: nothing can go on its own.
+        let layers: slimbench_graph::layers::LayersConfig =
+            serde_json::from_value(serde_json::json!({"layers": [
+                {"conv": 1, "kernel": 3, "padding": 1, "id": "a"}, {"add": "input"},
+                {"flatten": true}, {"linear": 10}
+            ]}))
+            .unwrap();
+        let m = build(ModelConfig::Layers(layers));
+        let e = prune(&m, 0.5, PruneNorm::L1).unwrap_err();
+        assert!(e.to_string().contains("no layer of `m` whose channels can be removed"), "{e}");
     }
 }

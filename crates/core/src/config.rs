@@ -120,6 +120,22 @@ kind_set! {
 }
 
 impl DatasetConfig {
+    /// The image shape `[C, H, W]` and class count this dataset has, where the config
+    /// says so before any file is read (an image folder's classes are its subfolders:
+    /// `None` there), so models can be checked against their data at `validate` time.
+    pub fn shape_hint(&self) -> ([i64; 3], Option<i64>) {
+        match self {
+            DatasetConfig::Mnist(_) | DatasetConfig::FashionMnist(_) | DatasetConfig::SyntheticDigits(_) => {
+                ([1, 28, 28], Some(10))
+            }
+            DatasetConfig::Cifar10(_) | DatasetConfig::SyntheticShapes(_) => ([3, 32, 32], Some(10)),
+            DatasetConfig::Cifar100(c) => {
+                ([3, 32, 32], Some(if c.labels == Cifar100Labels::Coarse { 20 } else { 100 }))
+            }
+            DatasetConfig::ImageFolder(c) => ([c.channels as i64, c.size[0] as i64, c.size[1] as i64], None),
+        }
+    }
+
     /// The per-channel `mean:` and `std:` the dataset's pixels (in 0..1) are normalised
     /// with, as written; checked against the channel count when the dataset is loaded.
     pub fn normalization(&self) -> (Option<&[f64]>, Option<&[f64]>) {
@@ -1622,7 +1638,7 @@ mod tests {
         let v = serde_json::json!({"hidden": [8, 4]});
         let m = ModelConfig::deserialize_kind("mlp", v).unwrap().unwrap();
         assert_eq!(m.kind(), "mlp");
-        assert!(ModelConfig::deserialize_kind("resnet", serde_json::json!({})).unwrap().is_none());
+        assert!(ModelConfig::deserialize_kind("vgg", serde_json::json!({})).unwrap().is_none());
         let bad = ModelConfig::deserialize_kind("mlp", serde_json::json!({"hiden": [8]}));
         assert!(bad.unwrap_err().to_string().contains("unknown field `hiden`"));
     }

@@ -280,7 +280,8 @@ fn read_set(
             ));
         }
         let labels = y.into_iter().map(u16::from).collect();
-        let mut s = Split { images: x.pixels, labels, channels: 1, rows: x.rows, cols: x.cols };
+        let mut s =
+            Split { images: x.pixels, labels, channels: 1, rows: x.rows, cols: x.cols, normalize: None };
         if let Some(n) = limit {
             s.truncate(n);
         }

@@ -71,6 +71,10 @@ pub struct Split {
     pub rows: usize,
     /// Image width in pixels.
     pub cols: usize,
+    /// The dataset's normalisation, which [`pixels_f32`] callers and the loader apply
+    /// to these images (`None`: pixels in `[0, 1]`). Kept with the images so training
+    /// and evaluation cannot disagree.
+    pub normalize: Option<Normalize>,
 }
 
 // Not derived: printing a dataset must not print its 47 million pixels.
@@ -127,6 +131,7 @@ impl Split {
             channels: self.channels,
             rows: self.rows,
             cols: self.cols,
+            normalize: self.normalize.clone(),
         }
     }
 
@@ -301,7 +306,14 @@ mod tests {
 
     #[test]
     fn split_accessors_and_truncate() {
-        let mut s = Split { images: (0..12).collect(), labels: vec![0, 1, 1], channels: 1, rows: 2, cols: 2 };
+        let mut s = Split {
+            images: (0..12).collect(),
+            labels: vec![0, 1, 1],
+            channels: 1,
+            rows: 2,
+            cols: 2,
+            normalize: None,
+        };
         assert_eq!(s.len(), 3);
         assert_eq!(s.image(1), &[4, 5, 6, 7]);
         assert_eq!(s.class_counts(2), vec![1, 2]);
@@ -331,8 +343,14 @@ mod tests {
 
     #[test]
     fn split_debug_is_short() {
-        let s =
-            Split { images: vec![7; 28 * 28 * 1000], labels: vec![1; 1000], channels: 1, rows: 28, cols: 28 };
+        let s = Split {
+            images: vec![7; 28 * 28 * 1000],
+            labels: vec![1; 1000],
+            channels: 1,
+            rows: 28,
+            cols: 28,
+            normalize: None,
+        };
         let text = format!("{s:?}");
         assert_eq!(text, "Split { len: 1000, channels: 1, rows: 28, cols: 28, .. }");
     }
@@ -348,7 +366,8 @@ mod tests {
         assert_eq!((plain.normalize.as_ref(), plain.channels(), plain.notes.len()), (None, 3, 0));
         let norm = shapes(Some(vec![0.5, 0.5, 0.5]), Some(vec![0.25, 0.5, 1.0])).unwrap();
         assert_ne!(norm.content_hash, plain.content_hash);
-        assert_eq!(norm.train, plain.train, "the bytes stay; the values change on the way out");
+        assert_eq!(norm.train.images, plain.train.images, "the bytes stay; the values change on the way out");
+        assert_eq!(norm.train.normalize, norm.normalize, "each split carries it to the loader and eval");
         let x = pixels_f32(&norm.train, 0..1, norm.normalize.as_ref());
         let plane = 32 * 32;
         let p = |i: usize| norm.train.images[i] as f32 / 255.0;

@@ -120,6 +120,10 @@ impl Loader {
             })
             .flatten()
             .map(Arc::new);
+        // The split's own normalisation unless the caller gives one.
+        if cfg.normalize.is_none() {
+            cfg.normalize = split.normalize.clone();
+        }
         let lut = Arc::new(Lut::new(split.channels, cfg.normalize.as_ref()));
         Loader { split, cfg, lut, pool }
     }
@@ -330,6 +334,7 @@ mod tests {
             channels: 1,
             rows: 2,
             cols: 3,
+            normalize: None,
         })
     }
 
@@ -420,6 +425,7 @@ mod tests {
             channels: 3,
             rows: 4,
             cols: 4,
+            normalize: None,
         })
     }
 

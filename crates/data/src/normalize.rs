@@ -13,7 +13,7 @@ use slimbench_core::hash;
 use crate::{DataError, Dataset, Split};
 
 /// Per-channel normalisation of pixels scaled to `[0, 1]`: `(x - mean[c]) / std[c]`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Normalize {
     /// One mean per channel.
     pub mean: Vec<f32>,
@@ -131,9 +131,15 @@ pub(crate) fn apply(ds: &mut Dataset, mean: Option<&[f64]>, std: Option<&[f64]>)
         normalize: &'a Normalize,
     }
     ds.content_hash = hash::json(&Key { content: &ds.content_hash, normalize: &norm });
+    for split in [&mut ds.train, &mut ds.test] {
+        std::sync::Arc::make_mut(split).normalize = Some(norm.clone());
+    }
     ds.normalize = Some(norm);
     Ok(())
 }
+
+// Means and stds are checked finite at load, so equality is an equivalence.
+impl Eq for Normalize {}
 
 /// A plausible value list for messages.
 fn example(field: &str, channels: usize) -> String {
@@ -155,7 +161,7 @@ mod tests {
     fn rgb(n: usize) -> Split {
         // 2x2 RGB images; pixel values 0, 51, 102, ... so the scaled values are exact-ish.
         let images = (0..n * 12).map(|i| (i * 51 % 256) as u8).collect();
-        Split { images, labels: vec![0; n], channels: 3, rows: 2, cols: 2 }
+        Split { images, labels: vec![0; n], channels: 3, rows: 2, cols: 2, normalize: None }
     }
 
     #[test]
@@ -177,6 +183,7 @@ mod tests {
             channels: 3,
             rows: 1,
             cols: 2,
+            normalize: None,
         };
         let n = Normalize { mean: vec![0.5, 0.0, 1.0], std: vec![0.5, 0.2, 2.0] };
         let v = pixels_f32(&s, 0..1, Some(&n));

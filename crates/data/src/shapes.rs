@@ -124,7 +124,7 @@ pub fn generate(split: SplitKind, n: usize, seed: u64, noise: f32) -> Split {
         let mut rng = stream(seed, (split.id() << 40) | i as u64);
         render(label as usize, &mut rng, noise, img);
     });
-    Split { images, labels, channels: 3, rows: SIDE, cols: SIDE }
+    Split { images, labels, channels: 3, rows: SIDE, cols: SIDE, normalize: None }
 }
 
 // ---------------------------------------------------------------------------------

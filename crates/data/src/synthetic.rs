@@ -154,7 +154,14 @@ pub fn generate(split: SplitKind, n: usize, p: &Params) -> Split {
         let mut rng = stream(p.seed, (split.id() << 40) | i as u64);
         render(label, &mut rng, p, img);
     });
-    Split { images, labels: labels.into_iter().map(u16::from).collect(), channels: 1, rows: SIDE, cols: SIDE }
+    Split {
+        images,
+        labels: labels.into_iter().map(u16::from).collect(),
+        channels: 1,
+        rows: SIDE,
+        cols: SIDE,
+        normalize: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ pub struct Accuracy {
 }
 
 /// Images `start..start+n` of a split as a `[n, C, H, W]` tensor of pixels/255
-/// ([`slimbench_data::pixels_f32`], without the dataset's normalisation) on `device` in
+/// and the split's normalisation ([`slimbench_data::pixels_f32`]) on `device` in
 /// `kind`.
 pub fn images_tensor(split: &Split, start: usize, n: usize, device: Device, kind: Kind) -> Tensor {
-    let pixels = slimbench_data::pixels_f32(split, start..start + n, None);
+    let pixels = slimbench_data::pixels_f32(split, start..start + n, split.normalize.as_ref());
     Tensor::from_slice(&pixels)
         .view([n as i64, split.channels as i64, split.rows as i64, split.cols as i64])
         .to_device(device)
@@ -80,6 +80,7 @@ mod tests {
             channels: 1,
             rows: 2,
             cols: 2,
+            normalize: None,
         };
         let a = accuracy(&m, &split, 3);
         assert_eq!(a.n, 7);

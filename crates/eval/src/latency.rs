@@ -148,6 +148,7 @@ mod tests {
             channels: 1,
             rows: 28,
             cols: 28,
+            normalize: None,
         }
     }
 

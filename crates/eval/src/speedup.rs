@@ -448,6 +448,7 @@ mod timing_tests {
             channels: 1,
             rows: 28,
             cols: 28,
+            normalize: None,
         }
     }
 

@@ -256,6 +256,10 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
     if !diags.is_empty() {
         return Err(src.error(diags));
     }
+    check_models_against_data(spec, &stages, &mut diags);
+    if !diags.is_empty() {
+        return Err(src.error(diags));
+    }
 
     Ok(Plan {
         name: spec.name.clone(),
@@ -268,6 +272,60 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
         file: src.file.clone(),
         text: src.text.clone(),
     })
+}
+
+/// Every model a train stage trains is built as a graph for its dataset's images, so
+/// a layer list whose shapes do not meet, or a preset that cannot take the images, is
+/// found here, pointing at the model (or the layer) in the YAML.
+fn check_models_against_data(spec: &Spec, stages: &[(usize, PlannedStage)], diags: &mut Vec<Diagnostic>) {
+    let src = &spec.source;
+    let mut seen = std::collections::HashSet::new();
+    for (_, st) in stages {
+        let StageParams::Train(t) = &st.params else { continue };
+        let (Some(model), Some(data)) = (spec.models.get(&t.model), spec.datasets.get(&t.dataset)) else {
+            continue;
+        };
+        if !seen.insert((t.model.clone(), t.dataset.clone())) {
+            continue;
+        }
+        let (input, classes) = data.shape_hint();
+        let path = YamlPath::root().key("models").key(&t.model);
+        let shape = format!("{}x{}x{}", input[0], input[1], input[2]);
+        let on = format!(
+            "on `{}` ({shape} images{})",
+            t.dataset,
+            classes.map(|c| format!(", {c} classes")).unwrap_or_default()
+        );
+        match model {
+            ModelConfig::Onnx(_) => {}
+            ModelConfig::Layers(l) => {
+                // An image folder's class count is known once it is read: checked then.
+                let result = match classes {
+                    Some(c) => l.build(input, c).map(|_| ()),
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    diags.push(
+                        src.at(&path.key("layers").index(e.layer), format!("model `{}` {on}: {e}", t.model))
+                            .hint(
+                                "every layer reads the shape the one before it gives (see `slimbench list`)",
+                            ),
+                    );
+                }
+            }
+            other => {
+                let io = slimbench_core::artifact::IoShape {
+                    channels: input[0],
+                    height: input[1],
+                    width: input[2],
+                    classes: classes.unwrap_or(2),
+                };
+                if let Err(e) = other.graph(io) {
+                    diags.push(src.at(&path, format!("model `{}` {on}: {e}", t.model)));
+                }
+            }
+        }
+    }
 }
 
 fn base_of<'a>(instances: &'a [(usize, PlannedStage)], id: &'a str) -> &'a str {

@@ -213,11 +213,18 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Spec, SpecError> {
     // that read YAML, so a pipeline and its data can move together.
     let base = path.parent().unwrap_or(Path::new(""));
     for cfg in spec.datasets.values_mut() {
-        if let DatasetConfig::Mnist(c) | DatasetConfig::FashionMnist(c) = cfg
-            && let Some(p) = c.path.as_mut()
+        if let Some(p) = cfg.path_mut()
             && p.is_relative()
         {
             *p = base.join(&*p);
+        }
+    }
+    // The same for an imported model's file.
+    for cfg in spec.models.values_mut() {
+        if let ModelConfig::Onnx(c) = cfg
+            && c.path.is_relative()
+        {
+            c.path = base.join(&c.path);
         }
     }
     Ok(spec)

@@ -616,7 +616,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "model `m` has 2 layer(s) with weights; it cannot be split into 3 pipeline stages (give pipeline_stages: 2 or fewer)"
+            "model `m` has 2 place(s) in front of a layer where one tensor crosses; it cannot be split into 3 pipeline stages (give pipeline_stages: 2 or fewer)"
         );
     }
 }
