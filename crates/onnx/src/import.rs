@@ -107,9 +107,9 @@ fn sanitise(name: &str) -> String {
     out.trim_end_matches('_').to_string()
 }
 
-/// Dimensions as `batch x 3 x 32 x 32` (symbolic ones by name).
+/// Dimensions as `Nx3x32x32` (symbolic ones as `N`).
 fn show_dims(dims: &[Option<i64>]) -> String {
-    dims.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect::<Vec<_>>().join("x")
+    dims.iter().map(|d| d.map_or("N".to_string(), |v| v.to_string())).collect::<Vec<_>>().join("x")
 }
 
 /// A value info's dimensions (`None` where symbolic), if it has a tensor shape.
@@ -151,7 +151,6 @@ struct Importer<'a> {
 
 impl<'a> Importer<'a> {
     fn err(&self, n: &NodeProto, label: &str, msg: impl Into<String>) -> OnnxError {
-        let _ = n;
         OnnxError::Node {
             origin: self.origin.into(),
             node: label.into(),
@@ -208,7 +207,7 @@ impl<'a> Importer<'a> {
                         n,
                         label,
                         format!(
-                            "output `{name}` is declared {} but slimbench infers batch x {}",
+                            "output `{name}` is declared {} but slimbench infers Nx{}",
                             show_dims(decl),
                             show(&r.shape)
                         ),
@@ -517,8 +516,11 @@ impl<'a> Importer<'a> {
             let x = self.run_in(n, label, &ins, 0)?;
             let mut d = vec![BATCH];
             d.extend(&x.shape);
+            let r = d.len() as i64;
+            let norm = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let (s, e) = (norm(attr_i(n, "start", 0)), norm(attr_i(n, "end", r)));
+            let d = d[s..e.max(s)].to_vec();
             let t = Tensor::ints(vec![d.len() as i64], d);
-            let t = self.fold(n, &[Some(&t)]).map_err(|e| self.err(n, label, e))?;
             *self.folded.entry(op.to_string()).or_insert(0) += 1;
             return self.set(n, label, 0, Value::Const(t));
         }
@@ -666,7 +668,7 @@ impl<'a> Importer<'a> {
                         n,
                         label,
                         format!(
-                            "multiplies a batch x {} input by a {:?} weight: slimbench imports dense layers \
+                            "multiplies an Nx{} input by a {:?} weight: slimbench imports dense layers \
                              (a flat input, a 2-D weight)",
                             show(&x.shape),
                             w.dims
@@ -808,7 +810,11 @@ impl<'a> Importer<'a> {
             "MaxPool" | "AveragePool" => {
                 let x = self.run_in(n, label, &ins, 0)?;
                 if x.shape.len() != 3 {
-                    return Err(self.err(n, label, format!("pools a batch x {} tensor", show(&x.shape))));
+                    return Err(self.err(
+                        n,
+                        label,
+                        format!("pools an Nx{} tensor: 2-D pools only", show(&x.shape)),
+                    ));
                 }
                 let kernel = match attr_ints(n, "kernel_shape") {
                     Some(k) if k.len() == 2 => [k[0], k[1]],
@@ -1079,7 +1085,7 @@ impl<'a> Importer<'a> {
         };
         let show_shape = || {
             let s: Vec<String> =
-                shape.iter().map(|&d| if d == BATCH { "batch".to_string() } else { d.to_string() }).collect();
+                shape.iter().map(|&d| if d == BATCH { "N".to_string() } else { d.to_string() }).collect();
             format!("[{}]", s.join(", "))
         };
         if !keeps_batch || rest.contains(&BATCH) {
@@ -1087,7 +1093,7 @@ impl<'a> Importer<'a> {
                 n,
                 label,
                 format!(
-                    "reshapes batch x {} to {}, which moves the batch dimension: slimbench reshapes each \
+                    "reshapes Nx{} to {}, which moves the batch dimension: slimbench reshapes each \
                      sample (hint: reshape to (x.size(0), ...) or (-1, ...))",
                     show(&x.shape),
                     show_shape()
@@ -1302,7 +1308,7 @@ pub(crate) fn run(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
         [k] => *k,
         s => {
             return Err(imp.model_err(format!(
-                "output `{}` is batch x {}: slimbench imports classifiers whose output is batch x classes",
+                "output `{}` is Nx{}: slimbench imports classifiers whose output is N x classes",
                 out.name,
                 show(s)
             )));
