@@ -5,8 +5,9 @@ Run with the torch venv (torch 2.11.0, plus `pip install onnx onnxscript`):
 
     ~/.cache/slimbench/venv-torch-2.11.0/bin/python scripts/export_onnx_fixtures.py
 
-Defines three models in PyTorch with fixed seeds (a CIFAR ResNet-20 with option-A
-shortcuts, a MobileNetV2 of width 0.25 and a tiny grey CNN), gives their batch norms
+Defines four models in PyTorch with fixed seeds (a CIFAR ResNet-20 with option-A
+shortcuts, a MobileNetV2 of width 0.25, a tiny grey CNN and a small CNN of the other
+activations and layer kinds), gives their batch norms
 non-trivial affine parameters and running statistics (a few forward passes in train
 mode on random data), and exports each to ONNX opset 17 with the TorchScript exporter
 (`dynamo=False`) in both common forms:
@@ -23,7 +24,7 @@ logits come from onnx's reference evaluator.
 Per model it writes the logits of 100 deterministic inputs as raw little-endian f32
 (`<model>.logits.f32`, [100, 10], row-major); the inputs are shared per input shape
 (`cifar.input.f32` [100, 3, 32, 32], `grey.input.f32` [100, 1, 28, 28],
-`mlp.input.f32` [100, 1, 4, 4]). See crates/onnx/tests/fixtures/README.md.
+`small.input.f32` [100, 2, 8, 8], `mlp.input.f32` [100, 1, 4, 4]). See crates/onnx/tests/fixtures/README.md.
 """
 
 import json
@@ -162,6 +163,34 @@ class GreyCNN(nn.Module):
         return self.fc2(self.drop(F.relu(self.fc1(x))))
 
 
+class ActCNN(nn.Module):
+    """A small 2x8x8 CNN for the exporter's other patterns: GELU (erf form before opset
+    20), SiLU (x * Sigmoid(x)), Hardswish, a grouped and a dilated conv, padded max and
+    average pools (count_include_pad=True), a channel concat, x.mean((2, 3))
+    (ReduceMean), ReLU6 and Sigmoid."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.bn3 = nn.BatchNorm2d(8)
+        self.side = nn.Conv2d(8, 4, 1)
+        self.fc1 = nn.Linear(12, 16)
+        self.fc2 = nn.Linear(16, classes)
+
+    def forward(self, x):
+        x = F.gelu(self.bn1(self.conv1(x)))
+        x = F.silu(self.conv2(x))
+        x = F.max_pool2d(x, 3, 2, 1)
+        x = F.hardswish(self.bn3(self.conv3(x)))
+        x = F.avg_pool2d(x, 3, 1, 1)
+        x = torch.cat([x, torch.sigmoid(self.side(x))], 1)
+        x = x.mean((2, 3))
+        return self.fc2(F.relu6(self.fc1(x)))
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -273,6 +302,7 @@ def main():
     inputs = {
         "cifar": torch.randn(N_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(1)),
         "grey": torch.rand(N_IMAGES, 1, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 0.5,
+        "small": torch.randn(N_IMAGES, 2, 8, 8, generator=torch.Generator().manual_seed(4)),
     }
     for name, x in inputs.items():
         write_f32(os.path.join(OUT, f"{name}.input.f32"), x.numpy())
@@ -282,6 +312,7 @@ def main():
         ("resnet20", ResNet20, "cifar", (3, 32, 32), 10),
         ("mobilenetv2", MobileNetV2, "cifar", (3, 32, 32), 11),
         ("grey_cnn", GreyCNN, "grey", (1, 28, 28), 12),
+        ("act_cnn", ActCNN, "small", (2, 8, 8), 13),
     ]
     for name, cls, inp, shape, seed in specs:
         torch.manual_seed(seed)

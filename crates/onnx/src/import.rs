@@ -35,6 +35,10 @@ enum Value {
     /// Every `step`-th row of a run-time tensor (a `Slice` on H alone): only a `Slice`
     /// of the columns with the same step may read it, which makes it a subsample.
     Rows { src: Run, step: i64 },
+    /// Part of GELU's erf form `x * 0.5 * (1 + Erf(x / sqrt 2))` (what exporters before
+    /// opset 20 write): 1 = `x / sqrt 2`, 2 = `Erf(..)`, 3 = `1 + Erf(..)`, 4 = `x * (..)`,
+    /// 5 = `0.5 * (..)`. The last `Mul` makes it one GELU node.
+    Gelu { x: Run, stage: u8 },
 }
 
 /// Ops whose outputs are folded when every input is a constant.
@@ -235,6 +239,14 @@ impl<'a> Importer<'a> {
                 n,
                 label,
                 format!("reads the constant `{name}` where slimbench expects a computed tensor"),
+            )),
+            Some(Some(Value::Gelu { .. })) => Err(self.err(
+                n,
+                label,
+                format!(
+                    "reads `{name}`, a part of GELU's erf form x * 0.5 * (1 + Erf(x / sqrt 2)): slimbench \
+                     imports that pattern whole only"
+                ),
             )),
             _ => Err(self.err(n, label, format!("input {k} is missing"))),
         }
@@ -498,6 +510,15 @@ impl<'a> Importer<'a> {
             ins.push(Some(v));
         }
 
+        let arity = match op {
+            "Constant" => 0,
+            "Add" | "Sub" | "Mul" | "Div" => 2,
+            _ => 1,
+        };
+        if ins.len() < arity {
+            return Err(self.err(n, label, format!("it has {} input(s), {op} needs {arity}", ins.len())));
+        }
+
         // Constants only: fold.
         let consts: Vec<Option<&Tensor>> = ins
             .iter()
@@ -525,8 +546,50 @@ impl<'a> Importer<'a> {
             return self.set(n, label, 0, Value::Const(t));
         }
 
+        if ins.iter().any(|v| matches!(v, Some(Value::Gelu { .. }))) {
+            let v = self.gelu(n, label, &ins)?;
+            return self.set(n, label, 0, v);
+        }
         let act = |f| Op::Act { f };
+        let near = |v: &Option<Value>, c: f64| matches!(v, Some(Value::Const(t)) if t.scalar().is_some_and(|s| (s - c).abs() < 1e-4 * c.abs().max(1.0)));
         let out: Value = match op {
+            // The start of GELU's erf form: x / sqrt 2 (or x * (1 / sqrt 2)).
+            "Div" | "Mul"
+                if matches!(ins[0], Some(Value::Run(_)))
+                    && near(
+                        &ins[1],
+                        if op == "Div" { std::f64::consts::SQRT_2 } else { std::f64::consts::FRAC_1_SQRT_2 },
+                    ) =>
+            {
+                Value::Gelu { x: self.run_in(n, label, &ins, 0)?, stage: 1 }
+            }
+            "Erf" => {
+                return Err(self.err(
+                    n,
+                    label,
+                    "slimbench imports Erf only within GELU's erf form x * 0.5 * (1 + Erf(x / sqrt 2))",
+                ));
+            }
+            "ReduceMean" => {
+                let x = self.run_in(n, label, &ins, 0)?;
+                let axes = match self.const_in(n, label, &ins, 1, "axes")? {
+                    Some(t) => Some(t.to_ints().map_err(|e| self.err(n, label, e))?),
+                    None => attr_ints(n, "axes"),
+                };
+                let rank = x.shape.len() as i64 + 1;
+                let mut axes: Vec<i64> =
+                    axes.unwrap_or_default().iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+                axes.sort_unstable();
+                if rank != 4 || axes != [2, 3] {
+                    return Err(self.err(
+                        n,
+                        label,
+                        format!("averages Nx{} over axes {axes:?}: slimbench imports the mean over H and W (axes 2, 3) of an image only", show(&x.shape)),
+                    ));
+                }
+                let r = self.push(n, label, Op::GlobalAvgPool, vec![x.id])?;
+                if attr_i(n, "keepdims", 1) == 0 { self.flatten(n, label, r)? } else { Value::Run(r) }
+            }
             "Conv" => {
                 let x = self.run_in(n, label, &ins, 0)?;
                 let w = self.need_const(n, label, &ins, 1, "weight")?;
@@ -1015,6 +1078,42 @@ impl<'a> Importer<'a> {
             }
         };
         self.set(n, label, 0, out)
+    }
+
+    /// One step of GELU's erf form (see [`Value::Gelu`]).
+    fn gelu(&mut self, n: &NodeProto, label: &str, ins: &[Option<Value>]) -> Result<Value, OnnxError> {
+        let near = |v: Option<&Option<Value>>, c: f64| matches!(v, Some(Some(Value::Const(t))) if t.scalar().is_some_and(|s| (s - c).abs() < 1e-4));
+        let (k, x, stage) = match ins {
+            [Some(Value::Gelu { x, stage }), ..] => (0, x.clone(), *stage),
+            [_, Some(Value::Gelu { x, stage }), ..] => (1, x.clone(), *stage),
+            _ => unreachable!("called with a GELU part"),
+        };
+        let other = ins.get(1 - k);
+        let is_x = matches!(other, Some(Some(Value::Run(r))) if r.id == x.id);
+        let next = match (n.op_type.as_str(), stage) {
+            ("Erf", 1) if ins.len() == 1 => 2,
+            ("Add", 2) if near(other, 1.0) => 3,
+            ("Mul", 3) if is_x => 4,
+            ("Mul", 3) if near(other, 0.5) => 5,
+            ("Mul", 4) if near(other, 0.5) => 6,
+            ("Mul", 5) if is_x => 6,
+            _ => {
+                return Err(self.err(
+                    n,
+                    label,
+                    format!(
+                        "reads `{}`, a part of GELU's erf form x * 0.5 * (1 + Erf(x / sqrt 2)), in a way \
+                         slimbench does not recognise",
+                        n.input[k]
+                    ),
+                ));
+            }
+        };
+        if next < 6 {
+            return Ok(Value::Gelu { x, stage: next });
+        }
+        self.notes.push(format!("GELU's erf form ending at `{label}` read as one GELU"));
+        Ok(Value::Run(self.push(n, label, Op::Act { f: Activation::Gelu }, vec![x.id])?))
     }
 
     /// `Add(x, c)` of a constant: the bias of the conv or linear layer that computes `x`,

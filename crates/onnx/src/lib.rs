@@ -6,7 +6,8 @@
 //! [`import`] reads a file, [`import_bytes`] a buffer. ONNX nodes map to IR nodes one to
 //! one where they can (Conv, BatchNormalization, Gemm, activations, pools, Add,
 //! Concat); patterns exporters write map to one node (MatMul + Add to a linear layer
-//! with bias, `x * Sigmoid(x)` to SiLU, Clip(0, 6) to ReLU6, the `Shape -> Gather ->
+//! with bias, `x * Sigmoid(x)` to SiLU, GELU's erf form `x * 0.5 * (1 + Erf(x / sqrt 2))`
+//! to GELU, Clip(0, 6) to ReLU6, ReduceMean over H and W to global pooling, the `Shape -> Gather ->
 //! Unsqueeze -> Concat -> Reshape` chain to a flatten, `Slice(::2, ::2)` + `Pad` of the
 //! channels to ResNet's option-A shortcut); computations on constants (shape chains,
 //! pad lists, `Cast`s) are folded statically. What cannot be represented is an
@@ -49,6 +50,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
     "Div",
     "Dropout",
+    "Erf",
     "Flatten",
     "Gather",
     "Gelu",
@@ -60,6 +62,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "MaxPool",
     "Mul",
     "Pad",
+    "ReduceMean",
     "Relu",
     "Reshape",
     "Shape",

@@ -10,7 +10,7 @@ use onnx_protobuf::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use slimbench_graph::{Activation, Op};
-use slimbench_onnx::{OnnxError, import, import_bytes};
+use slimbench_onnx::{OnnxError, SUPPORTED_OPS, import, import_bytes};
 
 const FLOAT: i32 = 1;
 const INT8: i32 = 3;
@@ -254,7 +254,17 @@ fn unsupported_ops_are_named() {
     assert!(e.is_unsupported());
     assert_eq!(
         e.to_string(),
-        "net.onnx: node `/attn/Einsum` (Einsum) is not supported: slimbench imports Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, ConstantOfShape, Conv, Div, Dropout, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, HardSwish, Identity, MatMul, MaxPool, Mul, Pad, Relu, Reshape, Shape, Sigmoid, Slice, Softmax, Squeeze, Sub, Tanh, Transpose, Unsqueeze"
+        format!(
+            "net.onnx: node `/attn/Einsum` (Einsum) is not supported: slimbench imports {}",
+            SUPPORTED_OPS.join(", ")
+        )
+    );
+    assert_eq!(
+        SUPPORTED_OPS.join(", "),
+        "Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, ConstantOfShape, Conv, Div, \
+         Dropout, Erf, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, HardSwish, Identity, MatMul, MaxPool, \
+         Mul, Pad, ReduceMean, Relu, Reshape, Shape, Sigmoid, Slice, Softmax, Squeeze, Sub, Tanh, Transpose, \
+         Unsqueeze"
     );
     let mut net = Net::new();
     net.nodes[1] = node("LSTM", "", &["c"], "r", vec![]);

@@ -327,3 +327,23 @@ fn keras_style_mlp_matmul_add_gemm_and_activations() {
     assert!(m.notes.iter().any(|n| n.contains("folded into the bias of `dense_MatMul`")), "{:?}", m.notes);
     logits_match(&m, "mlp.input.f32", "keras_mlp.logits.f32", 100);
 }
+
+#[test]
+fn act_cnn_gelu_erf_form_silu_grouped_dilated_pools_concat_reduce_mean() {
+    for (file, bns) in [("act_cnn.folded.onnx", 0), ("act_cnn.bn.onnx", 2)] {
+        let m = check(file, [2, 8, 8]);
+        let g = &m.graph;
+        assert_eq!(count(g, is_bn), bns, "{file}");
+        let acts: Vec<&str> =
+            g.nodes.iter().filter(|n| matches!(n.op, Op::Act { .. })).map(|n| n.op.kind()).collect();
+        assert_eq!(acts, ["gelu", "silu", "hardswish", "sigmoid", "relu6"], "{file}");
+        assert!(g.nodes.iter().any(|n| matches!(n.op, Op::Conv2d { groups: 2, .. })));
+        assert!(g.nodes.iter().any(|n| matches!(n.op, Op::Conv2d { dilation: [2, 2], padding: [2, 2], .. })));
+        assert!(g.nodes.iter().any(|n| n.op == Op::pool(PoolKind::Avg, 3, 1, 1)));
+        assert!(g.nodes.iter().any(|n| n.op == Op::pool(PoolKind::Max, 3, 2, 1)));
+        assert_eq!(count(g, |o| *o == Op::Concat), 1);
+        assert_eq!(count(g, |o| *o == Op::GlobalAvgPool), 1);
+        assert!(m.notes.iter().any(|n| n.contains("GELU's erf form")), "{:?}", m.notes);
+        logits_match(&m, "small.input.f32", "act_cnn.logits.f32", 100);
+    }
+}
