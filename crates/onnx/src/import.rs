@@ -173,7 +173,7 @@ impl<'a> Importer<'a> {
         if base.is_empty() || base == INPUT {
             let k = self.fallback.entry(n.op_type.clone()).or_insert(0);
             *k += 1;
-            base = format!("{}{}", n.op_type, k);
+            base = format!("{}{k}", n.op_type);
         }
         let mut id = base.clone();
         let mut k = 1;
@@ -231,8 +231,8 @@ impl<'a> Importer<'a> {
                 n,
                 label,
                 format!(
-                    "reads `{name}`, every {step}th row of a tensor: slimbench subsamples rows and \
-                     columns together (a Slice on H and W with the same step)"
+                    "reads `{name}`, a tensor whose rows alone are subsampled (step {step}): slimbench \
+                     subsamples rows and columns together (a Slice on H and W with the same step)"
                 ),
             )),
             Some(Some(Value::Const(_))) => Err(self.err(
@@ -732,7 +732,7 @@ impl<'a> Importer<'a> {
                         label,
                         format!(
                             "multiplies an Nx{} input by a {:?} weight: slimbench imports dense layers \
-                             (a flat input, a 2-D weight)",
+                             (a flat input, a 2-D weight; hint: flatten first)",
                             show(&x.shape),
                             w.dims
                         ),
@@ -1042,11 +1042,18 @@ impl<'a> Importer<'a> {
                 let mode = attr_s(n, "mode").unwrap_or_else(|| "constant".into());
                 let value =
                     self.const_in(n, label, &ins, 2, "constant_value")?.map_or(Some(0.0), Tensor::scalar);
-                if mode != "constant" || value != Some(0.0) || ins.get(3).is_some_and(Option::is_some) {
+                if mode != "constant" {
                     return Err(self.err(
                         n,
                         label,
-                        format!("mode {mode} with value {value:?}: slimbench pads with zeros only"),
+                        format!("attribute mode = {mode}: slimbench pads with zeros only"),
+                    ));
+                }
+                if value != Some(0.0) || ins.get(3).is_some_and(Option::is_some) {
+                    return Err(self.err(
+                        n,
+                        label,
+                        "its constant_value is not 0 or it has axes: slimbench pads the channels with zeros only",
                     ));
                 }
                 let r = x.shape.len() + 1;

@@ -408,3 +408,146 @@ fn declared_shapes_are_checked() {
         "net.onnx: node `/conv/Conv` (Conv): output `c` is declared Nx4x6x6 but slimbench infers Nx4x8x8"
     );
 }
+
+/// The base net with node `at` replaced by `n` (same output name).
+fn with(at: usize, n: NodeProto) -> Net {
+    let mut net = Net::new();
+    net.nodes[at] = n;
+    net
+}
+
+#[test]
+fn forms_of_supported_ops_that_are_refused() {
+    // BatchNormalization in training mode.
+    let mut bn = with(
+        1,
+        node("BatchNormalization", "/bn", &["c", "s", "b", "m", "v"], "r", vec![a_int("training_mode", 1)]),
+    );
+    bn.inits.extend([floats("s", &[4]), floats("b", &[4]), floats("m", &[4]), floats("v", &[4])]);
+    assert_eq!(
+        bn.err(),
+        "net.onnx: node `/bn` (BatchNormalization): attribute training_mode = 1 (batch statistics): slimbench imports inference graphs (hint: export the model in eval mode)"
+    );
+    // Pad of H and W, and a reflect pad.
+    let mut pad = with(1, node("Pad", "/pad", &["c", "pads"], "r", vec![]));
+    pad.inits.push(ints("pads", &[0, 0, 1, 1, 0, 0, 1, 1]));
+    assert_eq!(
+        pad.err(),
+        "net.onnx: node `/pad` (Pad): pads = [0, 0, 1, 1, 0, 0, 1, 1] (starts then ends of each axis): slimbench pads the channels of an image only (ResNet's option-A shortcut)"
+    );
+    let pad = pad.attr(1, a_str("mode", "reflect"));
+    assert_eq!(
+        pad.err(),
+        "net.onnx: node `/pad` (Pad): attribute mode = reflect: slimbench pads with zeros only"
+    );
+    // Slice of the channels.
+    let mut slice = with(1, node("Slice", "/slice", &["c", "st", "en", "ax"], "r", vec![]));
+    slice.inits.extend([ints("st", &[0]), ints("en", &[2]), ints("ax", &[1])]);
+    assert_eq!(
+        slice.err(),
+        "net.onnx: node `/slice` (Slice): slices axis 1 as 0:2:1: slimbench slices only x[:, :, ::s, ::s] of an image (ResNet's option-A shortcut)"
+    );
+    // Rows only, then read by something else.
+    let mut rows = with(1, node("Slice", "/slice", &["c", "st", "en", "ax", "sp"], "r", vec![]));
+    rows.inits.extend([ints("st", &[0]), ints("en", &[i64::MAX]), ints("ax", &[2]), ints("sp", &[2])]);
+    assert_eq!(
+        rows.err(),
+        "net.onnx: node `/pool/GlobalAveragePool` (GlobalAveragePool): reads `r`, a tensor whose rows alone are subsampled (step 2): slimbench subsamples rows and columns together (a Slice on H and W with the same step)"
+    );
+    // A product of two computed tensors, a constant add after a ReLU, a computed Sub.
+    assert_eq!(
+        with(1, node("Mul", "/mul", &["c", "c"], "r", vec![])).err(),
+        "net.onnx: node `/mul` (Mul): slimbench imports Mul only as x * Sigmoid(x) (SiLU) or on constants"
+    );
+    let mut add = Net::new();
+    add.nodes.insert(2, node("Add", "/add", &["r", "conv.b"], "r2", vec![]));
+    add.nodes[3].input[0] = "r2".into();
+    assert_eq!(
+        add.err(),
+        "net.onnx: node `/add` (Add): adds a constant [4] to `r`: slimbench folds a constant add only into the bias of the bias-less conv or linear layer that computes it (MatMul + Add)"
+    );
+    assert_eq!(
+        with(1, node("Sub", "/sub", &["c", "c"], "r", vec![])).err(),
+        "net.onnx: node `/sub` (Sub): slimbench folds Sub on constants only, and this one reads a computed tensor"
+    );
+    // Cast to an integer type, the tanh GELU, a Softmax that is not the output.
+    assert_eq!(
+        with(1, node("Cast", "/cast", &["c"], "r", vec![a_int("to", 7)])).err(),
+        "net.onnx: node `/cast` (Cast): casts a computed tensor to INT64: slimbench computes in f32 only"
+    );
+    assert_eq!(
+        with(1, node("Gelu", "/gelu", &["c"], "r", vec![a_str("approximate", "tanh")])).err(),
+        "net.onnx: node `/gelu` (Gelu): attribute approximate = tanh: slimbench's GELU is the exact (erf) form"
+    );
+    assert_eq!(
+        with(1, node("Softmax", "/sm", &["c"], "r", vec![])).err(),
+        "net.onnx: node `/sm` (Softmax): slimbench imports a Softmax only at the output (where it is dropped)"
+    );
+    // A bare Erf.
+    assert_eq!(
+        with(1, node("Erf", "/erf", &["c"], "r", vec![])).err(),
+        "net.onnx: node `/erf` (Erf): slimbench imports Erf only within GELU's erf form x * 0.5 * (1 + Erf(x / sqrt 2))"
+    );
+    // A Gemm on an image (no flatten).
+    let mut gemm = Net::new();
+    gemm.nodes.remove(3);
+    gemm.nodes.remove(2);
+    gemm.nodes[2].input[0] = "r".into();
+    assert_eq!(
+        gemm.err(),
+        "net.onnx: node `/fc/Gemm` (Gemm): multiplies an Nx4x8x8 input by a [10, 4] weight: slimbench imports dense layers (a flat input, a 2-D weight; hint: flatten first)"
+    );
+    // A 1-D conv.
+    let mut conv1d = Net::new();
+    conv1d.inits[0] = floats("conv.w", &[4, 3, 3]);
+    assert_eq!(
+        conv1d.err(),
+        "net.onnx: node `/conv/Conv` (Conv): weight [4, 3, 3] on a 3x8x8 input: slimbench imports 2-D convolutions only"
+    );
+    // Weights in an external file.
+    let mut ext = Net::new();
+    ext.inits[0].data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    assert_eq!(
+        ext.err(),
+        "net.onnx: initializer `conv.w`: its values are in an external data file, which slimbench does not read (hint: save the model with onnx.save(model, path, save_as_external_data=False))"
+    );
+}
+
+#[test]
+fn outputs_and_final_softmax() {
+    // A final Softmax is dropped, with a note.
+    let mut net = Net::new();
+    net.nodes[4].output[0] = "z".into();
+    net.nodes.push(node("Softmax", "/softmax", &["z"], "y", vec![a_int("axis", 1)]));
+    let m = import_bytes(&net.bytes(), "net.onnx").unwrap();
+    assert_eq!(m.graph.nodes.last().unwrap().op.kind(), "linear");
+    assert!(m.notes.iter().any(|n| n.starts_with("final Softmax `/softmax` dropped")), "{:?}", m.notes);
+    // An image output.
+    let mut net = Net::new();
+    net.nodes.truncate(2);
+    net.nodes[1].output[0] = "y".into();
+    assert_eq!(
+        net.err(),
+        "net.onnx: node `/relu/Relu` (Relu): output `y` is declared Nx10 but slimbench infers Nx4x8x8"
+    );
+    // A declared class count that differs.
+    let mut net = Net::new();
+    net.inits[2] = floats("fc.w", &[12, 4]);
+    net.inits[3] = floats("fc.b", &[12]);
+    assert_eq!(
+        net.err(),
+        "net.onnx: node `/fc/Gemm` (Gemm): output `y` is declared Nx10 but slimbench infers Nx12"
+    );
+}
+
+#[test]
+fn unnamed_nodes_get_op_type_ids_and_names_stay_unique() {
+    let mut net = Net::new();
+    for n in &mut net.nodes {
+        n.name = if n.op_type == "Relu" { "/conv/Conv".into() } else { String::new() };
+    }
+    let m = import_bytes(&net.bytes(), "net.onnx").unwrap();
+    let ids: Vec<&str> = m.graph.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["Conv1", "conv_Conv", "GlobalAveragePool1", "Flatten1", "Gemm1"]);
+    assert_eq!(m.weights[0].0, "Conv1.bias");
+}
