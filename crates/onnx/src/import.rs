@@ -373,7 +373,10 @@ impl<'a> Importer<'a> {
     fn pair(&self, n: &NodeProto, label: &str, name: &str, default: i64) -> Result<[i64; 2], OnnxError> {
         match attr_ints(n, name) {
             None => Ok([default; 2]),
-            Some(v) if v.len() == 2 => Ok([v[0], v[1]]),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0], v[1]]),
+            Some(v) if v.len() == 2 => {
+                Err(self.err(n, label, format!("attribute {name} = {v:?}: must be positive")))
+            }
             Some(v) => {
                 Err(self.err(n, label, format!("attribute {name} = {v:?}: slimbench reads 2-D (2 values)")))
             }
@@ -404,7 +407,9 @@ impl<'a> Importer<'a> {
                     Some(t) => Tensor::from_proto(t)?,
                     None => Tensor::floats(vec![1], vec![0.0]),
                 };
-                let len = dims.iter().product::<i64>().max(0) as usize;
+                let len =
+                    dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d.max(0))).filter(|&l| l <= 1 << 28);
+                let len = len.ok_or("its shape is too large for a constant")? as usize;
                 let data = match v.data {
                     Data::F(f) => Data::F(vec![*f.first().ok_or("empty value")?; len]),
                     Data::I(i) => Data::I(vec![*i.first().ok_or("empty value")?; len]),

@@ -122,7 +122,7 @@ impl Tensor {
         if t.dims.iter().any(|&d| d < 0) {
             return Err(format!("it has a negative dimension ({:?})", t.dims));
         }
-        let n: i64 = t.dims.iter().product();
+        let n = t.dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).ok_or("its shape overflows")?;
         let raw = &t.raw_data[..];
         let has_raw = !raw.is_empty();
         let ty = t.data_type;
@@ -252,6 +252,9 @@ impl Tensor {
 
     /// Elements along `axis` at these indices.
     pub fn gather(&self, indices: &Tensor, axis: i64) -> Result<Tensor, String> {
+        if self.dims.is_empty() {
+            return Err("gather from a scalar".into());
+        }
         let axis = self.rank_axis(axis)?;
         let n = self.dims[axis];
         let idx = indices.to_ints()?;
@@ -285,8 +288,14 @@ impl Tensor {
         if sorted != (0..r).collect::<Vec<_>>() {
             return Err(format!("perm {perm:?} does not fit rank {r}"));
         }
-        let strides = strides(&self.dims);
         let dims: Vec<i64> = perm.iter().map(|&p| self.dims[p]).collect();
+        if perm == [1, 0] {
+            // The common case (weights stored [in, out]), without a multi-index per value.
+            let (rows, cols) = (self.dims[0] as usize, self.dims[1] as usize);
+            let flat: Vec<usize> = (0..cols).flat_map(|c| (0..rows).map(move |r| r * cols + c)).collect();
+            return Ok(self.take(&flat, dims));
+        }
+        let strides = strides(&self.dims);
         let flat = indices(&dims)
             .map(|ix| ix.iter().zip(&perm).map(|(&i, &p)| i * strides[p]).sum())
             .collect::<Vec<usize>>();
@@ -296,6 +305,9 @@ impl Tensor {
     /// `x[starts:ends:steps]` along `axes` (ONNX `Slice` semantics, clamped ends).
     pub fn slice(&self, starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> Result<Tensor, String> {
         let r = self.dims.len();
+        if starts.len() != axes.len() || ends.len() != axes.len() {
+            return Err(format!("{} starts, {} ends for {} axes", starts.len(), ends.len(), axes.len()));
+        }
         let mut ranges: Vec<Vec<i64>> = self.dims.iter().map(|&d| (0..d).collect()).collect();
         for (k, &a) in axes.iter().enumerate() {
             let a = self.rank_axis(a)?;
@@ -337,6 +349,9 @@ impl Tensor {
     /// These tensors one after the other along `axis`.
     pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor, String> {
         let first = parts.first().ok_or("nothing to concatenate")?;
+        if first.dims.is_empty() {
+            return Err("concatenation of scalars".into());
+        }
         let axis = first.rank_axis(axis)?;
         let outer: i64 = first.dims[..axis].iter().product();
         let float = matches!(first.data, Data::F(_));

@@ -551,3 +551,20 @@ fn unnamed_nodes_get_op_type_ids_and_names_stay_unique() {
     assert_eq!(ids, ["Conv1", "conv_Conv", "GlobalAveragePool1", "Flatten1", "Gemm1"]);
     assert_eq!(m.weights[0].0, "Conv1.bias");
 }
+
+#[test]
+fn corrupted_files_are_errors_not_panics() {
+    // Every byte of a small model overwritten (0x00, 0xff, +1): each import either
+    // succeeds or returns an error. (The same over act_cnn.bn.onnx passes too, in 20 s.)
+    let nets = [std::fs::read(fixture("keras_mlp.onnx")).unwrap()];
+    for bytes in &nets {
+        for i in 0..bytes.len() {
+            for v in [0u8, 0xff, bytes[i].wrapping_add(1)] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let r = std::panic::catch_unwind(|| import_bytes(&b, "x.onnx").map(|_| ()));
+                assert!(r.is_ok(), "byte {i} set to {v:#x} panicked");
+            }
+        }
+    }
+}
