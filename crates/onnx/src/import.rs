@@ -151,6 +151,9 @@ struct Importer<'a> {
     folded: BTreeMap<String, usize>,
     converted: BTreeMap<&'static str, usize>,
     kept_bn: usize,
+    /// The input's batch size where the file fixes it (exports without a dynamic batch
+    /// fold `x.view(x.size(0), -1)` to the shape `[1, -1]`).
+    fixed_batch: Option<i64>,
 }
 
 impl<'a> Importer<'a> {
@@ -1192,7 +1195,8 @@ impl<'a> Importer<'a> {
             Some(&BATCH) => true,
             Some(0) => !allowzero,
             Some(-1) => !rest.contains(&-1),
-            _ => false,
+            Some(&b) => Some(b) == self.fixed_batch,
+            None => false,
         };
         let show_shape = || {
             let s: Vec<String> =
@@ -1324,6 +1328,7 @@ pub(crate) fn run(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
         folded: BTreeMap::new(),
         converted: BTreeMap::new(),
         kept_bn: 0,
+        fixed_batch: None,
     };
 
     // Initializers.
@@ -1358,7 +1363,10 @@ pub(crate) fn run(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
         )));
     }
     let chw = match dims.as_deref() {
-        Some([_, Some(c), Some(h), Some(w)]) => [*c, *h, *w],
+        Some([n, Some(c), Some(h), Some(w)]) => {
+            imp.fixed_batch = *n;
+            [*c, *h, *w]
+        }
         Some(d) => {
             return Err(imp.model_err(format!(
                 "input `{}` is {} (rank {}): slimbench imports image models whose input is N x C x H x W, with \

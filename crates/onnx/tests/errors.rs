@@ -397,6 +397,10 @@ fn pools_clips_and_reshapes() {
         reshape.err(),
         "net.onnx: node `/Reshape` (Reshape): reshapes Nx4x1x1 to [2, -1], which moves the batch dimension: slimbench reshapes each sample (hint: reshape to (x.size(0), ...) or (-1, ...))"
     );
+    // With the batch fixed to 2 in the file, [2, -1] is a flatten.
+    reshape.inputs = vec![vi("x", &[Some(2), Some(3), Some(8), Some(8)])];
+    let m = import_bytes(&reshape.bytes(), "net.onnx").unwrap();
+    assert_eq!(m.graph.nodes[3].op, Op::Flatten);
 }
 
 #[test]
