@@ -21,6 +21,9 @@ It also builds one "Keras-style" MLP directly with onnx.helper (MatMul + Add ins
 Gemm, a Gemm with transB=0, Gelu/HardSwish/x*sigmoid(x)/Tanh/Sigmoid, Concat), whose
 logits come from onnx's reference evaluator.
 
+`grey_cnn` is also exported with the dynamo exporter (torch's default), opset 18,
+weights in an external data file: `grey_cnn.dynamo.onnx` + `grey_cnn.dynamo.onnx.data`.
+
 Per model it writes the logits of 100 deterministic inputs as raw little-endian f32
 (`<model>.logits.f32`, [100, 10], row-major); the inputs are shared per input shape
 (`cifar.input.f32` [100, 3, 32, 32], `grey.input.f32` [100, 1, 28, 28],
@@ -331,6 +334,18 @@ def main():
             entry[form] = {"ops": ops(m), "max_abs_err_onnx_reference": err, "bytes": os.path.getsize(path)}
             has_bn = "BatchNormalization" in entry[form]["ops"]
             assert has_bn == keep, f"{path}: BatchNormalization present = {has_bn}"
+        if name == "grey_cnn":
+            # torch's default exporter since 2.9: dynamo, opset 18, weights in an external
+            # data file next to the model (`grey_cnn.dynamo.onnx.data`).
+            path = os.path.join(OUT, f"{name}.dynamo.onnx")
+            torch.onnx.export(
+                model, (torch.zeros(2, *shape),), path, dynamo=True, opset_version=18, external_data=True,
+                input_names=["input"], output_names=["logits"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            )
+            m = onnx.load(path)
+            err = check_onnx(m, x.numpy(), logits)
+            entry["dynamo"] = {"ops": ops(m), "max_abs_err_onnx_reference": err, "bytes": os.path.getsize(path)}
         manifest["models"][name] = entry
         print(name, json.dumps(entry), file=sys.stderr)
 

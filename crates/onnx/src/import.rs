@@ -9,6 +9,7 @@
 //! unused, is dropped at the end with anything else the output does not read).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Component, Path};
 
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use slimbench_graph::ir::show;
@@ -1291,7 +1292,60 @@ impl<'a> Importer<'a> {
     }
 }
 
-pub(crate) fn run(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
+/// A tensor whose values are in an external data file (`location`, `offset`, `length`,
+/// the location relative to the model's folder `base`), with them read into `raw_data`;
+/// `None` for a tensor stored in the model. Each file is read once (`files`).
+fn external(
+    t: &TensorProto,
+    base: Option<&Path>,
+    files: &mut HashMap<String, Vec<u8>>,
+) -> Result<Option<TensorProto>, String> {
+    use onnx_protobuf::tensor_proto::DataLocation;
+    if t.data_location.enum_value() != Ok(DataLocation::EXTERNAL) && t.external_data.is_empty() {
+        return Ok(None);
+    }
+    let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.as_str());
+    let location = get("location").ok_or("its external data has no location")?;
+    let Some(base) = base else {
+        return Err(format!(
+            "its values are in the external file `{location}`, which slimbench reads only when it imports \
+             the model from a path (hint: import the file, or save it with onnx.save(model, path, \
+             save_as_external_data=False))"
+        ));
+    };
+    let rel = Path::new(location);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("its external data location `{location}` is outside the model's folder"));
+    }
+    if !files.contains_key(location) {
+        let path = base.join(rel);
+        let data = std::fs::read(&path)
+            .map_err(|e| format!("cannot read its external data {}: {e}", path.display()))?;
+        files.insert(location.to_string(), data);
+    }
+    let data = &files[location];
+    let num = |k: &str| {
+        get(k).map(|v| v.parse::<usize>().map_err(|_| format!("external data {k} `{v}` is not a number")))
+    };
+    let offset = num("offset").transpose()?.unwrap_or(0);
+    let end = match num("length").transpose()? {
+        Some(l) => offset.checked_add(l).ok_or("external data length overflows")?,
+        None => data.len(),
+    };
+    let bytes = data.get(offset..end).ok_or_else(|| {
+        format!(
+            "its external data `{location}` [{offset}..{end}] is past the end of the file ({} bytes)",
+            data.len()
+        )
+    })?;
+    let mut t = t.clone();
+    t.raw_data = bytes.to_vec();
+    t.external_data.clear();
+    t.data_location = DataLocation::DEFAULT.into();
+    Ok(Some(t))
+}
+
+pub(crate) fn run(bytes: &[u8], origin: &str, base: Option<&Path>) -> Result<Imported, OnnxError> {
     let not = |why: String| OnnxError::NotOnnx { origin: origin.into(), why };
     if bytes.is_empty() {
         return Err(not("the file is empty".into()));
@@ -1333,9 +1387,19 @@ pub(crate) fn run(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
 
     // Initializers.
     let init: HashMap<&str, &TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut files = HashMap::new();
     for t in &g.initializer {
-        let v = Tensor::from_proto(t).map_err(|e| imp.model_err(format!("initializer `{}`: {e}", t.name)))?;
-        imp.values.insert(t.name.clone(), Value::Const(v));
+        let at = |e: String| imp.model_err(format!("initializer `{}`: {e}", t.name));
+        let v = match external(t, base, &mut files).map_err(at)? {
+            Some(t) => Tensor::from_proto(&t),
+            None => Tensor::from_proto(t),
+        };
+        imp.values.insert(t.name.clone(), Value::Const(v.map_err(at)?));
+    }
+    if !files.is_empty() {
+        let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        imp.notes.push(format!("weights read from external data: {}", names.join(", ")));
     }
 
     // The image input.

@@ -160,14 +160,17 @@ impl OnnxError {
     }
 }
 
-/// Reads an ONNX file into the IR with its weights.
+/// Reads an ONNX file into the IR with its weights; weights in external data files
+/// (what torch's dynamo exporter writes: `model.onnx.data`) are read from the model's
+/// folder.
 pub fn import(path: &Path) -> Result<Imported, OnnxError> {
     let bytes =
         std::fs::read(path).map_err(|source| OnnxError::Read { path: path.display().to_string(), source })?;
-    import_bytes(&bytes, &path.display().to_string())
+    import::run(&bytes, &path.display().to_string(), Some(path.parent().unwrap_or(Path::new("."))))
 }
 
-/// Reads an ONNX model from bytes; `origin` names it in messages (a path).
+/// Reads an ONNX model from bytes; `origin` names it in messages (a path). A model
+/// whose weights are in external data files is refused (use [`import`]).
 pub fn import_bytes(bytes: &[u8], origin: &str) -> Result<Imported, OnnxError> {
-    import::run(bytes, origin)
+    import::run(bytes, origin, None)
 }

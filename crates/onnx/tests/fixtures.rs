@@ -347,3 +347,41 @@ fn act_cnn_gelu_erf_form_silu_grouped_dilated_pools_concat_reduce_mean() {
         logits_match(&m, "small.input.f32", "act_cnn.logits.f32", 100);
     }
 }
+
+#[test]
+fn grey_cnn_from_the_dynamo_exporter_with_external_data() {
+    let m = load("grey_cnn.dynamo.onnx");
+    m.graph.check(10).unwrap();
+    assert_eq!(m.opset, 18);
+    assert!(
+        m.notes.iter().any(|n| n == "weights read from external data: grey_cnn.dynamo.onnx.data"),
+        "{:?}",
+        m.notes
+    );
+    logits_match(&m, "grey.input.f32", "grey_cnn.logits.f32", 10);
+
+    // From bytes there is no folder to read the data from; from a copy without it, the
+    // data file is missing.
+    let bytes = std::fs::read(fixture("grey_cnn.dynamo.onnx")).unwrap();
+    let e = slimbench_onnx::import_bytes(&bytes, "grey.onnx").unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "grey.onnx: initializer `conv1.weight`: its values are in the external file `grey_cnn.dynamo.onnx.data`, \
+             which slimbench reads only when it imports the model from a path"
+        ),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("grey_cnn.dynamo.onnx");
+    std::fs::write(&copy, &bytes).unwrap();
+    let e = import(&copy).unwrap_err().to_string();
+    let data = dir.path().join("grey_cnn.dynamo.onnx.data");
+    assert_eq!(
+        e,
+        format!(
+            "{}: initializer `conv1.weight`: cannot read its external data {}: No such file or directory (os error 2)",
+            copy.display(),
+            data.display()
+        )
+    );
+}
