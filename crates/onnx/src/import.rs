@@ -6,7 +6,9 @@
 //! known as soon as the node is added. Patterns are recognised without look-ahead: an
 //! `Add` of a constant to a bias-less conv or linear layer becomes its bias; a `Mul`
 //! of `x` and the output of a `Sigmoid` of `x` becomes SiLU (the `Sigmoid` node, now
-//! unused, is dropped at the end with anything else the output does not read).
+//! unused, is dropped at the end with anything else the output does not read); GELU's
+//! erf form is carried as a partial [`Value::Gelu`] from its `Div` to its last `Mul`;
+//! a `Slice` of the rows alone waits as [`Value::Rows`] for the `Slice` of the columns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path};
