@@ -515,7 +515,11 @@ impl StageParams {
         };
         match self {
             StageParams::Train(p) => {
-                need(p.epochs >= 1, "epochs", "must be at least 1");
+                need(
+                    p.epochs >= 1 || p.strategy == Strategy::Single,
+                    "epochs",
+                    "0 (take the model as it is) needs strategy: single",
+                );
                 need(p.batch_size >= 1, "batch_size", "must be at least 1");
                 need(p.lr > 0.0 && p.lr.is_finite(), "lr", "must be a positive number");
                 need(p.log_every >= 1, "log_every", "must be at least 1");
@@ -807,7 +811,8 @@ pub struct TrainParams {
     pub model: String,
     /// The dataset to train on: a key of `datasets:`.
     pub dataset: String,
-    /// Passes over the training set.
+    /// Passes over the training set; 0 takes the model as it is (an imported ONNX
+    /// model's trained weights), measured and saved for the stages after it.
     #[serde(default = "d_one")]
     pub epochs: u32,
     /// Mini-batch size.

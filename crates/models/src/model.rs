@@ -41,6 +41,9 @@ pub enum ModelError {
         /// Why.
         msg: String,
     },
+    /// An ONNX file could not be imported.
+    #[error(transparent)]
+    Import(#[from] slimbench_onnx::OnnxError),
     /// A model file is not what slimbench writes.
     #[error("{path}: {msg}")]
     Format {
@@ -90,8 +93,39 @@ impl Model {
         device: Device,
         seed: Option<u64>,
     ) -> Result<Self, ModelError> {
+        if let ModelConfig::Onnx(c) = config {
+            return Self::import(name, config, &c.path, io, device);
+        }
         let graph = config.graph(io).map_err(|msg| ModelError::Build { name: name.to_string(), msg })?;
         Self::from_graph(name, config, graph, io, device, seed)
+    }
+
+    /// The network of an ONNX file with its trained weights, on `device`.
+    pub fn import(
+        name: &str,
+        config: &ModelConfig,
+        path: &std::path::Path,
+        io: IoShape,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        let imported = slimbench_onnx::import(path)?;
+        let model = Self::from_graph(name, config, imported.graph, io, device, None).map_err(|e| match e {
+            ModelError::Build { name, msg } => ModelError::Build { name, msg: format!("{}: {msg}", path.display()) },
+            other => other,
+        })?;
+        let vars: std::collections::HashMap<String, Tensor> = model.named().into_iter().collect();
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for (pname, shape, values) in &imported.weights {
+                let var = vars.get(pname).ok_or_else(|| ModelError::Format {
+                    path: path.display().to_string(),
+                    msg: format!("the imported graph has no parameter `{pname}`"),
+                })?;
+                let src = Tensor::from_slice(values).reshape(shape.as_slice()).to_device(device);
+                var.shallow_clone().f_copy_(&src)?;
+            }
+            Ok(())
+        })?;
+        Ok(model)
     }
 
     /// Build the layers of `graph` (freshly initialised, reproducibly with a seed) on

@@ -297,7 +297,43 @@ fn check_models_against_data(spec: &Spec, stages: &[(usize, PlannedStage)], diag
             classes.map(|c| format!(", {c} classes")).unwrap_or_default()
         );
         match model {
-            ModelConfig::Onnx(_) => {}
+            ModelConfig::Onnx(c) => {
+                // Read at validate time, so a broken or unsupported file stops the run
+                // before anything is written.
+                let at = path.key("path");
+                match slimbench_onnx::import(&c.path) {
+                    Err(e) => {
+                        let hint = if e.is_unsupported() {
+                            "export the model with the supported ops (e.g. opset 17 from torch.onnx.export), or describe it as `kind: layers`"
+                        } else {
+                            "pass an .onnx file exported from PyTorch, Keras (tf2onnx) or another framework"
+                        };
+                        diags.push(src.at(&at, format!("model `{}`: {e}", t.model)).hint(hint));
+                    }
+                    Ok(imported) => {
+                        let g = &imported.graph;
+                        let fits = g.input == input && classes.is_none_or(|c| g.check(c).is_ok());
+                        if !fits {
+                            let out = g.shapes().ok().and_then(|s| s.last().cloned()).unwrap_or_default();
+                            diags.push(
+                                src.at(
+                                    &at,
+                                    format!(
+                                        "model `{}` ({}) takes {}x{}x{} images and gives {:?} scores, but it trains {on}",
+                                        t.model,
+                                        c.path.display(),
+                                        g.input[0],
+                                        g.input[1],
+                                        g.input[2],
+                                        out
+                                    ),
+                                )
+                                .hint("use the dataset the model was exported for, or resize it (image-folder `size:`)"),
+                            );
+                        }
+                    }
+                }
+            }
             ModelConfig::Layers(l) => {
                 // An image folder's class count is known once it is read: checked then.
                 let result = match classes {

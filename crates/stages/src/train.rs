@@ -75,7 +75,7 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         ..ModelMeta::new(&p.model, job.config.clone(), job.io, &p.dataset, "baseline")
     };
     let mut variant = save_variant(ctx, &model, meta, Saved::main(ctx, out.train_time_s, Encoding::Dense))?;
-    variant.train_energy_per_epoch_j = energy.map(|j| j / f64::from(p.epochs));
+    variant.train_energy_per_epoch_j = energy.filter(|_| p.epochs > 0).map(|j| j / f64::from(p.epochs));
     let images = job.ds.train.len() as u64 * u64::from(p.epochs);
     // The last epoch's train curve points, each the mean loss of its interval.
     let last_epoch: Vec<f64> =
@@ -145,6 +145,13 @@ impl Job<'_> {
     /// One model, one loop.
     fn single(&self) -> Result<Trained, BoxError> {
         let mut model = self.build(self.device)?;
+        if self.p.epochs == 0 {
+            // The model as it is: an imported network's own weights, measured as a
+            // baseline for the stages that compress it.
+            let test = slimbench_eval::accuracy(&model, &self.ds.test, self.cfg.eval_batch_size);
+            let out = TrainOutcome { test_accuracy: test.accuracy, ..Default::default() };
+            return Ok(Trained::new(model, out, ", not trained (epochs: 0): the model as built or imported".into()));
+        }
         tracing::info!(model = %self.p.model, params = model.param_count(), dataset = %self.p.dataset, "training");
         let out = train(
             &mut model,
