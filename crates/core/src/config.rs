@@ -841,6 +841,13 @@ pub struct TrainParams {
     #[serde(default, deserialize_with = "workers::deserialize")]
     #[schemars(schema_with = "workers::schema")]
     pub workers: usize,
+    /// Train-time augmentation on the loader workers, seeded: `crop` (pad by
+    /// `crop_padding` zeros, crop back at a random offset), `flip` (horizontal, p=0.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub augment: Vec<Augmentation>,
+    /// Zero padding of the `crop` augmentation, in pixels on each side.
+    #[serde(default = "d_crop_padding")]
+    pub crop_padding: usize,
     /// Record a training-curve point every N steps.
     #[serde(default = "d_log_every")]
     pub log_every: usize,
@@ -912,6 +919,20 @@ impl DpMode {
     pub fn is_sync(&self) -> bool {
         *self == DpMode::Sync
     }
+}
+
+/// One train-time augmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Augmentation {
+    /// Random crop after zero padding (CIFAR's standard 4 pixels).
+    Crop,
+    /// Horizontal flip with probability 0.5.
+    Flip,
+}
+
+fn d_crop_padding() -> usize {
+    4
 }
 
 /// How a `train` stage spreads its work.

@@ -109,10 +109,13 @@ impl Model {
         device: Device,
     ) -> Result<Self, ModelError> {
         let imported = slimbench_onnx::import(path)?;
-        let model = Self::from_graph(name, config, imported.graph, io, device, None).map_err(|e| match e {
-            ModelError::Build { name, msg } => ModelError::Build { name, msg: format!("{}: {msg}", path.display()) },
-            other => other,
-        })?;
+        let model =
+            Self::from_graph(name, config, imported.graph, io, device, None).map_err(|e| match e {
+                ModelError::Build { name, msg } => {
+                    ModelError::Build { name, msg: format!("{}: {msg}", path.display()) }
+                }
+                other => other,
+            })?;
         let vars: std::collections::HashMap<String, Tensor> = model.named().into_iter().collect();
         tch::no_grad(|| -> Result<(), ModelError> {
             for (pname, shape, values) in &imported.weights {

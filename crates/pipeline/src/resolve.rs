@@ -319,13 +319,13 @@ fn check_models_against_data(spec: &Spec, stages: &[(usize, PlannedStage)], diag
                                 src.at(
                                     &at,
                                     format!(
-                                        "model `{}` ({}) takes {}x{}x{} images and gives {:?} scores, but it trains {on}",
+                                        "model `{}` ({}) takes {}x{}x{} images and gives {} scores, but it trains {on}",
                                         t.model,
                                         c.path.display(),
                                         g.input[0],
                                         g.input[1],
                                         g.input[2],
-                                        out
+                                        out.iter().map(i64::to_string).collect::<Vec<_>>().join("x")
                                     ),
                                 )
                                 .hint("use the dataset the model was exported for, or resize it (image-folder `size:`)"),

@@ -120,6 +120,7 @@ pub fn loop_config(
         variant,
         replica: None,
         amp: None,
+        augment: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use slimbench_core::artifact::{IoShape, ModelMeta};
-use slimbench_core::config::{ModelConfig, Strategy, TrainParams};
+use slimbench_core::config::{Augmentation, ModelConfig, Strategy, TrainParams};
 use slimbench_core::progress::{NoProgress, Progress};
 use slimbench_core::records::{ParallelRow, StalenessRow};
 use slimbench_data::Dataset;
@@ -37,6 +37,10 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &TrainParams) -> Res
         device,
         cfg: TrainConfig {
             amp: p.amp,
+            augment: slimbench_data::loader::Augment {
+                crop_padding: if p.augment.contains(&Augmentation::Crop) { p.crop_padding } else { 0 },
+                flip: p.augment.contains(&Augmentation::Flip),
+            },
             ..loop_config(ctx, ctx.stage.id.clone(), p.epochs, p.optim(), p.seed, p.workers, p.log_every)
         },
     };
@@ -150,7 +154,11 @@ impl Job<'_> {
             // baseline for the stages that compress it.
             let test = slimbench_eval::accuracy(&model, &self.ds.test, self.cfg.eval_batch_size);
             let out = TrainOutcome { test_accuracy: test.accuracy, ..Default::default() };
-            return Ok(Trained::new(model, out, ", not trained (epochs: 0): the model as built or imported".into()));
+            return Ok(Trained::new(
+                model,
+                out,
+                ", not trained (epochs: 0): the model as built or imported".into(),
+            ));
         }
         tracing::info!(model = %self.p.model, params = model.param_count(), dataset = %self.p.dataset, "training");
         let out = train(

@@ -54,6 +54,8 @@ pub struct TrainConfig {
     /// Mixed precision (CUDA only: on the CPU the loop trains in fp32 and
     /// [`TrainOutcome::amp`] says so).
     pub amp: Option<AmpKind>,
+    /// Train-time augmentation of every training batch.
+    pub augment: slimbench_data::loader::Augment,
 }
 
 impl TrainConfig {
@@ -68,6 +70,7 @@ impl TrainConfig {
                 seed: self.seed,
                 workers,
                 drop_last: false,
+                augment: self.augment,
                 ..LoaderConfig::default()
             },
         )

@@ -43,6 +43,7 @@ pub fn config(epochs: u32, optimizer: OptimizerKind, lr: f64, batch_size: usize)
         stage: "s".into(),
         variant: "v".into(),
         replica: None,
+        augment: Default::default(),
         amp: None,
     }
 }

@@ -6,6 +6,7 @@ mod compress;
 mod deploy;
 mod distill;
 mod errors;
+mod graphs;
 mod lowrank;
 mod parallel;
 mod prune_methods;
