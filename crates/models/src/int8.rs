@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use slimbench_core::artifact::{QParams, StaticQuant};
-use slimbench_torch_ext::quantized::{PackedConv, PackedLinear, quantize_weight_with, weight_scales};
+use slimbench_torch_ext::quantized::{
+    PackedConv, PackedLinear, quantize_weight_with, quantized_add, weight_scales,
+};
 use tch::{Kind, Tensor};
 
 use slimbench_graph::{Activation, Op as NodeOp, PoolKind};
@@ -60,12 +62,13 @@ pub fn fake_quant_weight(w: &Tensor, per_channel: bool) -> Tensor {
 }
 
 /// The activation points a model with the layers `fp32` kept in fp32 holds in int8:
-/// those a quantized layer writes or reads.
+/// those a quantized layer writes or reads, and every join (residual add, concat,
+/// unfused activation), where the model requantizes.
 pub fn active_points(ops: &[GraphStep<'_>], fp32: &[String]) -> HashSet<String> {
     let quantized = |l: &Option<String>| l.as_ref().is_some_and(|l| !fp32.contains(l));
     ops::points(ops)
         .into_iter()
-        .filter(|p| quantized(&p.producer) || quantized(&p.consumer))
+        .filter(|p| p.join || quantized(&p.producer) || quantized(&p.consumer))
         .map(|p| p.name)
         .collect()
 }
@@ -76,184 +79,316 @@ fn qparams_of<'a>(sq: &'a StaticQuant, point: &str) -> Result<&'a QParams, Strin
         .ok_or_else(|| format!("no calibrated quantization for the activation point `{point}`"))
 }
 
-/// The ops of a model the static int8 chain can run, or which node it cannot.
-pub fn chain_ops<'a>(steps: &[GraphStep<'a>]) -> Result<Vec<Op<'a>>, String> {
-    if !ops::is_chain(steps) {
-        return Err(
-            "static int8 runs chains of layers; this model has branches (residual adds or concats)".into()
-        );
-    }
-    steps
-        .iter()
-        .map(|s| match s.op {
-            Op::Conv(_) | Op::Linear(_) => Ok(s.op),
-            Op::Plain(
-                NodeOp::Act { f: Activation::Relu }
-                | NodeOp::Pool { kind: PoolKind::Max, kernel: [2, 2], stride: [2, 2], padding: [0, 0] }
-                | NodeOp::GlobalAvgPool
-                | NodeOp::Flatten
-                | NodeOp::Dropout { .. },
-            ) => Ok(s.op),
-            other => Err(format!("static int8 has no kernel for node `{}` ({})", s.id, other.kind())),
-        })
-        .collect()
+/// How one node runs in the static int8 model.
+#[derive(Debug)]
+enum Exec {
+    /// fbgemm's int8 convolution (ReLU fused when `relu`), quint8 in and out.
+    QConv { conv: PackedConv, relu: bool, out: QParams },
+    /// fbgemm's int8 linear layer(s): one, or a low-rank layer's two factors.
+    QLinear { layers: Vec<(PackedLinear, bool, QParams)> },
+    /// A convolution kept in fp32.
+    Conv { w: Tensor, b: Option<Tensor>, geometry: Geometry, relu: bool },
+    /// A linear layer kept in fp32 (its factors in order).
+    Linear { layers: Vec<(Tensor, Option<Tensor>)>, relu: bool },
+    /// Batch norm that could not be folded into a convolution, in fp32.
+    Norm { scale: Tensor, shift: Tensor },
+    /// fbgemm's quantized add of the inputs.
+    QAdd { out: QParams },
+    /// An operation without parameters, on int8 or fp32 values as they come.
+    Plain(NodeOp),
 }
 
-/// One step of the static int8 chain.
+/// One node: what it runs, what it reads (by value slot; `None` the image) and how each
+/// input is converted first.
 #[derive(Debug)]
-enum Step {
+struct Node {
+    exec: Exec,
+    inputs: Vec<(Option<usize>, Convert)>,
+    slot: usize,
+}
+
+/// A conversion of an input before a node reads it.
+#[derive(Debug, Clone, Copy)]
+enum Convert {
+    None,
     Quantize(QParams),
     Dequantize,
-    QConv { conv: PackedConv, relu: bool, out: QParams },
-    QLinear { lin: PackedLinear, relu: bool, out: QParams },
-    Conv { w: Tensor, b: Option<Tensor>, geometry: Geometry },
-    Linear { w: Tensor, b: Option<Tensor> },
-    Relu,
-    MaxPool2,
-    GlobalAvgPool,
-    Flatten,
 }
 
-/// A model's forward pass on fbgemm's static int8 kernels.
+/// Where a value lives: int8 (quint8 at its grid) or fp32, and the grid it would be
+/// quantized to (its activation point's, or what it inherits through pooling).
+#[derive(Debug, Clone, Copy)]
+struct Domain {
+    int8: bool,
+    grid: Option<QParams>,
+}
+
+/// A model's forward pass on fbgemm's static int8 kernels, for any graph: every
+/// convolution and linear layer not kept in fp32 runs in int8 (ReLU fused where it
+/// follows), residual adds on `quantized::add`, pooling and flatten on int8 values;
+/// batch norm (when not folded), other activations and concats run in fp32 between a
+/// dequantize and a requantize at their calibrated point.
 #[derive(Debug)]
 pub struct StaticChain {
-    steps: Vec<Step>,
+    nodes: Vec<Node>,
+    output: usize,
+    output_int8: bool,
+    slots: usize,
 }
 
 impl StaticChain {
-    /// Build from a model's ops (fp32 weights on the CPU), its calibration, and the
-    /// layers to keep in fp32. The model must be a chain of convolutions, linear
-    /// layers, ReLUs, max pools, global average pools, flattens and dropouts.
+    /// Build from a model's steps (fp32 weights on the CPU), its calibration, and the
+    /// layers to keep in fp32.
     pub fn build(steps: &[GraphStep<'_>], sq: &StaticQuant, fp32: &[String]) -> Result<Self, String> {
         let _guard = tch::no_grad_guard();
-        let ops = chain_ops(steps)?;
-        let ops = ops.as_slice();
         let e = |layer: &str, err: &dyn std::fmt::Display| format!("layer `{layer}`: {err}");
-        let mut steps = Vec::new();
-        let mut quantized = false;
-        let mut last = *qparams_of(sq, ops::INPUT)?;
-        let mut i = 0;
-        while i < ops.len() {
-            let op = ops[i];
-            let relu = ops.get(i + 1).is_some_and(Op::is_relu);
-            match op {
-                Op::Conv(c) if !fp32.iter().any(|l| l == c.name()) => {
-                    if !quantized {
-                        steps.push(Step::Quantize(last));
-                    }
+        let fused = ops::fused_relus(steps);
+        let keep = |l: &str| fp32.iter().any(|x| x == l);
+        let input = Domain { int8: false, grid: Some(*qparams_of(sq, ops::INPUT)?) };
+        let mut dom: Vec<Option<Domain>> = vec![None; steps.len()];
+        let mut nodes = Vec::new();
+        let mut last = 0;
+        for (i, step) in steps.iter().enumerate() {
+            if fused[i] {
+                continue;
+            }
+            let relu = i + 1 < steps.len() && fused[i + 1];
+            let slot = if relu { i + 1 } else { i };
+            let src: Vec<(Option<usize>, Domain)> = step
+                .inputs
+                .iter()
+                .map(|&j| (j, j.map_or(Some(input), |j| dom[j]).expect("inputs run first")))
+                .collect();
+            let to_int8 = |(j, d): (Option<usize>, Domain)| -> Result<(Option<usize>, Convert), String> {
+                if d.int8 {
+                    return Ok((j, Convert::None));
+                }
+                let grid = d.grid.ok_or_else(|| {
+                    format!("node `{}` reads a value with no calibrated int8 grid", step.id)
+                })?;
+                Ok((j, Convert::Quantize(grid)))
+            };
+            let to_fp32 = |(j, d): (Option<usize>, Domain)| {
+                (j, if d.int8 { Convert::Dequantize } else { Convert::None })
+            };
+            let point = |name: &str| sq.activations.get(name).copied();
+            let (exec, inputs, out) = match step.op {
+                Op::Conv(c) if !keep(c.name()) => {
                     let wq = quantize_weight_with(&c.weight().detach().contiguous(), sq.per_channel)
                         .map_err(|x| e(c.name(), &x))?;
                     let g = c.geometry();
                     let bias = c.bias().map(Tensor::detach);
                     let conv = PackedConv::new(&wq, bias.as_ref(), g.stride, g.padding, g.dilation, g.groups)
                         .map_err(|x| e(c.name(), &x))?;
-                    last = *qparams_of(sq, c.name())?;
-                    steps.push(Step::QConv { conv, relu, out: last });
-                    quantized = true;
-                    i += usize::from(relu);
+                    let out = *qparams_of(sq, c.name())?;
+                    (
+                        Exec::QConv { conv, relu, out },
+                        vec![to_int8(src[0])?],
+                        Domain { int8: true, grid: Some(out) },
+                    )
                 }
-                Op::Linear(d) if !fp32.iter().any(|l| l == d.name()) => {
-                    if !quantized {
-                        steps.push(Step::Quantize(last));
-                    }
+                Op::Linear(d) if !keep(d.name()) => {
                     let weights = d.weights();
                     let n = weights.len();
+                    let mut layers = Vec::new();
+                    let mut out = None;
                     for (k, (name, w)) in weights.into_iter().enumerate() {
                         let wq = quantize_weight_with(&w.detach().contiguous(), sq.per_channel)
                             .map_err(|x| e(&name, &x))?;
                         let outer = k + 1 == n;
                         let bias = if outer { d.bias().map(Tensor::detach) } else { None };
                         let lin = PackedLinear::int8(&wq, bias.as_ref()).map_err(|x| e(&name, &x))?;
-                        let point = if outer { d.name().to_string() } else { format!("{}.lr_in", d.name()) };
-                        last = *qparams_of(sq, &point)?;
-                        steps.push(Step::QLinear { lin, relu: relu && outer, out: last });
+                        let p = if outer { d.name().to_string() } else { format!("{}.lr_in", d.name()) };
+                        let q = *qparams_of(sq, &p)?;
+                        layers.push((lin, relu && outer, q));
+                        out = Some(q);
                     }
-                    quantized = true;
-                    i += usize::from(relu);
+                    (Exec::QLinear { layers }, vec![to_int8(src[0])?], Domain { int8: true, grid: out })
                 }
                 Op::Conv(c) => {
-                    if quantized {
-                        steps.push(Step::Dequantize);
-                        quantized = false;
-                    }
                     let (w, b) = (c.weight().detach(), c.bias().map(Tensor::detach));
-                    steps.push(Step::Conv { w, b, geometry: c.geometry() });
-                    if let Some(q) = sq.activations.get(c.name()) {
-                        last = *q;
-                    }
+                    let exec = Exec::Conv { w, b, geometry: c.geometry(), relu };
+                    (exec, vec![to_fp32(src[0])], Domain { int8: false, grid: point(c.name()) })
                 }
                 Op::Linear(d) => {
-                    if quantized {
-                        steps.push(Step::Dequantize);
-                        quantized = false;
-                    }
                     let weights = d.weights();
                     let n = weights.len();
-                    for (k, (_, w)) in weights.into_iter().enumerate() {
-                        let b = if k + 1 == n { d.bias().map(Tensor::detach) } else { None };
-                        steps.push(Step::Linear { w: w.detach(), b });
-                    }
-                    if let Some(q) = sq.activations.get(d.name()) {
-                        last = *q;
-                    }
+                    let layers = weights
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, (_, w))| {
+                            (w.detach(), if k + 1 == n { d.bias().map(Tensor::detach) } else { None })
+                        })
+                        .collect();
+                    (
+                        Exec::Linear { layers, relu },
+                        vec![to_fp32(src[0])],
+                        Domain { int8: false, grid: point(d.name()) },
+                    )
                 }
-                Op::Plain(NodeOp::Act { f: Activation::Relu }) => steps.push(Step::Relu),
-                Op::Plain(NodeOp::Pool {
-                    kind: PoolKind::Max,
-                    kernel: [2, 2],
-                    stride: [2, 2],
-                    padding: [0, 0],
-                }) => steps.push(Step::MaxPool2),
-                Op::Plain(NodeOp::GlobalAvgPool) => steps.push(Step::GlobalAvgPool),
-                Op::Plain(NodeOp::Flatten) => steps.push(Step::Flatten),
-                Op::Plain(NodeOp::Dropout { .. }) => {}
-                other => unreachable!("chain_ops refused {}", other.kind()),
-            }
-            i += 1;
+                Op::BatchNorm(norm) => {
+                    let (scale, shift) = norm.affine();
+                    let exec = Exec::Norm { scale: scale.detach(), shift: shift.detach() };
+                    (exec, vec![to_fp32(src[0])], Domain { int8: false, grid: None })
+                }
+                Op::Plain(NodeOp::Add) => {
+                    let out = *qparams_of(sq, step.id)?;
+                    let inputs = src.iter().map(|&s| to_int8(s)).collect::<Result<Vec<_>, _>>()?;
+                    (Exec::QAdd { out }, inputs, Domain { int8: true, grid: Some(out) })
+                }
+                Op::Plain(
+                    op @ (NodeOp::Pool { .. }
+                    | NodeOp::GlobalAvgPool
+                    | NodeOp::Flatten
+                    | NodeOp::Reshape { .. }
+                    | NodeOp::Dropout { .. }
+                    | NodeOp::Act { f: Activation::Relu }),
+                ) => {
+                    // quint8 in, quint8 out on the same grid (ReLU's zeros are exact).
+                    let d = src[0].1;
+                    let grid = if matches!(op, NodeOp::Act { .. }) && !d.int8 {
+                        point(step.id).or(d.grid)
+                    } else {
+                        d.grid
+                    };
+                    (Exec::Plain(op.clone()), vec![(src[0].0, Convert::None)], Domain { int8: d.int8, grid })
+                }
+                Op::Plain(op @ (NodeOp::Subsample { .. } | NodeOp::PadChannels { .. })) => {
+                    // In fp32; the grid still holds (zero padding is exact on it).
+                    let grid = src[0].1.grid;
+                    (Exec::Plain(op.clone()), vec![to_fp32(src[0])], Domain { int8: false, grid })
+                }
+                Op::Plain(op) => {
+                    let inputs = src.iter().map(|&s| to_fp32(s)).collect();
+                    (Exec::Plain(op.clone()), inputs, Domain { int8: false, grid: point(step.id) })
+                }
+            };
+            dom[slot] = Some(out);
+            nodes.push(Node { exec, inputs, slot });
+            last = slot;
         }
-        if quantized {
-            steps.push(Step::Dequantize);
-        }
-        Ok(StaticChain { steps })
+        let output_int8 = dom[last].is_some_and(|d| d.int8);
+        Ok(StaticChain { nodes, output: last, output_int8, slots: steps.len() })
     }
 
     /// Logits for fp32 images.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor, String> {
         let _guard = tch::no_grad_guard();
-        let mut x = xs.shallow_clone();
         let err = |e: &dyn std::fmt::Display| e.to_string();
-        for step in &self.steps {
-            x = match step {
-                Step::Quantize(q) => {
-                    x.f_quantize_per_tensor(q.scale, q.zero_point, Kind::QUInt8).map_err(|e| err(&e))?
+        let mut vals: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
+        for node in &self.nodes {
+            let mut ins = Vec::with_capacity(node.inputs.len());
+            for &(j, conv) in &node.inputs {
+                let x = match j {
+                    None => xs.shallow_clone(),
+                    Some(j) => {
+                        vals[j].as_ref().map(Tensor::shallow_clone).ok_or("a value read before it ran")?
+                    }
+                };
+                ins.push(match conv {
+                    Convert::None => x,
+                    Convert::Quantize(q) => {
+                        x.f_quantize_per_tensor(q.scale, q.zero_point, Kind::QUInt8).map_err(|e| err(&e))?
+                    }
+                    Convert::Dequantize => x.f_dequantize().map_err(|e| err(&e))?,
+                });
+            }
+            let x = &ins[0];
+            let y = match &node.exec {
+                Exec::QConv { conv, relu, out } => {
+                    conv.forward(x, out.scale, out.zero_point, *relu).map_err(|e| err(&e))?
                 }
-                Step::Dequantize => x.f_dequantize().map_err(|e| err(&e))?,
-                Step::QConv { conv, relu, out } => {
-                    conv.forward(&x, out.scale, out.zero_point, *relu).map_err(|e| err(&e))?
+                Exec::QLinear { layers } => {
+                    let mut h = x.shallow_clone();
+                    for (lin, relu, q) in layers {
+                        h = lin.forward_static(&h, q.scale, q.zero_point, *relu).map_err(|e| err(&e))?;
+                    }
+                    h
                 }
-                Step::QLinear { lin, relu, out } => {
-                    lin.forward_static(&x, out.scale, out.zero_point, *relu).map_err(|e| err(&e))?
+                Exec::Conv { w, b, geometry: g, relu } => {
+                    let y = x
+                        .f_conv2d(w, b.as_ref(), g.stride, g.padding, g.dilation, g.groups)
+                        .map_err(|e| err(&e))?;
+                    if *relu { y.relu() } else { y }
                 }
-                Step::Conv { w, b, geometry: g } => x
-                    .f_conv2d(w, b.as_ref(), g.stride, g.padding, g.dilation, g.groups)
-                    .map_err(|e| err(&e))?,
-                Step::Linear { w, b } => x.f_linear(w, b.as_ref()).map_err(|e| err(&e))?,
-                Step::Relu => x.f_relu().map_err(|e| err(&e))?,
-                Step::MaxPool2 => {
-                    x.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).map_err(|e| err(&e))?
+                Exec::Linear { layers, relu } => {
+                    let mut h = x.shallow_clone();
+                    for (w, b) in layers {
+                        h = h.f_linear(w, b.as_ref()).map_err(|e| err(&e))?;
+                    }
+                    if *relu { h.relu() } else { h }
                 }
-                Step::GlobalAvgPool => x.f_adaptive_avg_pool2d([1, 1]).map_err(|e| err(&e))?,
-                Step::Flatten => x.f_flatten(1, -1).map_err(|e| err(&e))?,
+                Exec::Norm { scale, shift } => {
+                    let shape: Vec<i64> = std::iter::once(-1)
+                        .chain(std::iter::repeat_n(1, (x.dim() - 2).max(0) as usize))
+                        .collect();
+                    x * scale.view(shape.as_slice()) + shift.view(shape.as_slice())
+                }
+                Exec::QAdd { out } => {
+                    let mut acc = x.shallow_clone();
+                    for other in &ins[1..] {
+                        acc = quantized_add(&acc, other, out.scale, out.zero_point, false)
+                            .map_err(|e| err(&e))?;
+                    }
+                    acc
+                }
+                Exec::Plain(NodeOp::Pool { kind: PoolKind::Max, kernel, stride, padding }) => {
+                    x.f_max_pool2d(kernel, stride, padding, [1, 1], false).map_err(|e| err(&e))?
+                }
+                Exec::Plain(NodeOp::Pool { kind: PoolKind::Avg, kernel, stride, padding }) => {
+                    x.f_avg_pool2d(kernel, stride, padding, false, true, None).map_err(|e| err(&e))?
+                }
+                Exec::Plain(NodeOp::GlobalAvgPool) => x.f_adaptive_avg_pool2d([1, 1]).map_err(|e| err(&e))?,
+                Exec::Plain(NodeOp::Flatten) => x.f_flatten(1, -1).map_err(|e| err(&e))?,
+                Exec::Plain(NodeOp::Dropout { .. }) => x.shallow_clone(),
+                Exec::Plain(NodeOp::Act { f: Activation::Relu }) => x.f_relu().map_err(|e| err(&e))?,
+                Exec::Plain(op) => ops::apply(op, &ins, false),
             };
+            vals[node.slot] = Some(y);
         }
-        Ok(x)
+        let y = vals[self.output].take().ok_or("the model produced no output")?;
+        if self.output_int8 { y.f_dequantize().map_err(|e| err(&e)) } else { Ok(y) }
     }
 
     /// How many convolution and linear steps run in int8, and how many in fp32.
     pub fn counts(&self) -> (usize, usize) {
-        let q = self.steps.iter().filter(|s| matches!(s, Step::QConv { .. } | Step::QLinear { .. })).count();
-        let f = self.steps.iter().filter(|s| matches!(s, Step::Conv { .. } | Step::Linear { .. })).count();
+        let q = self
+            .nodes
+            .iter()
+            .map(|n| match &n.exec {
+                Exec::QConv { .. } => 1,
+                Exec::QLinear { layers } => layers.len(),
+                _ => 0,
+            })
+            .sum();
+        let f = self
+            .nodes
+            .iter()
+            .map(|n| match &n.exec {
+                Exec::Conv { .. } => 1,
+                Exec::Linear { layers, .. } => layers.len(),
+                _ => 0,
+            })
+            .sum();
         (q, f)
+    }
+
+    /// The nodes that run in fp32 between a dequantize and a requantize (besides the
+    /// layers kept in fp32): `(kind, count)`, for the notes.
+    pub fn fp32_nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.iter().any(|(_, c)| matches!(c, Convert::Dequantize)))
+            .filter_map(|n| match &n.exec {
+                Exec::Norm { .. } => Some("batch-norm".to_string()),
+                Exec::Plain(op) => Some(op.kind().to_string()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 

@@ -9,7 +9,9 @@
 //! * after each convolution or linear layer, *after* the ReLU that directly follows it
 //!   when that ReLU is its only reader (quantized kernels fuse the two), named after
 //!   the layer (`conv`, `fc0`);
-//! * between the two factors of a low-rank layer, `<layer>.lr_in`.
+//! * between the two factors of a low-rank layer, `<layer>.lr_in`;
+//! * after each residual add, concat, and activation that is not a fused ReLU, named
+//!   after the node (a static int8 model requantizes there).
 //!
 //! Those are the points where a statically quantized model holds int8 activations, so
 //! calibration observes them, quantization-aware training fake-quantizes them, and
@@ -122,6 +124,13 @@ pub fn readers(steps: &[Step<'_>]) -> Vec<Vec<usize>> {
     out
 }
 
+/// Whether a step's output is an activation point of its own (see the module docs):
+/// a join (add, concat) or an activation that is not a fused ReLU.
+pub fn is_join_point(step: &Step<'_>, fused: bool) -> bool {
+    matches!(step.op, Op::Plain(NodeOp::Add | NodeOp::Concat))
+        || (matches!(step.op, Op::Plain(NodeOp::Act { .. })) && !fused)
+}
+
 /// Whether every step reads only the step before it (the first: the image).
 pub fn is_chain(steps: &[Step<'_>]) -> bool {
     steps.iter().enumerate().all(|(i, s)| s.inputs == [i.checked_sub(1)])
@@ -195,10 +204,10 @@ pub fn run_range(
             }
             Op::Linear(d) => (d.forward_tapped(&ins[0], tap), Some(d.name())),
             Op::BatchNorm(n) => (n.forward_t(&ins[0], train), None),
-            Op::Plain(op) => (apply(op, &ins, train), None),
+            Op::Plain(op) => (apply(op, &ins, train), is_join_point(step, false).then_some(step.id)),
         };
         let mut at = i;
-        if point.is_some() && i + 1 < range.end && fused[i + 1] {
+        if point.is_some() && step.op.layer().is_some() && i + 1 < range.end && fused[i + 1] {
             y = y.relu();
             at = i + 1;
         }
@@ -261,8 +270,11 @@ pub fn apply(op: &NodeOp, ins: &[Tensor], train: bool) -> Tensor {
 /// An activation point and the layers on either side of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Point {
-    /// Its name ([`INPUT`], a layer name, or `<layer>.lr_in`).
+    /// Its name ([`INPUT`], a layer name, `<layer>.lr_in`, or a join's node id).
     pub name: String,
+    /// Whether it is a join (add, concat, unfused activation), which a static int8
+    /// model always requantizes.
+    pub join: bool,
     /// The layer whose output it is (`None` for the input).
     pub producer: Option<String>,
     /// The next layer, in step order (`None` after the last one).
@@ -272,14 +284,19 @@ pub struct Point {
 /// The activation points of `steps`, input to output. The factors of a low-rank layer
 /// both belong to that layer.
 pub fn points(steps: &[Step<'_>]) -> Vec<Point> {
-    let mut out = vec![Point { name: INPUT.into(), producer: None, consumer: None }];
+    let mut out = vec![Point { name: INPUT.into(), join: false, producer: None, consumer: None }];
     let reach = |out: &mut Vec<Point>, layer: &str, name: String| {
-        if let Some(last) = out.last_mut() {
-            last.consumer = Some(layer.to_string());
+        if let Some(last) = out.iter_mut().rev().find(|p| !p.join) {
+            last.consumer.get_or_insert_with(|| layer.to_string());
         }
-        out.push(Point { name, producer: Some(layer.to_string()), consumer: None });
+        out.push(Point { name, join: false, producer: Some(layer.to_string()), consumer: None });
     };
-    for step in steps {
+    let fused = fused_relus(steps);
+    for (i, step) in steps.iter().enumerate() {
+        if is_join_point(step, fused[i]) {
+            out.push(Point { name: step.id.to_string(), join: true, producer: None, consumer: None });
+            continue;
+        }
         match step.op {
             Op::Conv(c) => reach(&mut out, c.name(), c.name().to_string()),
             Op::Linear(d) => {

@@ -102,6 +102,36 @@ pub fn run(
         }
         QuantMethod::Int8Static | QuantMethod::Qat => {
             let ds = dataset(ctx, &ds_name)?;
+            if !model.norms().is_empty() {
+                let (folded, n) = model.fold_batch_norms()?;
+                model = folded;
+                output.notes.push(format!("{id}: {n} batch norm(s) folded into the convolution before each"));
+            }
+            // What fbgemm has no int8 kernel for runs in fp32 between a dequantize and a
+            // requantize at its calibrated point: said, by kind.
+            let mut fp32_kinds: Vec<&str> = model
+                .graph
+                .nodes
+                .iter()
+                .filter(|n| {
+                    matches!(
+                        n.op,
+                        slimbench_graph::Op::BatchNorm { .. }
+                            | slimbench_graph::Op::Concat
+                            | slimbench_graph::Op::Subsample { .. }
+                            | slimbench_graph::Op::PadChannels { .. }
+                    ) || matches!(n.op, slimbench_graph::Op::Act { f } if f != slimbench_graph::Activation::Relu)
+                })
+                .map(|n| n.op.kind())
+                .collect();
+            fp32_kinds.sort();
+            fp32_kinds.dedup();
+            if !fp32_kinds.is_empty() {
+                output.notes.push(format!(
+                    "{id}: no int8 kernel for {}: run in fp32 between a dequantize and a requantize",
+                    fp32_kinds.join(", ")
+                ));
+            }
             let cal = Calibration {
                 observer: p.observer(),
                 percentile: p.percentile(),

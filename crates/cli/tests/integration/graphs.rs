@@ -34,9 +34,11 @@ stages:
   - {{ id: int8, uses: quantize, needs: imported, with: {{ method: int8-dynamic }} }}
   - {{ id: half, uses: quantize, needs: tiny, with: {{ method: fp16 }} }}
   - {{ id: slim, uses: prune, needs: r8, with: {{ method: structured, sparsity: 0.5 }} }}
+  - {{ id: static, uses: quantize, needs: imported, with: {{ method: int8-static, calibration_samples: 64 }} }}
+  - {{ id: qat, uses: quantize, needs: tiny, with: {{ method: qat, epochs: 1 }} }}
   - id: eval
     uses: evaluate
-    needs: [r8, tiny, imported, int8, half, slim]
+    needs: [r8, tiny, imported, int8, half, slim, static, qat]
     with: {{ latency: {{ warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 }} }}
 "#
     )
@@ -50,7 +52,7 @@ fn presets_layer_lists_and_onnx_models_run_every_stage_on_colour_images() {
     assert_code(&out, 0);
     let run = env.runs("graphs").pop().unwrap();
     let rows = metrics(&run);
-    for v in ["r8", "tiny", "imported", "int8", "half", "slim"] {
+    for v in ["r8", "tiny", "imported", "int8", "half", "slim", "static", "qat"] {
         let r = row(&rows, v);
         assert_eq!(r.test_images, 64, "{v}");
         assert!((0.0..=1.0).contains(&r.accuracy), "{v}: {}", r.accuracy);
@@ -58,13 +60,21 @@ fn presets_layer_lists_and_onnx_models_run_every_stage_on_colour_images() {
     }
     // The imported ResNet-20 keeps its 0.27M trained parameters; dynamic int8 packs its
     // one linear layer (its convolutions stay fp32, as in PyTorch's quantize_dynamic).
-    let (imported, int8) = (row(&rows, "imported"), row(&rows, "int8"));
+    let (imported, int8) = (row(&rows, "imported").clone(), row(&rows, "int8"));
     assert!((260_000..290_000).contains(&imported.params), "{}", imported.params);
     assert!(int8.file_size_bytes < imported.file_size_bytes);
     // Structured pruning removes channels inside the residual blocks: physically smaller.
     assert!(row(&rows, "slim").params < row(&rows, "r8").params);
     let notes = run_json(&run).to_string();
     assert!(notes.contains("not trained (epochs: 0)"), "{notes}");
+    // Static int8 of the imported ResNet: batch norms folded, residual adds on fbgemm's
+    // quantized add, the whole network stored in int8 and as accurate as fp32 within a
+    // few images of 64 (the weights are PyTorch's random ones: accuracy is chance).
+    assert!(notes.contains("batch norm(s) folded"), "{notes}");
+    let st = row(&rows, "static");
+    assert!((st.file_size_bytes as f64) < 0.35 * imported.file_size_bytes as f64, "{}", st.file_size_bytes);
+    assert!((st.accuracy - imported.accuracy).abs() <= 0.1, "{} vs {}", st.accuracy, imported.accuracy);
+    assert!(notes.contains("no int8 kernel for pad-channels, subsample"), "{notes}");
 }
 
 /// `slimbench validate` on `text` (written to `bad.yaml`): exit 2, the stderr, nothing written.
