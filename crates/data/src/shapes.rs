@@ -13,15 +13,13 @@
 //! and its label, so the bytes are the same for any number of threads.
 //! [`GENERATOR_VERSION`] is part of the content hash and changes whenever the output does.
 
-use std::sync::Arc;
-
 use rand::RngCore;
 use rayon::prelude::*;
 use slimbench_core::config::SyntheticShapesConfig;
 use slimbench_core::hash;
 
 use crate::rng::{below, shuffle, stream, uniform, unit};
-use crate::synthetic::{MAX_IMAGES, SplitKind};
+use crate::synthetic::SplitKind;
 use crate::{DataError, Dataset, Split};
 
 /// Version of the generator's output; bump it whenever a change alters any pixel.
@@ -74,42 +72,12 @@ pub fn dataset(name: &str, cfg: &SyntheticShapesConfig, default_seed: u64) -> Re
         seed,
         noise: cfg.noise,
     });
-    Ok(Dataset {
-        name: name.to_string(),
-        kind: "synthetic-shapes".to_string(),
-        train: Arc::new(train),
-        test: Arc::new(test),
-        classes: CLASS_NAMES.len(),
-        class_names: CLASS_NAMES.iter().map(|n| n.to_string()).collect(),
-        normalize: None,
-        source: "generated".to_string(),
-        content_hash,
-        notes: Vec::new(),
-    })
+    let names = CLASS_NAMES.iter().map(|n| n.to_string()).collect();
+    Ok(crate::synthetic::generated(name, "synthetic-shapes", train, test, names, content_hash))
 }
 
 fn check(name: &str, cfg: &SyntheticShapesConfig) -> Result<(), DataError> {
-    let bad = |message: String, hint: &str| {
-        Err(DataError::InvalidConfig { dataset: name.to_string(), message, hint: hint.to_string() })
-    };
-    for (n, field) in [(cfg.train_size, "train_size"), (cfg.test_size, "test_size")] {
-        if n == 0 || n > MAX_IMAGES {
-            return bad(
-                format!("{field} is {n}; it must be between 1 and {MAX_IMAGES}"),
-                "the default is 10000 training and 2000 test images",
-            );
-        }
-    }
-    if !(0.0..=1.0).contains(&cfg.noise) {
-        return bad(
-            format!(
-                "noise is {}; it must be between 0 and 1 (a standard deviation, pixels in 0..1)",
-                cfg.noise
-            ),
-            "the default is 0.04; 0 turns the noise off",
-        );
-    }
-    Ok(())
+    crate::synthetic::check_generated(name, (cfg.train_size, cfg.test_size), cfg.noise, (10000, 2000), 0.04)
 }
 
 /// Generate `n` images of a split with `seed` and pixel noise `noise`, in parallel on

@@ -99,41 +99,66 @@ pub fn dataset(name: &str, cfg: &SyntheticDigitsConfig, default_seed: u64) -> Re
         noise: cfg.noise,
         jitter: cfg.jitter,
     });
-    Ok(Dataset {
+    Ok(generated(name, "synthetic-digits", train, test, crate::digit_names(), content_hash))
+}
+
+/// A dataset generated in-process: no files, `generated` as its source.
+pub(crate) fn generated(
+    name: &str,
+    kind: &str,
+    train: Split,
+    test: Split,
+    class_names: Vec<String>,
+    content_hash: String,
+) -> Dataset {
+    Dataset {
         name: name.to_string(),
-        kind: "synthetic-digits".to_string(),
+        kind: kind.to_string(),
         train: Arc::new(train),
         test: Arc::new(test),
-        classes: CLASSES,
-        class_names: crate::digit_names(),
+        classes: class_names.len(),
+        class_names,
         normalize: None,
         source: "generated".to_string(),
         content_hash,
         notes: Vec::new(),
-    })
+    }
+}
+
+/// Checks what every generated set has: its sizes (the defaults named in the hint) and
+/// its pixel noise (default `noise_default`).
+pub(crate) fn check_generated(
+    name: &str,
+    sizes: (usize, usize),
+    noise: f64,
+    default_sizes: (usize, usize),
+    noise_default: f64,
+) -> Result<(), DataError> {
+    let bad = |message: String, hint: String| {
+        Err(DataError::InvalidConfig { dataset: name.to_string(), message, hint })
+    };
+    for (n, field) in [(sizes.0, "train_size"), (sizes.1, "test_size")] {
+        if n == 0 || n > MAX_IMAGES {
+            return bad(
+                format!("{field} is {n}; it must be between 1 and {MAX_IMAGES}"),
+                format!("the default is {} training and {} test images", default_sizes.0, default_sizes.1),
+            );
+        }
+    }
+    if !(0.0..=1.0).contains(&noise) {
+        return bad(
+            format!("noise is {noise}; it must be between 0 and 1 (a standard deviation, pixels in 0..1)"),
+            format!("the default is {noise_default}; 0 turns the noise off"),
+        );
+    }
+    Ok(())
 }
 
 fn check(name: &str, cfg: &SyntheticDigitsConfig) -> Result<(), DataError> {
     let bad = |message: String, hint: &str| {
         Err(DataError::InvalidConfig { dataset: name.to_string(), message, hint: hint.to_string() })
     };
-    for (n, field) in [(cfg.train_size, "train_size"), (cfg.test_size, "test_size")] {
-        if n == 0 || n > MAX_IMAGES {
-            return bad(
-                format!("{field} is {n}; it must be between 1 and {MAX_IMAGES}"),
-                "the default is 12000 training and 2000 test images",
-            );
-        }
-    }
-    if !(0.0..=1.0).contains(&cfg.noise) {
-        return bad(
-            format!(
-                "noise is {}; it must be between 0 and 1 (a standard deviation, pixels in 0..1)",
-                cfg.noise
-            ),
-            "the default is 0.15; 0 turns the noise off",
-        );
-    }
+    check_generated(name, (cfg.train_size, cfg.test_size), cfg.noise, (12000, 2000), 0.15)?;
     if !(0.0..=3.0).contains(&cfg.jitter) {
         return bad(
             format!("jitter is {}; it must be between 0 and 3", cfg.jitter),

@@ -320,7 +320,7 @@ impl StaticChain {
                 }
                 Exec::Norm { scale, shift } => {
                     let shape: Vec<i64> = std::iter::once(-1)
-                        .chain(std::iter::repeat_n(1, (x.dim() - 2).max(0) as usize))
+                        .chain(std::iter::repeat_n(1, x.dim().saturating_sub(2)))
                         .collect();
                     x * scale.view(shape.as_slice()) + shift.view(shape.as_slice())
                 }

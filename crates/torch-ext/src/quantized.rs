@@ -175,6 +175,13 @@ fn one(op: &str, mut out: Vec<Value>) -> Result<Value> {
     Ok(out.remove(0))
 }
 
+/// `qa + qb` on fbgemm's quantized add (`quantized::add`, or `quantized::add_relu`
+/// with `relu`): two quint8 tensors of one shape in, quint8 at `scale`/`zero_point` out.
+pub fn quantized_add(qa: &Tensor, qb: &Tensor, scale: f64, zero_point: i64, relu: bool) -> Result<Tensor> {
+    let op = if relu { "quantized::add_relu" } else { "quantized::add" };
+    call_tensor(op, &[Arg::Tensor(qa), Arg::Tensor(qb), Arg::Double(scale), Arg::Int(zero_point)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,11 +286,4 @@ mod tests {
         let e = packed.forward(&x).unwrap_err().to_string();
         assert!(e.starts_with("quantized::linear_dynamic: "), "{e}");
     }
-}
-
-/// `qa + qb` on fbgemm's quantized add (`quantized::add`, or `quantized::add_relu`
-/// with `relu`): two quint8 tensors of one shape in, quint8 at `scale`/`zero_point` out.
-pub fn quantized_add(qa: &Tensor, qb: &Tensor, scale: f64, zero_point: i64, relu: bool) -> Result<Tensor> {
-    let op = if relu { "quantized::add_relu" } else { "quantized::add" };
-    call_tensor(op, &[Arg::Tensor(qa), Arg::Tensor(qb), Arg::Double(scale), Arg::Int(zero_point)])
 }

@@ -608,6 +608,28 @@ mod tests {
     }
 
     #[test]
+    fn a_residual_graph_is_cut_only_outside_its_blocks_and_matches_one_device() {
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        let layers: slimbench_core::config::LayersConfig =
+            serde_json::from_value(serde_json::json!({"layers": [
+                {"conv": 4, "padding": 1, "act": "relu", "id": "a"},
+                {"conv": 4, "padding": 1, "act": "relu"},
+                {"conv": 4, "padding": 1},
+                {"add": "a"}, {"act": "relu"}, {"pool": "max", "kernel": 2},
+                {"flatten": true}, {"linear": 10}
+            ]}))
+            .unwrap();
+        let model = Model::build("res", &ModelConfig::Layers(layers), io, Device::Cpu, Some(4)).unwrap();
+        // Inside the block (before conv1, conv2) two tensors would cross: no cut there.
+        let steps = model.ops();
+        let cuts = ops::cut_points(&steps);
+        let layer_cuts: Vec<&str> =
+            cuts.iter().filter(|&&k| steps[k].op.layer().is_some()).map(|&k| steps[k].id).collect();
+        assert_eq!(layer_cuts, ["linear0"]);
+        same_as_single(model, 2, 4);
+    }
+
+    #[test]
     fn more_stages_than_layers_is_an_error() {
         let (train_split, test_split) = testutil::digits(64, 10);
         let cfg = testutil::config(1, OptimizerKind::Sgd, 0.1, 32);

@@ -100,7 +100,8 @@ fn a_layer_list_whose_shapes_do_not_meet_names_the_layer_and_both_shapes() {
             "",
         )
         .replace("  - { id: int8, uses: quantize, needs: imported, with: { method: int8-dynamic } }\n", "")
-        .replace("needs: [r8, tiny, imported, int8, half, slim]", "needs: [r8, tiny]");
+        .replace("  - { id: static, uses: quantize, needs: imported, with: { method: int8-static, calibration_samples: 64 } }\n", "")
+        .replace("needs: [r8, tiny, imported, int8, half, slim, static, qat]", "needs: [r8, tiny]");
     insta::assert_snapshot!(invalid(&env, &text));
 }
 
@@ -219,6 +220,40 @@ stages:
     assert_code(&out, 2);
     assert!(!env.path().join("results").exists());
     // Log lines carry a timestamp: only the error is snapshot.
+    let text = stderr(&out);
+    let err: Vec<&str> = text.lines().filter(|l| !l.contains(" INFO ")).map(str::trim_end).collect();
+    insta::assert_snapshot!(err.join("\n").replace(&env.path().display().to_string(), "<tmp>"));
+}
+
+#[test]
+fn a_cifar_label_out_of_range_names_the_file_and_record_and_nothing_is_written() {
+    let env = Env::new();
+    // The CIFAR-10 binary layout: per record one label byte and 3,072 pixel bytes.
+    let dir = env.path().join("data/cifar-10/cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let batch = |labels: &[u8]| -> Vec<u8> {
+        labels
+            .iter()
+            .flat_map(|&l| std::iter::once(l).chain(std::iter::repeat_n(l.wrapping_mul(20), 3072)))
+            .collect()
+    };
+    for i in 1..=5 {
+        let labels: Vec<u8> = if i == 3 { vec![1, 2, 12, 3] } else { vec![0, 1, 2, 3] };
+        std::fs::write(dir.join(format!("data_batch_{i}.bin")), batch(&labels)).unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), batch(&[4, 5])).unwrap();
+    let text = r#"name: c
+datasets:
+  cifar: { kind: cifar10 }
+models:
+  m: { kind: resnet, depth: 8, width: 4 }
+stages:
+  - { id: train, uses: train, with: { model: m, dataset: cifar, epochs: 1 } }
+"#;
+    env.write("c.yaml", text);
+    let out = env.run(&["run", "c.yaml", "--data-dir", env.path().join("data").to_str().unwrap()]);
+    assert_code(&out, 2);
+    assert!(!env.path().join("results").exists());
     let text = stderr(&out);
     let err: Vec<&str> = text.lines().filter(|l| !l.contains(" INFO ")).map(str::trim_end).collect();
     insta::assert_snapshot!(err.join("\n").replace(&env.path().display().to_string(), "<tmp>"));

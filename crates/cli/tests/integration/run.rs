@@ -13,6 +13,12 @@ const SMALL: &[&str] = &[
     "--set",
     "datasets.digits.test_size=300",
     "--set",
+    "datasets.shapes.train_size=600",
+    "--set",
+    "datasets.shapes.test_size=300",
+    "--set",
+    "stages.colour.with.epochs=1",
+    "--set",
     "stages.train.with.epochs=1",
     "--set",
     "stages.teacher.with.epochs=1",
@@ -80,6 +86,8 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
         names,
         [
             "bf16",
+            "colour",
+            "colour-int8",
             "distill",
             "distill/student-alone",
             "fp16",
@@ -142,7 +150,7 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
         assert!(curves.iter().any(|c| c.variant == v && c.split == "test"), "no test point for {v}");
     }
     let samples = slimbench_metrics::read_latency_samples(run).unwrap();
-    assert_eq!(samples.len(), 10 * 200);
+    assert_eq!(samples.len(), 12 * 200);
 
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("prune[sparsity=0.9]"));
