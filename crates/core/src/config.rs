@@ -921,6 +921,17 @@ impl DpMode {
     }
 }
 
+/// How the `low-rank` stage treats convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvLowRank {
+    /// Left whole.
+    #[default]
+    None,
+    /// Tucker-2: 1x1 to the input rank, a KxK core, 1x1 back to the outputs.
+    Tucker2,
+}
+
 /// One train-time augmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -1363,6 +1374,10 @@ pub struct LowRankParams {
     /// (sum of squared singular values), in (0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<f64>,
+    /// Convolutions too: `tucker2` factors every ungrouped convolution larger than 1x1
+    /// into 1x1, KxK core, 1x1 (Tucker-2); `none` (default) leaves them.
+    #[serde(default)]
+    pub convs: ConvLowRank,
     /// Linear layers to factor, by name (`fc0`, `hidden`); default: every one but the
     /// classifier. A layer whose factors would not be smaller stays whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,9 @@
-//! `low-rank`: linear layers factored by truncated SVD into two thinner ones (a model
-//! with fewer parameters and multiply-adds), then fine-tuned.
+//! `low-rank`: linear layers factored by truncated SVD into two thinner ones, and with
+//! `convs: tucker2` convolutions into 1x1, KxK core, 1x1 (a model with fewer parameters
+//! and multiply-adds), then fine-tuned.
 
-use slimbench_compress::lowrank::{RankRule, factorize};
+use slimbench_compress::lowrank::{RankRule, factorize, tucker2};
+use slimbench_core::config::ConvLowRank;
 use slimbench_core::config::LowRankParams;
 use slimbench_models::store::Encoding;
 use slimbench_pipeline::executor::{BoxError, StageContext, StageOutput};
@@ -19,7 +21,26 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &LowRankParams) -> R
     };
     let params_before = model.param_count();
     let layers = factorize(&mut model, rule, p.layers.as_deref())?;
-    if !layers.iter().any(|l| l.factored) {
+    let mut conv_notes = Vec::new();
+    if p.convs == ConvLowRank::Tucker2 {
+        let (factored, convs) = tucker2(&model, rule, None)?;
+        model = factored;
+        for c in &convs {
+            let (before, after) = c.weights();
+            conv_notes.push(if c.factored {
+                format!(
+                    "{} {}x{}x{}x{} -> Tucker-2 ranks {}/{} ({} -> {} weights)",
+                    c.layer, c.out_ch, c.in_ch, c.kernel[0], c.kernel[1], c.ranks.0, c.ranks.1, before, after
+                )
+            } else {
+                format!(
+                    "{} kept whole (ranks {}/{} would not save parameters)",
+                    c.layer, c.ranks.0, c.ranks.1
+                )
+            });
+        }
+    }
+    if !layers.iter().any(|l| l.factored) && conv_notes.is_empty() {
         tracing::warn!(stage = %ctx.stage.id, "no layer was factored: every rank chosen would not save parameters");
     }
     let ft = Finetune {
@@ -64,8 +85,9 @@ pub fn run(runner: &TorchRunner, ctx: &StageContext<'_>, p: &LowRankParams) -> R
             }
         })
         .collect();
+    let described: Vec<String> = described.into_iter().chain(conv_notes).collect();
     output.notes.push(format!(
-        "{}: low-rank SVD factorization: {}; parameters {} -> {}; {} fine-tuning epoch(s)",
+        "{}: low-rank factorization: {}; parameters {} -> {}; {} fine-tuning epoch(s)",
         ctx.stage.id,
         described.join(", "),
         params_before,

@@ -127,7 +127,8 @@ fn model_parallel_and_mixed_precision_parameters() {
 
 #[test]
 fn several_problems_are_reported_together() {
-    let text = GOOD.replace("epochs: 1", "epochs: 1, batch_size: 0").replace("uses: quantize", "uses: quantise");
+    let text =
+        GOOD.replace("epochs: 1", "epochs: 1, batch_size: 0").replace("uses: quantize", "uses: quantise");
     insta::assert_snapshot!(invalid(&text));
 }
 

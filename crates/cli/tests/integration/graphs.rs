@@ -36,9 +36,10 @@ stages:
   - {{ id: slim, uses: prune, needs: r8, with: {{ method: structured, sparsity: 0.5 }} }}
   - {{ id: static, uses: quantize, needs: imported, with: {{ method: int8-static, calibration_samples: 64 }} }}
   - {{ id: qat, uses: quantize, needs: tiny, with: {{ method: qat, epochs: 1 }} }}
+  - {{ id: tucker, uses: low-rank, needs: r8, with: {{ rank: 4, convs: tucker2, finetune_epochs: 1 }} }}
   - id: eval
     uses: evaluate
-    needs: [r8, tiny, imported, int8, half, slim, static, qat]
+    needs: [r8, tiny, imported, int8, half, slim, static, qat, tucker]
     with: {{ latency: {{ warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 }} }}
 "#
     )
@@ -52,7 +53,7 @@ fn presets_layer_lists_and_onnx_models_run_every_stage_on_colour_images() {
     assert_code(&out, 0);
     let run = env.runs("graphs").pop().unwrap();
     let rows = metrics(&run);
-    for v in ["r8", "tiny", "imported", "int8", "half", "slim", "static", "qat"] {
+    for v in ["r8", "tiny", "imported", "int8", "half", "slim", "static", "qat", "tucker"] {
         let r = row(&rows, v);
         assert_eq!(r.test_images, 64, "{v}");
         assert!((0.0..=1.0).contains(&r.accuracy), "{v}: {}", r.accuracy);
@@ -75,6 +76,10 @@ fn presets_layer_lists_and_onnx_models_run_every_stage_on_colour_images() {
     assert!((st.file_size_bytes as f64) < 0.35 * imported.file_size_bytes as f64, "{}", st.file_size_bytes);
     assert!((st.accuracy - imported.accuracy).abs() <= 0.1, "{} vs {}", st.accuracy, imported.accuracy);
     assert!(notes.contains("no int8 kernel for pad-channels, subsample"), "{notes}");
+    // Tucker-2 factors the ResNet's 3x3 convolutions: fewer parameters, reloaded from
+    // the graph its file carries.
+    assert!(row(&rows, "tucker").params < row(&rows, "r8").params);
+    assert!(notes.contains("-> Tucker-2 ranks 4/4"), "{notes}");
 }
 
 /// `slimbench validate` on `text` (written to `bad.yaml`): exit 2, the stderr, nothing written.
@@ -101,7 +106,7 @@ fn a_layer_list_whose_shapes_do_not_meet_names_the_layer_and_both_shapes() {
         )
         .replace("  - { id: int8, uses: quantize, needs: imported, with: { method: int8-dynamic } }\n", "")
         .replace("  - { id: static, uses: quantize, needs: imported, with: { method: int8-static, calibration_samples: 64 } }\n", "")
-        .replace("needs: [r8, tiny, imported, int8, half, slim, static, qat]", "needs: [r8, tiny]");
+        .replace("needs: [r8, tiny, imported, int8, half, slim, static, qat, tucker]", "needs: [r8, tiny]");
     insta::assert_snapshot!(invalid(&env, &text));
 }
 

@@ -85,7 +85,7 @@ fn low_rank_stores_thin_factors_that_stay_accurate_and_pack_for_int8() {
     assert!((int8.accuracy - lr8.accuracy).abs() <= 0.03);
 
     let notes = run_json(run)["notes"].to_string();
-    assert!(notes.contains("lr8: low-rank SVD factorization: fc0 256x784 -> rank 8"), "{notes}");
+    assert!(notes.contains("lr8: low-rank factorization: fc0 256x784 -> rank 8"), "{notes}");
     assert!(notes.contains("fc1 128x256 -> rank 8"), "{notes}");
 }
 
