@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use slimbench_core::config::{ModelConfig, PruneNorm};
-use slimbench_graph::{Activation, Graph, Op as NodeOp, PoolKind};
+use slimbench_graph::{Activation, Graph, INPUT, Op as NodeOp, PoolKind};
 use slimbench_models::{Model, ModelError};
 use tch::{Device, Kind, Tensor};
 
@@ -151,6 +151,177 @@ fn shrunk_graph(graph: &Graph, groups: &[Group], units: &[i64]) -> Graph {
     graph
 }
 
+/// Channels that are kept or removed together (a dependency group, as NNI's
+/// ModelSpeedup finds them): the layers that produce them (rows of their weights), the
+/// per-channel parameters that go with them (batch norms, depthwise convolutions), and
+/// the layers that read them (columns of their weights). Residual adds tie their
+/// inputs' channels into one such set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Space {
+    /// Ungrouped convolutions and linear layers whose output rows are these channels.
+    pub(crate) producers: Vec<String>,
+    /// Batch norms over these channels.
+    pub(crate) norms: Vec<String>,
+    /// Depthwise convolutions over these channels (one filter per channel).
+    pub(crate) depthwise: Vec<String>,
+    /// Layers that read them (weight dim 1; a flatten gives each channel a block).
+    pub(crate) consumers: Vec<String>,
+    /// Whether they cannot be removed (the image, the output, a concat, a reshape, a
+    /// grouped convolution or an option-A shortcut's zero channels touch them).
+    pub(crate) fixed: bool,
+}
+
+/// The dependency groups of a graph that can be pruned, input to output.
+pub(crate) fn spaces(graph: &Graph) -> Vec<Space> {
+    let mut sets: Vec<Space> = vec![Space { fixed: true, ..Default::default() }];
+    let mut parent: Vec<usize> = vec![0];
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let index = graph.index();
+    let in_shapes = graph.input_shapes().unwrap_or_default();
+    let mut of_node: Vec<usize> = Vec::with_capacity(graph.nodes.len());
+    let fresh = |sets: &mut Vec<Space>, parent: &mut Vec<usize>, s: Space| {
+        sets.push(s);
+        parent.push(parent.len());
+        parent.len() - 1
+    };
+    for n in &graph.nodes {
+        let ins: Vec<usize> = n
+            .inputs
+            .iter()
+            .map(|i| if i == INPUT { 0 } else { of_node[index[i.as_str()]] })
+            .map(|s| find(&mut parent, s))
+            .collect();
+        let first = ins.first().copied().unwrap_or(0);
+        let out = match &n.op {
+            NodeOp::Conv2d { out, groups, .. } => {
+                let cin = in_shapes.get(of_node.len()).and_then(|s| s.first().copied());
+                if *groups == 1 {
+                    sets[first].consumers.push(n.id.clone());
+                    fresh(
+                        &mut sets,
+                        &mut parent,
+                        Space { producers: vec![n.id.clone()], ..Default::default() },
+                    )
+                } else if Some(*groups) == cin && *out == *groups {
+                    sets[first].depthwise.push(n.id.clone());
+                    first
+                } else {
+                    sets[first].fixed = true;
+                    fresh(&mut sets, &mut parent, Space { fixed: true, ..Default::default() })
+                }
+            }
+            NodeOp::Linear { .. } => {
+                sets[first].consumers.push(n.id.clone());
+                fresh(&mut sets, &mut parent, Space { producers: vec![n.id.clone()], ..Default::default() })
+            }
+            NodeOp::BatchNorm { .. } => {
+                sets[first].norms.push(n.id.clone());
+                first
+            }
+            NodeOp::Act { .. }
+            | NodeOp::Pool { .. }
+            | NodeOp::GlobalAvgPool
+            | NodeOp::Dropout { .. }
+            | NodeOp::Subsample { .. }
+            | NodeOp::Flatten => first,
+            NodeOp::Add => {
+                let root = first;
+                for &other in &ins[1..] {
+                    let o = find(&mut parent, other);
+                    if o != root {
+                        let moved = std::mem::take(&mut sets[o]);
+                        let r = &mut sets[root];
+                        r.producers.extend(moved.producers);
+                        r.norms.extend(moved.norms);
+                        r.depthwise.extend(moved.depthwise);
+                        r.consumers.extend(moved.consumers);
+                        r.fixed |= moved.fixed;
+                        parent[o] = root;
+                    }
+                }
+                root
+            }
+            NodeOp::Concat | NodeOp::Reshape { .. } | NodeOp::PadChannels { .. } => {
+                for &i in &ins {
+                    sets[i].fixed = true;
+                }
+                fresh(&mut sets, &mut parent, Space { fixed: true, ..Default::default() })
+            }
+        };
+        of_node.push(out);
+    }
+    if let Some(&last) = of_node.last() {
+        let r = find(&mut parent, last);
+        sets[r].fixed = true;
+    }
+    let roots: Vec<usize> = (0..sets.len()).filter(|&i| find(&mut parent, i) == i).collect();
+    // Input to output: each list in node order, the groups by their first producer.
+    let pos = |id: &String| index[id.as_str()];
+    let mut out: Vec<Space> =
+        roots.into_iter().map(|i| sets[i].clone()).filter(|s| !s.fixed && !s.producers.is_empty()).collect();
+    for s in &mut out {
+        for list in [&mut s.producers, &mut s.norms, &mut s.depthwise, &mut s.consumers] {
+            list.sort_by_key(pos);
+        }
+    }
+    out.sort_by_key(|s| pos(&s.producers[0]));
+    out
+}
+
+/// Slice a dependency group down to the channels `keep` (ascending), of `units`.
+fn keep_channels(
+    tensors: &mut HashMap<String, Tensor>,
+    s: &Space,
+    units: i64,
+    keep: &Tensor,
+) -> Result<(), StructuredError> {
+    let rows = s.producers.iter().flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]);
+    let norm_parts = ["weight", "bias", "running_mean", "running_var"];
+    let rows = rows
+        .chain(s.norms.iter().flat_map(|n| norm_parts.iter().map(move |p| format!("{n}.{p}"))))
+        .chain(s.depthwise.iter().flat_map(|d| [format!("{d}.weight"), format!("{d}.bias")]));
+    for name in rows.collect::<Vec<_>>() {
+        if let Some(t) = tensors.get(&name) {
+            let sliced = t.f_index_select(0, keep)?;
+            tensors.insert(name, sliced);
+        }
+    }
+    for c in &s.consumers {
+        let cname = format!("{c}.weight");
+        let w = &tensors[&cname];
+        let block = w.size()[1] / units;
+        let cols = (keep.unsqueeze(1) * block
+            + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
+        .flatten(0, -1);
+        let sliced = w.f_index_select(1, &cols)?;
+        tensors.insert(cname, sliced);
+    }
+    Ok(())
+}
+
+/// `graph` with each group's channels at its new count.
+fn narrowed_graph(graph: &Graph, spaces: &[Space], units: &[i64]) -> Graph {
+    let mut graph = graph.clone();
+    for (s, &u) in spaces.iter().zip(units) {
+        for n in graph.nodes.iter_mut() {
+            match &mut n.op {
+                NodeOp::Conv2d { out, .. } | NodeOp::Linear { out, .. } if s.producers.contains(&n.id) => {
+                    *out = u
+                }
+                NodeOp::Conv2d { out, groups, .. } if s.depthwise.contains(&n.id) => (*out, *groups) = (u, u),
+                _ => {}
+            }
+        }
+    }
+    graph
+}
+
 /// Slice group `g` down to the units `keep` (ascending indices): the producer's rows and
 /// bias entries, and the consumer's matching columns (one block of `h * w` columns per
 /// unit after a flatten, one otherwise).
@@ -209,39 +380,77 @@ pub(crate) fn rebuild(
     Ok(small)
 }
 
-/// Remove `fraction` of the channels/neurons of every group (by `norm`), returning the
-/// smaller model (on the CPU, fp32) and what changed per layer.
+/// Remove `fraction` of the channels/neurons of every dependency group (scored by the
+/// `norm` of its producers' rows, summed), returning the smaller model (on the CPU,
+/// fp32) and what changed per group (named after its first producer).
 pub fn prune(model: &Model, fraction: f64, norm: PruneNorm) -> Result<(Model, Vec<Pruned>), StructuredError> {
     let _g = tch::no_grad_guard();
     let factored = model.factored();
     if !factored.is_empty() {
         return Err(StructuredError::Factored(factored.into_keys().collect::<Vec<_>>().join(", ")));
     }
-    let groups = groups(&model.graph)?;
-    if groups.is_empty() {
+    let spaces = spaces(&model.graph);
+    if spaces.is_empty() {
         return Err(StructuredError::Unsupported(model.name.clone()));
     }
     let mut tensors = cpu_tensors(model);
     let mut report = Vec::new();
     let mut units = Vec::new();
-    for g in &groups {
-        let w = &tensors[&format!("{}.weight", g.producer)];
-        let before = w.size()[0];
-        let flat = w.flatten(1, -1).to_kind(Kind::Float);
-        let scores = match norm {
-            PruneNorm::L1 => flat.abs().sum_dim_intlist(1, false, Kind::Float),
-            PruneNorm::L2 => flat.square().sum_dim_intlist(1, false, Kind::Float).sqrt(),
-        };
+    for s in &spaces {
+        let before = tensors[&format!("{}.weight", s.producers[0])].size()[0];
+        let mut scores = Tensor::zeros([before], (Kind::Float, Device::Cpu));
+        for p in &s.producers {
+            let flat = tensors[&format!("{p}.weight")].flatten(1, -1).to_kind(Kind::Float);
+            scores += match norm {
+                PruneNorm::L1 => flat.abs().sum_dim_intlist(1, false, Kind::Float),
+                PruneNorm::L2 => flat.square().sum_dim_intlist(1, false, Kind::Float).sqrt(),
+            };
+        }
         let after = (((1.0 - fraction) * before as f64).round() as i64).clamp(1, before);
-        // Keep the strongest units, in their original order.
+        // Keep the strongest channels, in their original order.
         let (_, keep) = scores.topk(after, 0, true, false);
         let keep = keep.sort(0, false).0;
-        keep_units(&mut tensors, g, &keep)?;
+        keep_channels(&mut tensors, s, before, &keep)?;
         units.push(after);
         let kept = Vec::<i64>::try_from(&keep)?;
-        report.push(Pruned { layer: g.producer.clone(), before, after, kept });
+        report.push(Pruned { layer: s.producers.join("+"), before, after, kept });
     }
-    Ok((rebuild(model, &tensors, &groups, &units)?, report))
+    let config = shrunk_config(&model.config, &spaces, &units);
+    let graph = narrowed_graph(&model.graph, &spaces, &units);
+    let small = Model::from_graph(&model.name, &config, graph, model.io, Device::Cpu, None)?;
+    fill(&small, &tensors)?;
+    Ok((small, report))
+}
+
+/// Copy `tensors` into `model`'s variables of the same names and shapes.
+fn fill(model: &Model, tensors: &HashMap<String, Tensor>) -> Result<(), StructuredError> {
+    for (name, var) in model.named() {
+        let src = &tensors[&name];
+        if src.size() != var.size() {
+            return Err(ModelError::Format {
+                path: name,
+                msg: format!("pruned shape {:?} does not fit the rebuilt layer {:?}", src.size(), var.size()),
+            }
+            .into());
+        }
+        var.shallow_clone().f_copy_(src)?;
+    }
+    Ok(())
+}
+
+/// `config` with the groups' new widths where the family has a parameter for them.
+fn shrunk_config(config: &ModelConfig, spaces: &[Space], units: &[i64]) -> ModelConfig {
+    let groups: Vec<Group> = spaces
+        .iter()
+        .map(|s| Group {
+            producer: s.producers[0].clone(),
+            consumer: String::new(),
+            consumer_conv: false,
+            norms: Vec::new(),
+            simple: false,
+        })
+        .collect();
+    shrunk(config, &groups, units)
 }
 
 /// The *simulated* form of a structurally pruned model: `small`'s weights laid back
@@ -256,36 +465,34 @@ pub fn expand(
     report: &[Pruned],
 ) -> Result<Model, StructuredError> {
     let _g = tch::no_grad_guard();
-    let groups: Vec<Group> = {
-        let all = groups(graph)?;
-        report.iter().filter_map(|r| all.iter().find(|g| g.producer == r.layer).cloned()).collect()
-    };
+    let all = spaces(graph);
     let full = Model::from_graph(&small.name, config, graph.clone(), small.io, Device::Cpu, None)?;
     let index = |kept: &[i64]| Tensor::from_slice(kept);
-    // Per tensor: the kept rows (it produces a group's units) and kept columns with
-    // their block size (it consumes them).
+    // Per tensor: the kept rows (it produces or carries a group's channels) and kept
+    // columns with the group's size (it reads them).
     let mut rows: HashMap<String, Tensor> = HashMap::new();
     let mut cols: HashMap<String, (Tensor, i64)> = HashMap::new();
-    for (g, r) in groups.iter().zip(report) {
-        if g.producer != r.layer || r.kept.len() as i64 != r.after {
+    for r in report {
+        let s =
+            all.iter().find(|s| s.producers.join("+") == r.layer).filter(|_| r.kept.len() as i64 == r.after);
+        let Some(s) = s else {
             return Err(ModelError::Format {
                 path: r.layer.clone(),
-                msg: format!(
-                    "pruning report does not match the `{}` layer of the original model",
-                    g.producer
-                ),
+                msg: "pruning report does not match a channel group of the original model".into(),
             }
             .into());
+        };
+        let norm_parts = ["weight", "bias", "running_mean", "running_var"];
+        let names =
+            s.producers.iter().chain(&s.depthwise).flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")]);
+        let names =
+            names.chain(s.norms.iter().flat_map(|n| norm_parts.iter().map(move |p| format!("{n}.{p}"))));
+        for name in names {
+            rows.insert(name, index(&r.kept));
         }
-        for part in ["weight", "bias"] {
-            rows.insert(format!("{}.{part}", g.producer), index(&r.kept));
+        for c in &s.consumers {
+            cols.insert(format!("{c}.weight"), (index(&r.kept), r.before));
         }
-        for n in &g.norms {
-            for part in ["weight", "bias", "running_mean", "running_var"] {
-                rows.insert(format!("{n}.{part}"), index(&r.kept));
-            }
-        }
-        cols.insert(format!("{}.weight", g.consumer), (index(&r.kept), r.before));
     }
     let smalls: HashMap<String, Tensor> = small
         .named()
@@ -427,13 +634,45 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_ties_are_left_whole_and_a_model_with_only_ties_is_refused() {
-        // dsconv: each pointwise conv feeds a depthwise one (its channels are tied), but
-        // the last feeds the classifier through pooling: only that one is pruned.
-        let (small, report) =
-            prune(&build(ModelConfig::DsConv(DsConvConfig::default())), 0.5, PruneNorm::L1).unwrap();
-        assert_eq!(report.iter().map(|r| r.layer.as_str()).collect::<Vec<_>>(), ["pw2"]);
+    fn depthwise_convs_and_residual_adds_are_pruned_with_the_channels_they_tie() {
+        // dsconv: a depthwise conv carries its input's channels, so each pointwise conv's
+        // channels go with the next depthwise conv's filters.
+        let m = build(ModelConfig::DsConv(DsConvConfig::default()));
+        let (small, report) = prune(&m, 0.5, PruneNorm::L1).unwrap();
+        assert_eq!(report.iter().map(|r| r.layer.as_str()).collect::<Vec<_>>(), ["stem", "pw1", "pw2"]);
         assert_eq!(small.forward(&x()).size(), [4, 10]);
+        let dw1 = small.named().into_iter().find(|(n, _)| n == "dw1.weight").unwrap().1;
+        assert_eq!(dw1.size(), [8, 1, 3, 3]);
+        // A ResNet with 1x1 shortcuts: each stage's residual stream (stem or shortcut,
+        // and every block's second conv) is one group, pruned together with its batch
+        // norms; the simulated form computes the same function.
+        let io = IoShape { channels: 3, height: 16, width: 16, classes: 10 };
+        let c = ModelConfig::Resnet(slimbench_core::config::ResnetConfig {
+            depth: 14,
+            width: 8,
+            shortcut: slimbench_core::config::Shortcut::Conv,
+        });
+        let m = Model::build("r", &c, io, Device::Cpu, Some(5)).unwrap();
+        let (small, report) = prune(&m, 0.5, PruneNorm::L2).unwrap();
+        assert!(report.iter().any(|r| r.layer == "stem+s1b0_conv2+s1b1_conv2"), "{report:?}");
+        assert!(
+            small.param_count() < m.param_count() * 2 / 5 + 1000,
+            "{} vs {}",
+            small.param_count(),
+            m.param_count()
+        );
+        let xs = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let full = expand(&small, &c, &m.graph, &report).unwrap();
+        let d = (small.forward(&xs) - full.forward(&xs)).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "{d}");
+        // MobileNetV2: the expansion's channels go with the depthwise conv and its norms.
+        let c =
+            ModelConfig::MobileNetV2(slimbench_core::config::MobileNetV2Config { width: 0.25, dropout: 0.0 });
+        let m = Model::build("mb", &c, io, Device::Cpu, Some(6)).unwrap();
+        let (small, report) = prune(&m, 0.5, PruneNorm::L1).unwrap();
+        assert!(report.iter().any(|r| r.layer == "b2_0_expand"), "{report:?}");
+        assert_eq!(small.forward(&xs).size(), [2, 10]);
+        assert!(small.param_count() < m.param_count());
         // One conv straight into a residual add and out: nothing can go on its own.
         let layers: slimbench_graph::layers::LayersConfig =
             serde_json::from_value(serde_json::json!({"layers": [
