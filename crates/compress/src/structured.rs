@@ -331,23 +331,13 @@ pub(crate) fn keep_units(
     keep: &Tensor,
 ) -> Result<(), StructuredError> {
     let before = tensors[&format!("{}.weight", g.producer)].size()[0];
-    let norm_parts = ["weight", "bias", "running_mean", "running_var"];
-    let parts = ["weight", "bias"].iter().map(|p| format!("{}.{p}", g.producer));
-    let parts = parts.chain(g.norms.iter().flat_map(|n| norm_parts.iter().map(move |p| format!("{n}.{p}"))));
-    for name in parts.collect::<Vec<_>>() {
-        if let Some(t) = tensors.get(&name) {
-            let sliced = t.f_index_select(0, keep)?;
-            tensors.insert(name, sliced);
-        }
-    }
-    let cname = format!("{}.weight", g.consumer);
-    let c = &tensors[&cname];
-    let block = c.size()[1] / before;
-    let cols = (keep.unsqueeze(1) * block + Tensor::arange(block, (Kind::Int64, Device::Cpu)).unsqueeze(0))
-        .flatten(0, -1);
-    let sliced = c.f_index_select(1, &cols)?;
-    tensors.insert(cname, sliced);
-    Ok(())
+    let space = Space {
+        producers: vec![g.producer.clone()],
+        norms: g.norms.clone(),
+        consumers: vec![g.consumer.clone()],
+        ..Default::default()
+    };
+    keep_channels(tensors, &space, before, keep)
 }
 
 /// The model's parameters, detached, on the CPU, by name.

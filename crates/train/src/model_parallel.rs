@@ -620,12 +620,14 @@ mod tests {
             ]}))
             .unwrap();
         let model = Model::build("res", &ModelConfig::Layers(layers), io, Device::Cpu, Some(4)).unwrap();
-        // Inside the block (before conv1, conv2) two tensors would cross: no cut there.
+        // In front of the block's second conv two tensors would cross (its input and
+        // the skip): no cut there. In front of its first conv only `a`'s output crosses,
+        // read by both paths.
         let steps = model.ops();
         let cuts = ops::cut_points(&steps);
         let layer_cuts: Vec<&str> =
             cuts.iter().filter(|&&k| steps[k].op.layer().is_some()).map(|&k| steps[k].id).collect();
-        assert_eq!(layer_cuts, ["linear0"]);
+        assert_eq!(layer_cuts, ["conv0", "linear0"]);
         same_as_single(model, 2, 4);
     }
 
