@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use slimbench_core::config::{ModelConfig, PruneNorm};
-use slimbench_graph::{Activation, Graph, INPUT, Op as NodeOp, PoolKind};
+use slimbench_graph::{Activation, Graph, Op as NodeOp, PoolKind};
 use slimbench_models::{Model, ModelError};
 use tch::{Device, Kind, Tensor};
 
@@ -151,128 +151,8 @@ fn shrunk_graph(graph: &Graph, groups: &[Group], units: &[i64]) -> Graph {
     graph
 }
 
-/// Channels that are kept or removed together (a dependency group, as NNI's
-/// ModelSpeedup finds them): the layers that produce them (rows of their weights), the
-/// per-channel parameters that go with them (batch norms, depthwise convolutions), and
-/// the layers that read them (columns of their weights). Residual adds tie their
-/// inputs' channels into one such set.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Space {
-    /// Ungrouped convolutions and linear layers whose output rows are these channels.
-    pub(crate) producers: Vec<String>,
-    /// Batch norms over these channels.
-    pub(crate) norms: Vec<String>,
-    /// Depthwise convolutions over these channels (one filter per channel).
-    pub(crate) depthwise: Vec<String>,
-    /// Layers that read them (weight dim 1; a flatten gives each channel a block).
-    pub(crate) consumers: Vec<String>,
-    /// Whether they cannot be removed (the image, the output, a concat, a reshape, a
-    /// grouped convolution or an option-A shortcut's zero channels touch them).
-    pub(crate) fixed: bool,
-}
-
-/// The dependency groups of a graph that can be pruned, input to output.
-pub(crate) fn spaces(graph: &Graph) -> Vec<Space> {
-    let mut sets: Vec<Space> = vec![Space { fixed: true, ..Default::default() }];
-    let mut parent: Vec<usize> = vec![0];
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
-    }
-    let index = graph.index();
-    let in_shapes = graph.input_shapes().unwrap_or_default();
-    let mut of_node: Vec<usize> = Vec::with_capacity(graph.nodes.len());
-    let fresh = |sets: &mut Vec<Space>, parent: &mut Vec<usize>, s: Space| {
-        sets.push(s);
-        parent.push(parent.len());
-        parent.len() - 1
-    };
-    for n in &graph.nodes {
-        let ins: Vec<usize> = n
-            .inputs
-            .iter()
-            .map(|i| if i == INPUT { 0 } else { of_node[index[i.as_str()]] })
-            .map(|s| find(&mut parent, s))
-            .collect();
-        let first = ins.first().copied().unwrap_or(0);
-        let out = match &n.op {
-            NodeOp::Conv2d { out, groups, .. } => {
-                let cin = in_shapes.get(of_node.len()).and_then(|s| s.first().copied());
-                if *groups == 1 {
-                    sets[first].consumers.push(n.id.clone());
-                    fresh(
-                        &mut sets,
-                        &mut parent,
-                        Space { producers: vec![n.id.clone()], ..Default::default() },
-                    )
-                } else if Some(*groups) == cin && *out == *groups {
-                    sets[first].depthwise.push(n.id.clone());
-                    first
-                } else {
-                    sets[first].fixed = true;
-                    fresh(&mut sets, &mut parent, Space { fixed: true, ..Default::default() })
-                }
-            }
-            NodeOp::Linear { .. } => {
-                sets[first].consumers.push(n.id.clone());
-                fresh(&mut sets, &mut parent, Space { producers: vec![n.id.clone()], ..Default::default() })
-            }
-            NodeOp::BatchNorm { .. } => {
-                sets[first].norms.push(n.id.clone());
-                first
-            }
-            NodeOp::Act { .. }
-            | NodeOp::Pool { .. }
-            | NodeOp::GlobalAvgPool
-            | NodeOp::Dropout { .. }
-            | NodeOp::Subsample { .. }
-            | NodeOp::Flatten => first,
-            NodeOp::Add => {
-                let root = first;
-                for &other in &ins[1..] {
-                    let o = find(&mut parent, other);
-                    if o != root {
-                        let moved = std::mem::take(&mut sets[o]);
-                        let r = &mut sets[root];
-                        r.producers.extend(moved.producers);
-                        r.norms.extend(moved.norms);
-                        r.depthwise.extend(moved.depthwise);
-                        r.consumers.extend(moved.consumers);
-                        r.fixed |= moved.fixed;
-                        parent[o] = root;
-                    }
-                }
-                root
-            }
-            NodeOp::Concat | NodeOp::Reshape { .. } | NodeOp::PadChannels { .. } => {
-                for &i in &ins {
-                    sets[i].fixed = true;
-                }
-                fresh(&mut sets, &mut parent, Space { fixed: true, ..Default::default() })
-            }
-        };
-        of_node.push(out);
-    }
-    if let Some(&last) = of_node.last() {
-        let r = find(&mut parent, last);
-        sets[r].fixed = true;
-    }
-    let roots: Vec<usize> = (0..sets.len()).filter(|&i| find(&mut parent, i) == i).collect();
-    // Input to output: each list in node order, the groups by their first producer.
-    let pos = |id: &String| index[id.as_str()];
-    let mut out: Vec<Space> =
-        roots.into_iter().map(|i| sets[i].clone()).filter(|s| !s.fixed && !s.producers.is_empty()).collect();
-    for s in &mut out {
-        for list in [&mut s.producers, &mut s.norms, &mut s.depthwise, &mut s.consumers] {
-            list.sort_by_key(pos);
-        }
-    }
-    out.sort_by_key(|s| pos(&s.producers[0]));
-    out
-}
+/// The dependency groups of a graph ([`slimbench_graph::channels`]).
+pub(crate) use slimbench_graph::channels::{ChannelGroup as Space, dependency_groups as spaces};
 
 /// Slice a dependency group down to the channels `keep` (ascending), of `units`.
 fn keep_channels(

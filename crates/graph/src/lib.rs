@@ -14,9 +14,12 @@
 //! * [`presets`]: model families built as graphs (`seed-cnn`, `mlp`, `cnn`, `dsconv`,
 //!   `lenet5`, `resnet`, `mobilenet-v1`, `mobilenet-v2`), one file each.
 //! * [`layers`]: a model written as a YAML list of layers with named skip inputs.
+//! * [`channels`]: which channels are tied together (structured pruning's dependency
+//!   groups).
 //! * [`Builder`]: how presets and layer lists add nodes.
 
 mod builder;
+pub mod channels;
 pub mod ir;
 pub mod layers;
 pub mod presets;

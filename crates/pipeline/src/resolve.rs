@@ -279,6 +279,49 @@ pub fn resolve(spec: &Spec) -> Result<Plan, SpecError> {
 /// found here, pointing at the model (or the layer) in the YAML.
 fn check_models_against_data(spec: &Spec, stages: &[(usize, PlannedStage)], diags: &mut Vec<Diagnostic>) {
     let src = &spec.source;
+    // Structured pruning of a model straight from a train stage: say now when no
+    // layer's channels can go on their own (all tied to the image, the output, a
+    // concat, ...), instead of failing half-way through the run.
+    for (index, st) in stages {
+        let StageParams::Prune(p) = &st.params else { continue };
+        if p.method != slimbench_core::config::PruneMethod::Structured {
+            continue;
+        }
+        let train = st.needs.iter().filter_map(|n| stages.iter().find(|(_, s)| &s.id == n)).find_map(
+            |(_, s)| match &s.params {
+                StageParams::Train(t) if p.input.as_ref().is_none_or(|i| i == &s.id || i == &s.base_id) => {
+                    Some(t)
+                }
+                _ => None,
+            },
+        );
+        let Some(t) = train else { continue };
+        let (Some(model), Some(data)) = (spec.models.get(&t.model), spec.datasets.get(&t.dataset)) else {
+            continue;
+        };
+        let (input, classes) = data.shape_hint();
+        let io = slimbench_core::artifact::IoShape {
+            channels: input[0],
+            height: input[1],
+            width: input[2],
+            classes: classes.unwrap_or(2),
+        };
+        if let Ok(graph) = model.graph(io)
+            && slimbench_graph::channels::dependency_groups(&graph).is_empty()
+        {
+            let at = YamlPath::root().key("stages").index(*index).key("with").key("method");
+            diags.push(
+                src.at(
+                    &at,
+                    format!(
+                        "structured pruning cannot apply to model `{}`: no layer's channels can be removed on their own (each feeds a residual add with the image, a concat, a grouped convolution or the output)",
+                        t.model
+                    ),
+                )
+                .hint("use `method: magnitude`, or give the model a layer whose channels only the next layer reads"),
+            );
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for (_, st) in stages {
         let StageParams::Train(t) = &st.params else { continue };

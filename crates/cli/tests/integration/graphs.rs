@@ -263,3 +263,24 @@ stages:
     let err: Vec<&str> = text.lines().filter(|l| !l.contains(" INFO ")).map(str::trim_end).collect();
     insta::assert_snapshot!(err.join("\n").replace(&env.path().display().to_string(), "<tmp>"));
 }
+
+#[test]
+fn structured_pruning_that_cannot_apply_is_refused_at_validate() {
+    let env = Env::new();
+    let text = r#"name: tied
+datasets:
+  digits: { kind: synthetic-digits, train_size: 100, test_size: 20 }
+models:
+  tied:
+    kind: layers
+    layers:
+      - { conv: 1, kernel: 3, padding: 1, id: a }
+      - { add: input }
+      - { flatten: true }
+      - { linear: 10 }
+stages:
+  - { id: train, uses: train, with: { model: tied, dataset: digits } }
+  - { id: slim, uses: prune, needs: train, with: { method: structured, sparsity: 0.5 } }
+"#;
+    insta::assert_snapshot!(invalid(&env, text));
+}
