@@ -212,7 +212,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "N")]
     pub last: Option<usize>,
     /// A metric to follow (repeatable; default: accuracy, latency_p50_us, throughput_ips,
-    /// file_size_bytes, peak_rss_bytes).
+    /// file_size_bytes, mem_peak_b1_bytes).
     #[arg(long = "metric", value_name = "METRIC")]
     pub metrics: Vec<String>,
     /// Output folder (default: `<pipeline-dir>/history`).

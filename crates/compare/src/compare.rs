@@ -657,7 +657,7 @@ mod tests {
     fn no_gates_compares_the_default_metrics_for_information() {
         let s = lognormal(80, 200, 40.0, 0.1);
         let mut c = run("b", &[("m", 0.5, s.clone())]);
-        c.metrics[0].peak_rss_bytes = 0;
+        c.metrics[0].mem_peak_b1_bytes = 0;
         c.info.device = "cuda:0".into();
         let cmp = compare_runs(run("a", &[("m", 0.9, s)]), c, &Gates::new(), &quick());
         assert_eq!(cmp.metrics(), DEFAULT_COMPARE_METRICS);
@@ -666,11 +666,11 @@ mod tests {
         assert_eq!(cmp.headline(), "nothing is gated: 4 values compared for information");
         assert!(cmp.notes[0].contains("different devices (`cpu` vs `cuda:0`)"), "{:?}", cmp.notes);
         // A value not measured in one run is no data, not a failure.
-        let g = gates(&[("peak_rss_bytes", "max_increase", "10%")]);
+        let g = gates(&[("mem_peak_b1_bytes", "max_increase", "10%")]);
         let s = lognormal(81, 20, 40.0, 0.1);
         let mut c = run("b", &[("m", 0.9, s.clone())]);
-        c.metrics[0].peak_rss_bytes = 0;
-        let k = only(&compare_runs(run("a", &[("m", 0.9, s)]), c, &g, &quick()), "m", "peak_rss_bytes");
+        c.metrics[0].mem_peak_b1_bytes = 0;
+        let k = only(&compare_runs(run("a", &[("m", 0.9, s)]), c, &g, &quick()), "m", "mem_peak_b1_bytes");
         assert_eq!((k.verdict, k.test), (Verdict::NoData, Test::None));
     }
 }

@@ -24,7 +24,7 @@ mod charts;
 pub mod compare;
 pub mod history;
 mod render;
-pub mod stats;
+pub use slimbench_metrics::stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ pub const DEFAULT_COMPARE_METRICS: [&str; 4] =
 
 /// Metrics `slimbench history` follows unless told otherwise.
 pub const DEFAULT_HISTORY_METRICS: [&str; 5] =
-    ["accuracy", "latency_p50_us", "throughput_ips", "file_size_bytes", "peak_rss_bytes"];
+    ["accuracy", "latency_p50_us", "throughput_ips", "file_size_bytes", "mem_peak_b1_bytes"];
 
 /// Why runs could not be read, compared or rendered.
 #[derive(Debug, thiserror::Error)]

@@ -36,7 +36,7 @@ fn decimals(metric: &str) -> Option<usize> {
         "accuracy" | "sparsity" => Some(4),
         m if m.starts_with("latency_") => Some(1),
         "train_time_s" => Some(2),
-        "throughput_ips" | "file_size_bytes" | "params" | "nonzero_params" | "peak_rss_bytes" => None,
+        "throughput_ips" | "file_size_bytes" | "params" | "nonzero_params" | "mem_peak_b1_bytes" => None,
         _ => Some(4),
     }
 }
@@ -81,7 +81,7 @@ pub(crate) fn unit(metric: &str) -> &'static str {
     match metric {
         m if m.starts_with("latency_") => "µs",
         "throughput_ips" => "images/s",
-        "file_size_bytes" | "peak_rss_bytes" => "bytes",
+        "file_size_bytes" | "mem_peak_b1_bytes" => "bytes",
         "train_time_s" => "s",
         "accuracy" | "sparsity" => "fraction",
         _ => "",

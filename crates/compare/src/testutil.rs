@@ -2,28 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use slimbench_core::artifact::RunInfo;
 use slimbench_core::fsutil;
 use slimbench_core::records::{LatencySample, MetricRow, Records, percentile};
 
 use crate::RunData;
 
-/// `n` latency-like samples: lognormal around `median` with log-sd `sigma`, plus a few
-/// slow outliers, as a shared machine produces.
-pub fn lognormal(seed: u64, n: usize, median: f64, sigma: f64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            // Box–Muller.
-            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            let outlier = if rng.random::<f64>() < 0.01 { 3.0 } else { 1.0 };
-            median * (sigma * z).exp() * outlier
-        })
-        .collect()
-}
+pub use slimbench_metrics::stats::lognormal;
 
 /// A metric row whose latency columns are those of `samples`.
 pub fn row(variant: &str, accuracy: f64, samples: &[f64]) -> MetricRow {
@@ -50,7 +35,7 @@ pub fn row(variant: &str, accuracy: f64, samples: &[f64]) -> MetricRow {
         file_size_bytes: 82_304,
         params: 20_410,
         nonzero_params: 20_410,
-        peak_rss_bytes: 200_000_000,
+        mem_peak_b1_bytes: 200_000_000,
         train_time_s: 3.5,
         ..Default::default()
     }
@@ -91,6 +76,7 @@ pub fn write_run(dir: &Path, run: &RunData) -> PathBuf {
                 batch_size: 1,
                 iter: i as u64,
                 micros,
+                round: 0,
             })
         })
         .collect();

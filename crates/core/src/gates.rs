@@ -28,7 +28,7 @@ use crate::records::MetricRow;
 pub type Gates = IndexMap<String, GateRule>;
 
 /// The metrics a gate can name: the numeric columns of [`MetricRow`].
-pub const METRICS: [&str; 12] = [
+pub const METRICS: [&str; 13] = [
     "accuracy",
     "latency_p50_us",
     "latency_p90_us",
@@ -38,7 +38,8 @@ pub const METRICS: [&str; 12] = [
     "file_size_bytes",
     "params",
     "nonzero_params",
-    "peak_rss_bytes",
+    "weights_bytes",
+    "mem_peak_b1_bytes",
     "train_time_s",
     "sparsity",
 ];
@@ -63,7 +64,8 @@ pub fn metric_value(row: &MetricRow, metric: &str) -> Option<f64> {
         "params" => positive(row.params as f64),
         // All weights pruned is a value; no parameter count at all is not.
         "nonzero_params" => (row.params > 0).then_some(row.nonzero_params as f64),
-        "peak_rss_bytes" => positive(row.peak_rss_bytes as f64),
+        "weights_bytes" => positive(row.weights_bytes as f64),
+        "mem_peak_b1_bytes" => positive(row.mem_peak_b1_bytes as f64),
         "train_time_s" => finite(row.train_time_s),
         "sparsity" => finite(row.sparsity),
         _ => None,
@@ -342,7 +344,8 @@ mod tests {
             file_size_bytes: 1,
             params: 1,
             nonzero_params: 0,
-            peak_rss_bytes: 1,
+            mem_peak_b1_bytes: 1,
+            weights_bytes: 1,
             ..Default::default()
         };
         for m in METRICS {

@@ -195,6 +195,7 @@ pub fn check_speedup(check: &SpeedupCheck<'_>) -> Result<Vec<SpeedupRow>, EvalEr
                     if is_faster(s) { "yes" } else { "no" }.to_string()
                 },
                 why: if is_base { String::new() } else { why.clone() },
+                ..Default::default()
             });
         }
     }

@@ -205,6 +205,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
             repeats: t.samples_ms.len() as u64,
             p50_ms: t.p50_ms,
             images_per_s: t.images_per_s,
+            ..Default::default()
         });
     }
     let headline = throughput.iter().max_by_key(|t| t.batch_size).cloned().unwrap_or_default();
@@ -242,7 +243,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         file_size_bytes: std::fs::metadata(v.file).map(|m| m.len()).unwrap_or(0),
         params: model.param_count(),
         nonzero_params: model.nonzero_count(),
-        peak_rss_bytes,
+        mem_peak_b1_bytes: peak_rss_bytes,
         train_time_s: v.train_time_s,
         notes: notes.join("; "),
         // Filled in by the speedup check, for variants with a baseline beside them.
@@ -251,6 +252,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
         faster: String::new(),
         energy_per_1k_inferences_j: energy_per_1k,
         train_energy_per_epoch_j: v.train_energy_per_epoch_j.unwrap_or(f64::NAN),
+        ..Default::default()
     };
     let latency = lat
         .samples_us
@@ -261,6 +263,7 @@ pub fn evaluate_variant(v: &VariantEval<'_>, progress: &dyn Progress) -> Result<
             batch_size: 1,
             iter: i as u64,
             micros: us,
+            round: 0,
         })
         .collect();
     Ok(VariantResult { row, latency, throughput })

@@ -16,6 +16,9 @@
 //!   [`stop`](SystemSampler::stop) hands back a [`SampledStage`] for the `system` table.
 //! * Energy: an [`EnergyMeter`] measures joules from the GPU's NVML counter, else the
 //!   CPU packages' Linux RAPL counters; cheap enough to wrap single measurements.
+//! * Trust: [`Watch`] tells whether the machine was quiet while a block was timed
+//!   ([`Observation::verdict`]); [`stats`] puts confidence bounds on percentiles and
+//!   ratios of timings.
 //! * GPUs: [`probe_gpus`] describes the CUDA devices ([`GpuInfo`]) or says in one line
 //!   why there are none.
 //!
@@ -39,7 +42,9 @@ mod energy;
 mod gpu;
 mod host;
 mod sampler;
+pub mod stats;
 mod tables;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -55,12 +60,13 @@ pub use tables::{
     METRICS_CSV, SPEEDUP_CSV, Table, curve_points_from_frame, curves_frame, curves_schema, latency_frame,
     latency_samples_from_frame, latency_schema, metric_rows_from_frame, metrics_frame, metrics_schema,
     parallel_frame, parallel_rows_from_frame, parallel_schema, read_curve_points, read_latency_samples,
-    read_metric_rows, read_metrics_csv, read_parallel_rows, read_speedup_rows, read_staleness_rows,
-    read_system_samples, read_table, read_throughput_rows, speedup_frame, speedup_rows_from_frame,
-    speedup_schema, staleness_frame, staleness_rows_from_frame, staleness_schema, system_frame,
-    system_samples_from_frame, system_schema, throughput_frame, throughput_rows_from_frame,
-    throughput_schema, write_csv, write_parquet, write_tables,
+    read_metric_rows, read_metrics_csv, read_parallel_rows, read_repeat_rows, read_server_rows,
+    read_speedup_rows, read_staleness_rows, read_system_samples, read_table, read_throughput_rows,
+    read_timing_rounds, speedup_frame, speedup_rows_from_frame, speedup_schema, staleness_frame,
+    staleness_rows_from_frame, staleness_schema, system_frame, system_samples_from_frame, system_schema,
+    throughput_frame, throughput_rows_from_frame, throughput_schema, write_csv, write_parquet, write_tables,
 };
+pub use watch::{Observation, Thresholds, Watch};
 
 /// Why a table could not be built, written or read.
 #[derive(Debug, thiserror::Error)]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use polars::prelude::*;
 use slimbench_core::fsutil;
 use slimbench_core::records::{
-    CurvePoint, LatencySample, MetricRow, ParallelRow, Records, SpeedupRow, StalenessRow, SystemSample,
-    ThroughputRow,
+    CurvePoint, LatencySample, MetricRow, ParallelRow, Records, RepeatRow, ServerRow, SpeedupRow,
+    StalenessRow, SystemSample, ThroughputRow, TimingRound,
 };
 
 use crate::MetricsError;
@@ -43,11 +43,17 @@ pub enum Table {
     Parallel,
     /// Async data-parallel updates and their staleness ([`StalenessRow`]).
     Staleness,
+    /// The server scenario's offered loads ([`ServerRow`]).
+    Server,
+    /// Timing rounds and the machine during each ([`TimingRound`]).
+    Timing,
+    /// Per-repetition medians ([`RepeatRow`]).
+    Repeats,
 }
 
 impl Table {
     /// Every table, in the order [`write_tables`] writes them.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 11] = [
         Table::Metrics,
         Table::Training,
         Table::Latency,
@@ -56,6 +62,9 @@ impl Table {
         Table::System,
         Table::Parallel,
         Table::Staleness,
+        Table::Server,
+        Table::Timing,
+        Table::Repeats,
     ];
 
     /// The table's short name (`metrics`, `training`, ...).
@@ -69,6 +78,9 @@ impl Table {
             Table::System => "system",
             Table::Parallel => "parallel",
             Table::Staleness => "staleness",
+            Table::Server => "server",
+            Table::Timing => "timing",
+            Table::Repeats => "repeats",
         }
     }
 
@@ -83,6 +95,9 @@ impl Table {
             Table::System => "system.parquet",
             Table::Parallel => "parallel.parquet",
             Table::Staleness => "staleness.parquet",
+            Table::Server => "server.parquet",
+            Table::Timing => "timing.parquet",
+            Table::Repeats => "repeats.parquet",
         }
     }
 
@@ -97,6 +112,9 @@ impl Table {
             Table::System => system_schema(),
             Table::Parallel => parallel_schema(),
             Table::Staleness => staleness_schema(),
+            Table::Server => server_schema(),
+            Table::Timing => timing_schema(),
+            Table::Repeats => repeats_schema(),
         }
     }
 }
@@ -231,21 +249,45 @@ record_table! {
     latency_p90_us: F64,
     latency_p99_us: F64,
     latency_mean_us: F64,
+    latency_p50_lo_us: F64,
+    latency_p50_hi_us: F64,
+    latency_p90_bound_us: F64,
+    latency_p99_bound_us: F64,
     latency_iters: U64,
     latency_warmup: U64,
+    latency_duration_s: F64,
+    rounds: U64,
+    repeats: U64,
+    repeat_spread_pct: F64,
+    validity: Str,
+    invalid_reason: Str,
     threads: U64,
     throughput_ips: F64,
     batch_size: U64,
+    throughput_lo_ips: F64,
+    throughput_hi_ips: F64,
     file_size_bytes: U64,
     params: U64,
     nonzero_params: U64,
-    peak_rss_bytes: U64,
+    weights_bytes: U64,
+    mem_baseline_bytes: U64,
+    mem_load_bytes: U64,
+    mem_peak_b1_bytes: U64,
+    mem_peak_large_bytes: U64,
+    cuda_peak_bytes: U64,
+    mem_method: Str,
     train_time_s: F64,
     notes: Str,
     speedup_b1: F64,
+    speedup_b1_lo: F64,
+    speedup_b1_hi: F64,
     speedup_large: F64,
+    speedup_large_lo: F64,
+    speedup_large_hi: F64,
     faster: Str,
     energy_per_1k_inferences_j: F64,
+    energy_per_1k_lo_j: F64,
+    energy_per_1k_hi_j: F64,
     train_energy_per_epoch_j: F64,
 }
 
@@ -267,6 +309,7 @@ record_table! {
     batch_size: U64,
     iter: U64,
     micros: F64,
+    round: U64,
 }
 
 record_table! {
@@ -275,7 +318,12 @@ record_table! {
     batch_size: U64,
     repeats: U64,
     p50_ms: F64,
+    p50_lo_ms: F64,
+    p50_hi_ms: F64,
     images_per_s: F64,
+    duration_s: F64,
+    validity: Str,
+    invalid_reason: Str,
 }
 
 record_table! {
@@ -287,10 +335,16 @@ record_table! {
     batch_size: U64,
     samples: U64,
     p50_us: F64,
+    p50_lo_us: F64,
+    p50_hi_us: F64,
     images_per_s: F64,
     file_bytes: U64,
     speedup: F64,
+    speedup_lo: F64,
+    speedup_hi: F64,
     faster: Str,
+    validity: Str,
+    invalid_reason: Str,
     why: Str,
 }
 
@@ -346,6 +400,50 @@ record_table! {
     staleness: U64,
 }
 
+record_table! {
+    ServerRow, "server", server_frame, server_schema, server_rows_from_frame;
+    variant: Str,
+    rate_qps: F64,
+    queries: U64,
+    duration_s: F64,
+    max_batch: U64,
+    mean_batch: F64,
+    p50_ms: F64,
+    p99_ms: F64,
+    p99_bound_ms: F64,
+    target_p99_ms: F64,
+    meets: Str,
+    best: Str,
+    validity: Str,
+    invalid_reason: Str,
+}
+
+record_table! {
+    TimingRound, "timing", timing_frame, timing_schema, timing_rounds_from_frame;
+    stage: Str,
+    repeat: U64,
+    round: U64,
+    attempt: U64,
+    wall_s: F64,
+    thread_cpu_ratio: F64,
+    others_cpu_share: F64,
+    steal_share: F64,
+    cpu_mhz: F64,
+    validity: Str,
+    invalid_reason: Str,
+}
+
+record_table! {
+    RepeatRow, "repeats", repeats_frame, repeats_schema, repeat_rows_from_frame;
+    variant: Str,
+    repeat: U64,
+    batch_size: U64,
+    p50_us: F64,
+    p50_lo_us: F64,
+    p50_hi_us: F64,
+    validity: Str,
+}
+
 /// Write every table of `records` into `run_dir` (created if needed): the parquet file
 /// of each [`Table`] plus [`METRICS_CSV`] and [`SPEEDUP_CSV`]. Tables without rows are still written, empty
 /// but with their schema, so readers can rely on the files being there. Returns the
@@ -360,6 +458,9 @@ pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, M
     let mut system = system_frame(&records.system).map_err(frame_err(Table::System))?;
     let mut parallel = parallel_frame(&records.parallel).map_err(frame_err(Table::Parallel))?;
     let mut staleness = staleness_frame(&records.staleness).map_err(frame_err(Table::Staleness))?;
+    let mut server = server_frame(&records.server).map_err(frame_err(Table::Server))?;
+    let mut timing = timing_frame(&records.timing).map_err(frame_err(Table::Timing))?;
+    let mut repeats = repeats_frame(&records.repeats).map_err(frame_err(Table::Repeats))?;
 
     let mut written = Vec::with_capacity(Table::ALL.len() + 2);
     for (table, df) in [
@@ -371,6 +472,9 @@ pub fn write_tables(run_dir: &Path, records: &Records) -> Result<Vec<PathBuf>, M
         (Table::System, &mut system),
         (Table::Parallel, &mut parallel),
         (Table::Staleness, &mut staleness),
+        (Table::Server, &mut server),
+        (Table::Timing, &mut timing),
+        (Table::Repeats, &mut repeats),
     ] {
         let path = run_dir.join(table.file_name());
         write_parquet(&path, df)?;
@@ -433,6 +537,18 @@ fn read_rows<R>(
     convert(&df).map_err(|source| MetricsError::Read { path: run_dir.join(table.file_name()), source })
 }
 
+/// Rows of a table that runs made before it existed lack: no file is no rows.
+fn read_optional_rows<R>(
+    run_dir: &Path,
+    table: Table,
+    convert: fn(&DataFrame) -> PolarsResult<Vec<R>>,
+) -> Result<Vec<R>, MetricsError> {
+    if !run_dir.join(table.file_name()).exists() {
+        return Ok(Vec::new());
+    }
+    read_rows(run_dir, table, convert)
+}
+
 /// The metric rows of a run directory (`metrics.parquet`).
 pub fn read_metric_rows(run_dir: &Path) -> Result<Vec<MetricRow>, MetricsError> {
     read_rows(run_dir, Table::Metrics, metric_rows_from_frame)
@@ -473,6 +589,21 @@ pub fn read_staleness_rows(run_dir: &Path) -> Result<Vec<StalenessRow>, MetricsE
     read_rows(run_dir, Table::Staleness, staleness_rows_from_frame)
 }
 
+/// The `server` table of a run directory.
+pub fn read_server_rows(run_dir: &Path) -> Result<Vec<ServerRow>, MetricsError> {
+    read_optional_rows(run_dir, Table::Server, server_rows_from_frame)
+}
+
+/// The `timing` table of a run directory.
+pub fn read_timing_rounds(run_dir: &Path) -> Result<Vec<TimingRound>, MetricsError> {
+    read_optional_rows(run_dir, Table::Timing, timing_rounds_from_frame)
+}
+
+/// The `repeats` table of a run directory.
+pub fn read_repeat_rows(run_dir: &Path) -> Result<Vec<RepeatRow>, MetricsError> {
+    read_optional_rows(run_dir, Table::Repeats, repeat_rows_from_frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,7 +634,14 @@ mod tests {
             file_size_bytes: u64::MAX - 1, // beyond i64: must survive as u64
             params: 20_410,
             nonzero_params: 2_041,
-            peak_rss_bytes: 123_456_789,
+            weights_bytes: 81_640,
+            mem_peak_b1_bytes: 123_456_789,
+            mem_method: "child process".into(),
+            validity: "invalid".into(),
+            invalid_reason: "other processes used 48% of the CPUs".into(),
+            latency_p50_lo_us: 190.0,
+            latency_p50_hi_us: 199.5,
+            rounds: 10,
             train_time_s: 12.5,
             notes: "comma, \"quote\" and\nnewline".into(),
             speedup_b1: 1.25,
@@ -511,6 +649,7 @@ mod tests {
             faster: "batch 1 only".into(),
             energy_per_1k_inferences_j: 41.0,
             train_energy_per_epoch_j: 1200.0,
+            ..Default::default()
         }
     }
 
@@ -535,6 +674,7 @@ mod tests {
                     batch_size: 1,
                     iter: i,
                     micros: 190.0 + i as f64,
+                    round: i / 2,
                 })
                 .collect(),
             throughput: vec![
@@ -544,6 +684,8 @@ mod tests {
                     repeats: 50,
                     p50_ms: 0.2,
                     images_per_s: 5000.0,
+                    validity: "valid".into(),
+                    ..Default::default()
                 },
                 ThroughputRow {
                     variant: "train".into(),
@@ -551,6 +693,7 @@ mod tests {
                     repeats: 50,
                     p50_ms: 5.0,
                     images_per_s: 51_200.0,
+                    ..Default::default()
                 },
             ],
             speedup: ["baseline", "materialized"]
@@ -568,6 +711,7 @@ mod tests {
                     speedup: 1.0,
                     faster: if *form == "baseline" { "" } else { "no" }.into(),
                     why: "1 convolution(s) kept in fp32".into(),
+                    ..Default::default()
                 })
                 .collect(),
             system: vec![SystemSample {
@@ -598,6 +742,30 @@ mod tests {
                 staleness: 2,
                 ..Default::default()
             }],
+            server: vec![ServerRow {
+                variant: "train".into(),
+                rate_qps: 5000.0,
+                queries: 20_000,
+                p99_ms: 0.8,
+                meets: "yes".into(),
+                best: "yes".into(),
+                validity: "valid".into(),
+                ..Default::default()
+            }],
+            timing: vec![TimingRound {
+                stage: "eval".into(),
+                round: 3,
+                thread_cpu_ratio: 0.97,
+                others_cpu_share: 0.02,
+                validity: "valid".into(),
+                ..Default::default()
+            }],
+            repeats: vec![RepeatRow {
+                variant: "train".into(),
+                repeat: 1,
+                p50_us: 41.0,
+                ..Default::default()
+            }],
         }
     }
 
@@ -605,7 +773,8 @@ mod tests {
     fn frames_have_one_typed_column_per_field() {
         let df = metrics_frame(&records().metrics).unwrap();
         assert_eq!(df.height(), 2);
-        assert_eq!(df.width(), 32);
+        assert_eq!(df.width(), metrics_schema().len());
+        assert!(df.width() > 50);
         assert_eq!(df.column("variant").unwrap().dtype(), &DataType::String);
         assert_eq!(df.column("accuracy").unwrap().dtype(), &DataType::Float64);
         assert_eq!(df.column("params").unwrap().dtype(), &DataType::UInt64);
@@ -651,9 +820,18 @@ mod tests {
                 "system.parquet",
                 "parallel.parquet",
                 "staleness.parquet",
+                "server.parquet",
+                "timing.parquet",
+                "repeats.parquet",
                 "speedup.csv"
             ]
         );
+        assert_eq!(read_server_rows(dir.path()).unwrap(), recs.server);
+        assert_eq!(read_timing_rounds(dir.path()).unwrap(), recs.timing);
+        assert_eq!(read_repeat_rows(dir.path()).unwrap(), recs.repeats);
+        // Runs made before a table existed read as having no rows.
+        std::fs::remove_file(dir.path().join(Table::Server.file_name())).unwrap();
+        assert_eq!(read_server_rows(dir.path()).unwrap(), []);
         assert_eq!(read_metric_rows(dir.path()).unwrap(), recs.metrics);
         assert_eq!(read_curve_points(dir.path()).unwrap(), recs.curves);
         assert_eq!(read_latency_samples(dir.path()).unwrap(), recs.latency);
@@ -665,7 +843,7 @@ mod tests {
         let system = read_system_samples(dir.path()).unwrap();
         assert_eq!((system[0].rss_bytes, system[0].cpu_percent), (300 << 20, 180.0));
         assert!(system[0].gpu_power_w.is_nan());
-        for table in Table::ALL {
+        for table in Table::ALL.into_iter().filter(|t| *t != Table::Server) {
             assert_eq!(**read_table(dir.path(), table).unwrap().schema(), table.schema());
         }
     }
@@ -718,11 +896,14 @@ mod tests {
                 "metrics.csv",
                 "metrics.parquet",
                 "parallel.parquet",
+                "repeats.parquet",
+                "server.parquet",
                 "speedup.csv",
                 "speedup.parquet",
                 "staleness.parquet",
                 "system.parquet",
                 "throughput.parquet",
+                "timing.parquet",
                 "training.parquet"
             ]
         );

@@ -162,7 +162,7 @@ fn results(h: &mut String, input: &ReportInput, data: &ChartData<'_>) {
             format::kb(m.file_size_bytes),
             format::count(m.params),
             format::count(m.nonzero_params),
-            format::mb(m.peak_rss_bytes),
+            format::mb(m.mem_peak_b1_bytes),
             if m.train_time_s > 0.0 { format::duration(m.train_time_s) } else { format::MISSING.into() },
             if energy {
                 format!(

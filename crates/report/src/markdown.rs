@@ -61,7 +61,7 @@ fn metrics_table(md: &mut String, input: &ReportInput) {
             format::measured(m.latency_p50_us, 1),
             format::rate(m.throughput_ips),
             format::kb(m.file_size_bytes),
-            format::mb(m.peak_rss_bytes),
+            format::mb(m.mem_peak_b1_bytes),
         );
     }
     md.push_str("\n★ best accuracy · ◆ Pareto-optimal (batch-1 latency vs accuracy)\n");

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use slimbench_core::records::{MIN_SPEEDUP, SpeedupRow, faster_verdict};
+use slimbench_core::records::{MIN_SPEEDUP, Pace, SpeedupRow, faster_verdict};
 
 use crate::format::{self, html as esc};
 use crate::markdown::cell;
@@ -49,7 +49,9 @@ impl VariantSpeed<'_> {
 
     /// `yes`, `no`, `batch 1 only` or `large batch only` for the form as stored.
     pub(crate) fn verdict(&self) -> &'static str {
-        let s = |r: Option<&SpeedupRow>| r.map_or(f64::NAN, |r| r.speedup);
+        let s = |r: Option<&SpeedupRow>| {
+            r.map_or(Pace::Unknown, |r| Pace::of(r.speedup, r.speedup_lo, r.speedup_hi))
+        };
         match self.stored() {
             Some(f) => faster_verdict(s(f.b1), s(f.large)),
             None => "no",
@@ -289,6 +291,7 @@ mod tests {
                 "no".into()
             },
             why: if form == "baseline" { String::new() } else { format!("{variant} reasons") },
+            ..Default::default()
         }
     }
 

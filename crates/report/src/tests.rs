@@ -45,7 +45,7 @@ fn metric(
         file_size_bytes: if precision == "fp16" { 44_000 } else { 83_000 },
         params,
         nonzero_params: (params as f64 * (1.0 - sparsity)) as u64,
-        peak_rss_bytes: 180_000_000,
+        mem_peak_b1_bytes: 180_000_000,
         train_time_s: if technique == "fp16" { 0.0 } else { 41.5 },
         notes: String::new(),
         speedup_b1: if technique == "baseline" { 0.0 } else { 1.0 },
@@ -53,6 +53,7 @@ fn metric(
         faster: if technique == "baseline" { String::new() } else { "large batch only".into() },
         energy_per_1k_inferences_j: f64::NAN,
         train_energy_per_epoch_j: f64::NAN,
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ fn speedup(variant: &str, forms: &[(&str, f64, f64)], why: &str) -> Vec<SpeedupR
                     _ => "no".into(),
                 },
                 why: if form == "baseline" { String::new() } else { why.into() },
+                ..Default::default()
             });
         }
     }
@@ -145,6 +147,7 @@ fn input() -> ReportInput {
                 repeats: 30,
                 p50_ms: m.latency_p50_us / 1e3 * (bs as f64).powf(0.45),
                 images_per_s: bs as f64 / (m.latency_p50_us / 1e6 * (bs as f64).powf(0.45)),
+                ..Default::default()
             })
         })
         .collect();

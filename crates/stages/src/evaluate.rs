@@ -5,7 +5,7 @@
 
 use slimbench_core::artifact::{SimulatedForm, VariantOut};
 use slimbench_core::config::EvaluateParams;
-use slimbench_core::records::{SpeedupRow, faster_verdict};
+use slimbench_core::records::{Pace, SpeedupRow, faster_verdict};
 use slimbench_eval::{Form, FormSpec, SpeedupCheck, VariantEval, check_speedup, evaluate_variant};
 use slimbench_pipeline::executor::{BoxError, StageContext, StageInput, StageOutput};
 use slimbench_pipeline::resolve::produces_models;
@@ -116,7 +116,8 @@ pub fn run(
         let row = &mut output.records.metrics[i];
         row.speedup_b1 = b1;
         row.speedup_large = large;
-        row.faster = faster_verdict(b1, large).to_string();
+        row.faster =
+            faster_verdict(Pace::of(b1, f64::NAN, f64::NAN), Pace::of(large, f64::NAN, f64::NAN)).to_string();
         output.records.speedup.extend(rows);
     }
     Ok(output)
