@@ -57,9 +57,25 @@ pub enum Command {
     Compare(CompareArgs),
     /// Follow a pipeline's metrics over its runs: trend table, charts and pages.
     History(HistoryArgs),
+    /// (internal) Measure one model file's memory in this fresh process; JSON on stdout.
+    #[command(name = "__memory", hide = true)]
+    Memory(MemoryArgs),
     /// Run a pipeline as N local processes on loopback (data-parallel train stages on
     /// PyTorch's Gloo engine; rank 0 writes the results), as torchrun would start them.
     Launch(LaunchArgs),
+}
+
+/// `slimbench __memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// The model file.
+    pub file: PathBuf,
+    /// Where to load it (`cpu`, `cuda:N`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The large batch size to measure the peak of.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
 }
 
 /// `slimbench launch`.
@@ -97,6 +113,9 @@ pub struct PipelineArgs {
     /// Shorthand for `--set defaults.threads=N`.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run every evaluate stage's timing plan N times and report the spread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub repeat: Option<u16>,
     /// Run only shard I of N (0-based): matrix instances are dealt out round-robin,
     /// with what they need (e.g. `--shard $(JOB_COMPLETION_INDEX)/4` in an Indexed Job).
     #[arg(long, value_name = "I/N", env = "SLIMBENCH_SHARD")]

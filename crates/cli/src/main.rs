@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Compare(a) => commands::compare::run(a),
         cli::Command::History(a) => commands::history::run(a),
         cli::Command::Launch(a) => commands::launch::run(a, &args.global),
+        cli::Command::Memory(a) => commands::memory::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

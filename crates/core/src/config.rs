@@ -1562,8 +1562,25 @@ pub struct EvaluateParams {
     /// A CUDA device on a machine without one skips the stage, with a note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceSpec>,
+    /// Run the whole timing plan this many times and report the spread (`run
+    /// --repeat N` sets it on every evaluate stage).
+    #[serde(default = "d_one_run", skip_serializing_if = "is_one")]
+    pub repeat: usize,
+    /// Measure each variant's memory in a child process (weights, load, peaks).
+    #[serde(default = "d_true")]
+    pub memory: bool,
+    /// The server scenario (Poisson arrivals, dynamic batching, p99 target); not run
+    /// unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerParams>,
 }
 
+fn d_one_run() -> usize {
+    1
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
 fn d_warmup() -> usize {
     100
 }
@@ -1573,29 +1590,103 @@ fn d_batch_sizes() -> Vec<usize> {
 fn d_repeats() -> usize {
     20
 }
+fn d_min_duration() -> f64 {
+    10.0
+}
+fn d_rounds() -> usize {
+    10
+}
+fn d_retries() -> usize {
+    10
+}
 
-/// Latency and throughput measurement settings.
+/// Latency and throughput measurement settings: one timing plan per evaluate stage,
+/// in which every variant (and every form of one) is timed in each of `rounds`
+/// interleaved rounds. A figure is `valid` when it got at least `min_duration_s` of
+/// timed work and its minimum count of queries on a quiet machine (MLPerf LoadGen's
+/// rules, in spirit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyParams {
     /// Untimed single-image inferences before timing starts.
     #[serde(default = "d_warmup")]
     pub warmup: usize,
-    /// Timed single-image inferences (default: one per test image).
+    /// Least timed single-image inferences per variant (default: 100); more are timed
+    /// when `min_duration_s` needs them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iters: Option<usize>,
     /// Batch sizes for the throughput measurement.
     #[serde(default = "d_batch_sizes")]
     pub batch_sizes: Vec<usize>,
-    /// Timed repetitions per batch size.
+    /// Least timed forwards per variant and batch size.
     #[serde(default = "d_repeats")]
     pub repeats: usize,
+    /// Least seconds of timed work per variant and batch size (default 10).
+    #[serde(default = "d_min_duration")]
+    pub min_duration_s: f64,
+    /// Interleaved rounds (default 10).
+    #[serde(default = "d_rounds")]
+    pub rounds: usize,
+    /// Rounds found invalid (a busy machine) that may be rerun, in all (default 10).
+    #[serde(default = "d_retries")]
+    pub retries: usize,
 }
 
 impl Default for LatencyParams {
     fn default() -> Self {
-        LatencyParams { warmup: d_warmup(), iters: None, batch_sizes: d_batch_sizes(), repeats: d_repeats() }
+        LatencyParams {
+            warmup: d_warmup(),
+            iters: None,
+            batch_sizes: d_batch_sizes(),
+            repeats: d_repeats(),
+            min_duration_s: d_min_duration(),
+            rounds: d_rounds(),
+            retries: d_retries(),
+        }
     }
+}
+
+impl LatencyParams {
+    /// Least timed single-image inferences.
+    pub fn min_queries(&self) -> usize {
+        self.iters.unwrap_or(100).max(1)
+    }
+}
+
+fn d_target_p99() -> f64 {
+    10.0
+}
+fn d_max_batch() -> usize {
+    32
+}
+fn d_server_duration() -> f64 {
+    2.0
+}
+fn d_server_steps() -> usize {
+    7
+}
+
+/// The `server` scenario: queries of one image arrive at Poisson times at an offered
+/// rate; the server puts every query waiting (up to `max_batch`) into one forward. The
+/// highest rate whose p99 latency meets `target_p99_ms` is searched for by bisection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerParams {
+    /// The p99 latency a rate must meet, milliseconds (default 10).
+    #[serde(default = "d_target_p99")]
+    pub target_p99_ms: f64,
+    /// Most queries per forward (default 32).
+    #[serde(default = "d_max_batch")]
+    pub max_batch: usize,
+    /// Seconds each offered rate runs (default 2); at least 300 queries are sent.
+    #[serde(default = "d_server_duration")]
+    pub duration_s: f64,
+    /// Rates tried by the search (default 7).
+    #[serde(default = "d_server_steps")]
+    pub steps: usize,
+    /// Only these variants (default: every one evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
 }
 
 /// Chart file formats.

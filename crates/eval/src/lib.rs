@@ -1,24 +1,29 @@
 //! # slimbench-eval
 //!
-//! What a model variant is worth, measured honestly:
+//! What a model variant is worth, measured so that the numbers can be trusted:
 //!
 //! * [`accuracy`]: top-1 accuracy and mean loss over a split, in inference mode.
-//! * [`latency`]: batch-1 latency over the test images (warm-up, then one timed
-//!   forward per image; p50/p90/p99 and every sample kept) and batched throughput at
-//!   each configured batch size (median of repeated timings).
-//! * [`evaluate_variant`]: loads a saved model, decides how it computes (a half-precision
-//!   model is upcast on CPUs unless `compute: native`, and the table says so), and
-//!   fills a [`slimbench_core::records::MetricRow`] with accuracy, latency,
-//!   throughput, file size, parameter counts and the peak resident memory.
-//! * [`speedup`]: a compressed variant timed side by side with its baseline, in its
-//!   simulated and materialized forms ([`check_speedup`]), with the reasons it is or is
-//!   not faster.
+//! * [`plan`]: one timing plan per evaluate stage: every variant and every form of one
+//!   timed in interleaved rounds on the same threads, with each round watched for a
+//!   busy machine; figures with 95% intervals, tail bounds and a `valid`/`invalid`
+//!   verdict.
+//! * [`speedup`]: the forms a compressed variant is timed in beside its baseline
+//!   (simulated, materialized) and the reasons it is or is not faster.
+//! * [`memory`]: what one model costs in memory, measured in a child process.
+//! * [`server`]: the server scenario (Poisson arrivals, dynamic batching, p99 target).
+//! * [`evaluate`]: all of it for a stage's variants, into the run's [`Records`].
+//!
+//! [`Records`]: slimbench_core::records::Records
 
 mod accuracy;
-pub mod latency;
+mod evaluation;
+pub mod memory;
+pub mod plan;
+pub mod server;
 pub mod speedup;
 mod variant;
 
 pub use accuracy::{Accuracy, accuracy, images_tensor, labels_tensor};
-pub use speedup::{Form, FormSpec, SpeedupCheck, check_speedup};
-pub use variant::{EvalError, Loaded, VariantEval, VariantResult, evaluate_variant, load_for_eval};
+pub use evaluation::{Candidate, Outcome, Settings, evaluate};
+pub use speedup::{Form, FormSpec};
+pub use variant::{EvalError, Loaded, load_for_eval};

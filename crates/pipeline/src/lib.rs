@@ -30,6 +30,21 @@ pub use spec::Spec;
 
 /// Load, override and resolve a pipeline file in one step.
 pub fn load_plan(path: &std::path::Path, overrides: &[String]) -> Result<Plan, SpecError> {
-    let spec = spec::load_file(path, overrides)?;
+    load_plan_repeated(path, overrides, None)
+}
+
+/// [`load_plan`], with every `evaluate` stage's timing plan run `repeat` times when
+/// given (`slimbench run --repeat N`).
+pub fn load_plan_repeated(
+    path: &std::path::Path,
+    overrides: &[String],
+    repeat: Option<usize>,
+) -> Result<Plan, SpecError> {
+    let mut spec = spec::load_file(path, overrides)?;
+    if let Some(n) = repeat {
+        for st in spec.stages.iter_mut().filter(|s| s.uses == "evaluate") {
+            st.with.insert("repeat".into(), (n as u64).into());
+        }
+    }
     resolve(&spec)
 }

@@ -34,3 +34,12 @@ mod train;
 
 pub use dist::{DistError, DistJob};
 pub use runner::{StageError, TorchRunner};
+
+/// `slimbench __memory`: measure one model file's memory in this (fresh) process and
+/// return the figures as JSON (see [`slimbench_eval::memory`]).
+pub fn measure_memory(file: &std::path::Path, device: &str, batch: usize) -> Result<String, String> {
+    let spec: slimbench_core::device::DeviceSpec = device.parse()?;
+    let device = slimbench_models::runtime::resolve_device(spec)?;
+    let figures = slimbench_eval::memory::measure_here(file, device, batch).map_err(|e| e.to_string())?;
+    serde_json::to_string(&figures).map_err(|e| e.to_string())
+}

@@ -4,6 +4,7 @@ pub mod compare;
 pub mod history;
 pub mod launch;
 pub mod list;
+pub mod memory;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -38,8 +39,9 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// datasets. Any failure here is invalid input (exit 2) and happens before any output
 /// directory exists.
 pub fn prepare(a: &PipelineArgs) -> Result<(Plan, TorchRunner, Datasets), Failure> {
-    let mut plan = slimbench_pipeline::load_plan(&a.pipeline, &a.overrides())
-        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let mut plan =
+        slimbench_pipeline::load_plan_repeated(&a.pipeline, &a.overrides(), a.repeat.map(usize::from))
+            .map_err(|e| Failure::Invalid(e.to_string()))?;
     if let Some(shard) = a.shard {
         plan = slimbench_pipeline::shard_plan(&plan, shard);
     }

@@ -19,7 +19,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [train, fp16]
-    with: { latency: { iters: 300, warmup: 20, batch_sizes: [1, 16], repeats: 3 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, iters: 300, warmup: 20, batch_sizes: [1, 16], repeats: 3 } }
 gates:
   accuracy: { max_drop: 0.005 }
   # Generous: tests run in parallel on 2 cores, and batch-1 latency follows the load.

@@ -20,7 +20,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [mlp, cnn, mlp-int8, mlp-fp16, cnn-int8]
-    with: { latency: { warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
 "#;
 
 #[test]
@@ -99,7 +99,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [cnn, mlp, cnn-half, mlp-quarter]
-    with: { latency: { warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
 "#,
     );
     let out = env.run(&["run", "structured.yaml"]);

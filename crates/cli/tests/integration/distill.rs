@@ -26,7 +26,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [teacher, distill, hidden-hint]
-    with: { latency: { warmup: 2, iters: 10, batch_sizes: [1], repeats: 1 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 2, iters: 10, batch_sizes: [1], repeats: 1 } }
 "#;
 
 #[test]

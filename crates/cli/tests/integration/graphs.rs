@@ -40,7 +40,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [r8, tiny, imported, int8, half, slim, static, qat, tucker]
-    with: {{ latency: {{ warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 }} }}
+    with: {{ latency: {{ min_duration_s: 0, rounds: 2, warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 }} }}
 "#
     )
 }

@@ -21,7 +21,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [train, lr8, energy, lr8-int8]
-    with: { latency: { warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 5, iters: 50, batch_sizes: [1, 64], repeats: 3 } }
 "#;
 
 /// Tensor name -> (dtype, shape) from a safetensors header (8-byte length + JSON).

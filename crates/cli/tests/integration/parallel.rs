@@ -27,7 +27,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [single, dp]
-    with: {{ latency: {{ warmup: 2, iters: 10, batch_sizes: [1] }} }}
+    with: {{ latency: {{ min_duration_s: 0, rounds: 2, warmup: 2, iters: 10, batch_sizes: [1] }} }}
 "
     )
 }

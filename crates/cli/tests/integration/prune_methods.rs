@@ -30,7 +30,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [mlp, cnn, scheduled, one-shot, masked, removed, cnn-24]
-    with: { latency: { warmup: 2, iters: 20, batch_sizes: [1], repeats: 1 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 2, iters: 20, batch_sizes: [1], repeats: 1 } }
 "#;
 
 /// Tensor shapes of a saved model, by parameter name (sparse-encoded tensors under

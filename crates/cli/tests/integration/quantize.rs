@@ -53,7 +53,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [cnn, mlp, cnn-static, cnn-tensor, cnn-ft, cnn-qat, mlp-static]
-    with: { latency: { warmup: 5, iters: 40, batch_sizes: [1, 64], repeats: 3 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 5, iters: 40, batch_sizes: [1, 64], repeats: 3 } }
 "#;
 
 #[test]
@@ -160,7 +160,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [train, q, dyn]
-    with: { latency: { warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 2, iters: 20, batch_sizes: [1, 16], repeats: 2 } }
 "#,
     );
     let out = env.run(&["run", "tol.yaml"]);
@@ -216,7 +216,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [cnn, fp8, mm, amp]
-    with: { latency: { warmup: 2, iters: 10, batch_sizes: [1], repeats: 2 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 2, iters: 10, batch_sizes: [1], repeats: 2 } }
 "#,
     );
     let out = env.run(&["run", "cuda.yaml"]);

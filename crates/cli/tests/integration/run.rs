@@ -224,7 +224,7 @@ models:
   mlp: { kind: mlp, hidden: [32] }
 stages:
   - { id: train, uses: train, with: { model: mlp, dataset: d, epochs: 1 } }
-  - { id: eval, uses: evaluate, needs: train, with: { latency: { iters: 20, warmup: 2, batch_sizes: [8], repeats: 2 } } }
+  - { id: eval, uses: evaluate, needs: train, with: { latency: { min_duration_s: 0, rounds: 2, iters: 20, warmup: 2, batch_sizes: [8], repeats: 2 } } }
 "#,
     );
     let out = env.run(&["run", p.to_str().unwrap()]);

@@ -22,7 +22,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: [cnn, int8, sparse, half]
-    with: { latency: { warmup: 5, iters: 40, batch_sizes: [1, 64], repeats: 4 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 5, iters: 40, batch_sizes: [1, 64], repeats: 4 } }
   - { id: report, uses: report, needs: eval }
 "#;
 
@@ -136,7 +136,7 @@ stages:
   - id: eval
     uses: evaluate
     needs: int8
-    with: { latency: { warmup: 2, iters: 10, batch_sizes: [1, 16], repeats: 2 } }
+    with: { latency: { min_duration_s: 0, rounds: 2, warmup: 2, iters: 10, batch_sizes: [1, 16], repeats: 2 } }
 "#,
     );
     let out = env.run(&["run", "nobase.yaml"]);

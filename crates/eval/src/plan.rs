@@ -1,0 +1,449 @@
+//! One timing plan per evaluate stage.
+//!
+//! Every subject (a variant, or a form of one) is timed at batch 1 and at every
+//! configured batch size in each of `rounds` interleaved rounds, in a rotating order,
+//! on the same threads. Drift of the machine (turbo, a neighbour, a warmer cache) then
+//! lands on every subject alike, so any two figures of the stage are comparable.
+//!
+//! * Sizing: after the warm-up, each (subject, batch size) is timed a few times to
+//!   estimate a call; it then gets enough calls per round to reach both its minimum
+//!   count and `min_duration_s` over all rounds (with 10% to spare).
+//! * Watching: a [`Watch`] brackets every round. A round on a busy machine is rerun
+//!   (its samples dropped) while the plan's retry budget lasts; a round that stays
+//!   busy is kept and makes every figure it fed `invalid`, with the reason.
+//! * Energy: where the machine has a counter, each block's joules per call become one
+//!   sample per round.
+//!
+//! [`Figure`] turns the samples into a median with its 95% interval, tail bounds and a
+//! validity verdict; [`speedup`] compares two figures by bootstrap.
+
+use std::time::Instant;
+
+use slimbench_core::cancel::{self, Cancelled};
+use slimbench_core::config::LatencyParams;
+use slimbench_core::progress::Progress;
+use slimbench_core::records::{TimingRound, percentile};
+use slimbench_data::Split;
+use slimbench_metrics::stats::{Bootstrap, Stat, bootstrap_ratios, quantile_interval, quantile_upper_bound};
+use slimbench_metrics::{EnergyMeter, Thresholds, Watch};
+use slimbench_models::Model;
+use slimbench_models::runtime::{gpu_index, synchronize};
+use tch::{Device, Tensor};
+
+use crate::images_tensor;
+
+/// Confidence of every interval the plan reports.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// A model to time, under a name unique in the plan.
+pub struct Subject<'a> {
+    /// Its name (a variant, or `variant (simulated)`).
+    pub name: String,
+    /// The model, loaded as it computes.
+    pub model: &'a Model,
+    /// The test split its inputs come from.
+    pub test: &'a Split,
+}
+
+/// What the plan times and how.
+#[derive(Debug, Clone)]
+pub struct PlanSettings<'a> {
+    /// Warm-up, minimum counts and duration, rounds, retries, batch sizes.
+    pub latency: &'a LatencyParams,
+    /// When a round counts as run on a busy machine.
+    pub thresholds: Thresholds,
+    /// Where the subjects run.
+    pub device: Device,
+    /// The stage, for the `timing` table.
+    pub stage: &'a str,
+    /// Which repetition of the plan this is.
+    pub repeat: u64,
+}
+
+/// The timings of one subject at one batch size.
+#[derive(Debug, Clone, Default)]
+pub struct Figure {
+    /// Images per call.
+    pub batch_size: usize,
+    /// Microseconds per call, in the order taken.
+    pub samples_us: Vec<f64>,
+    /// The round of each sample.
+    pub rounds: Vec<u64>,
+    /// Joules per call, one value per round (empty without an energy counter).
+    pub energy_per_call_j: Vec<f64>,
+    /// Reasons of the busy rounds kept, one per round.
+    pub busy: Vec<String>,
+    /// Rounds the figure was timed in.
+    pub rounds_timed: usize,
+    /// Least calls it needed.
+    pub min_count: usize,
+    /// Least seconds it needed.
+    pub min_duration_s: f64,
+}
+
+impl Figure {
+    /// Median microseconds per call.
+    pub fn p50_us(&self) -> f64 {
+        percentile(&self.samples_us, 50.0)
+    }
+
+    /// 95% interval of the median.
+    pub fn p50_interval(&self) -> (f64, f64) {
+        quantile_interval(&self.samples_us, 50.0, CONFIDENCE)
+    }
+
+    /// One-sided 95% upper bound of the `p`-th percentile.
+    pub fn upper_bound(&self, p: f64) -> f64 {
+        quantile_upper_bound(&self.samples_us, p, CONFIDENCE)
+    }
+
+    /// Seconds of timed calls.
+    pub fn duration_s(&self) -> f64 {
+        self.samples_us.iter().sum::<f64>() / 1e6
+    }
+
+    /// Median joules per 1,000 images and its 95% interval over the rounds; NaN
+    /// without a counter.
+    pub fn energy_per_1k_j(&self) -> (f64, f64, f64) {
+        if self.energy_per_call_j.is_empty() {
+            return (f64::NAN, f64::NAN, f64::NAN);
+        }
+        let per_1k: Vec<f64> =
+            self.energy_per_call_j.iter().map(|j| j / self.batch_size as f64 * 1000.0).collect();
+        let (lo, hi) = quantile_interval(&per_1k, 50.0, CONFIDENCE);
+        (percentile(&per_1k, 50.0), lo, hi)
+    }
+
+    /// `("valid", "")` or `("invalid", why)`: a busy round kept, too little time or
+    /// too few calls.
+    pub fn validity(&self) -> (String, String) {
+        let mut why = Vec::new();
+        if let Some(first) = self.busy.first() {
+            why.push(format!(
+                "{} of {} rounds on a busy machine: {first}",
+                self.busy.len(),
+                self.rounds_timed
+            ));
+        }
+        let d = self.duration_s();
+        // A hair under the minimum is rounding of the sizing estimate, not a short run.
+        if d < self.min_duration_s * 0.98 {
+            why.push(format!("{d:.2} s timed, under the {} s minimum", self.min_duration_s));
+        }
+        if self.samples_us.len() < self.min_count {
+            why.push(format!(
+                "{} calls timed, under the minimum of {}",
+                self.samples_us.len(),
+                self.min_count
+            ));
+        }
+        if why.is_empty() { ("valid".into(), String::new()) } else { ("invalid".into(), why.join("; ")) }
+    }
+}
+
+/// Everything one run of the plan measured.
+#[derive(Debug, Clone, Default)]
+pub struct PlanResult {
+    /// Batch sizes timed, batch 1 first.
+    pub batches: Vec<usize>,
+    /// `figures[subject][batch]`, subjects in the order given.
+    pub figures: Vec<Vec<Figure>>,
+    /// Every round attempted, retried ones included.
+    pub rounds: Vec<TimingRound>,
+    /// Untimed batch-1 calls per subject before timing.
+    pub warmup: usize,
+}
+
+impl PlanResult {
+    /// Index of `batch` in [`PlanResult::batches`].
+    pub fn batch_index(&self, batch: usize) -> Option<usize> {
+        self.batches.iter().position(|&b| b == batch)
+    }
+}
+
+/// Inputs of one subject at one batch size: batch 1 cycles through up to 256 test
+/// images, a batch is the first test images (repeated when the split is smaller).
+fn inputs(model: &Model, split: &Split, batch: usize) -> Vec<Tensor> {
+    let (device, kind) = (model.device(), model.kind());
+    if batch == 1 {
+        let n = split.len().clamp(1, 256);
+        let all = images_tensor(split, 0, n, device, kind);
+        return (0..n as i64).map(|i| all.narrow(0, i, 1)).collect();
+    }
+    let n = batch.min(split.len()).max(1);
+    let base = images_tensor(split, 0, n, device, kind);
+    let xs = if n < batch {
+        let reps = batch.div_ceil(n) as i64;
+        let mut dims = vec![reps];
+        dims.extend(std::iter::repeat_n(1, base.dim() - 1));
+        base.repeat(&dims).narrow(0, 0, batch as i64)
+    } else {
+        base
+    };
+    vec![xs]
+}
+
+/// Time `count` calls, cycling through `inputs` from `start`; microseconds each.
+fn time_calls(model: &Model, inputs: &[Tensor], start: usize, count: usize, device: Device) -> Vec<f64> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let x = &inputs[(start + i) % inputs.len()];
+        let t = Instant::now();
+        let y = model.forward(x);
+        synchronize(device);
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(y);
+    }
+    out
+}
+
+/// Calls per round for the `rounds_left` rounds to reach `min_count` calls and
+/// `min_duration_s` seconds (10% to spare) when `done` calls took `done_s` so far;
+/// `timed` are the calls' microseconds seen so far (for their mean).
+fn calls_per_round(
+    min_count: usize,
+    min_duration_s: f64,
+    timed: &[f64],
+    done: usize,
+    done_s: f64,
+    rounds_left: usize,
+) -> usize {
+    if rounds_left == 0 {
+        return 0;
+    }
+    let mean_s = (timed.iter().sum::<f64>() / timed.len().max(1) as f64).max(0.1) / 1e6;
+    let for_duration = done + ((min_duration_s * 1.1 - done_s).max(0.0) / mean_s).ceil() as usize;
+    min_count.max(for_duration).saturating_sub(done).div_ceil(rounds_left).max(1)
+}
+
+/// Run the plan over `subjects`.
+pub fn run_plan(
+    subjects: &[Subject<'_>],
+    s: &PlanSettings<'_>,
+    progress: &dyn Progress,
+) -> Result<PlanResult, Cancelled> {
+    let _guard = tch::no_grad_guard();
+    let lp = s.latency;
+    let mut batches: Vec<usize> = std::iter::once(1).chain(lp.batch_sizes.iter().copied()).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let rounds = lp.rounds.max(1);
+    let on_cpu = s.device == Device::Cpu;
+    let gpu = gpu_index(s.device);
+    let has_energy = EnergyMeter::start(gpu).joules().is_some();
+
+    // inputs[subject][batch]
+    let all_inputs: Vec<Vec<Vec<Tensor>>> = subjects
+        .iter()
+        .map(|sub| batches.iter().map(|&b| inputs(sub.model, sub.test, b)).collect())
+        .collect();
+
+    // Warm-up, then a few calls to size each block.
+    let mut per_round = vec![vec![0usize; batches.len()]; subjects.len()];
+    let mut figures: Vec<Vec<Figure>> = Vec::with_capacity(subjects.len());
+    for (i, sub) in subjects.iter().enumerate() {
+        let mut row = Vec::new();
+        for (j, &b) in batches.iter().enumerate() {
+            let x = &all_inputs[i][j];
+            let warm = if b == 1 { lp.warmup } else { 2 };
+            let _ = time_calls(sub.model, x, 0, warm, s.device);
+            let probe = time_calls(sub.model, x, warm, if b == 1 { 9 } else { 3 }, s.device);
+            let min_count = if b == 1 { lp.min_queries() } else { lp.repeats.max(1) };
+            per_round[i][j] = calls_per_round(min_count, lp.min_duration_s, &probe, 0, 0.0, rounds);
+            row.push(Figure {
+                batch_size: b,
+                min_count,
+                min_duration_s: lp.min_duration_s,
+                rounds_timed: 0,
+                ..Default::default()
+            });
+        }
+        figures.push(row);
+        cancel::check()?;
+    }
+
+    let bar = progress.bar("timing plan (rounds)", rounds as u64);
+    let mut log = Vec::new();
+    let mut retries_left = lp.retries;
+    let mut offset = vec![vec![0usize; batches.len()]; subjects.len()];
+    for round in 0..rounds {
+        for attempt in 0.. {
+            // samples[subject][batch], energy[subject][batch]
+            let mut taken: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); batches.len()]; subjects.len()];
+            let mut joules: Vec<Vec<Option<f64>>> = vec![vec![None; batches.len()]; subjects.len()];
+            let watch = Watch::start();
+            for k in 0..subjects.len() {
+                // Rotate the order so no subject always runs right after another.
+                let i = (k + round) % subjects.len();
+                for j in 0..batches.len() {
+                    cancel::check()?;
+                    let meter = has_energy.then(|| EnergyMeter::start(gpu));
+                    let n = per_round[i][j];
+                    taken[i][j] = time_calls(subjects[i].model, &all_inputs[i][j], offset[i][j], n, s.device);
+                    joules[i][j] = meter.and_then(|m| m.joules()).map(|e| e / n as f64);
+                }
+            }
+            let obs = watch.finish(on_cpu);
+            let verdict = obs.verdict(&s.thresholds);
+            let retry = verdict.is_err() && retries_left > 0;
+            log.push(TimingRound {
+                stage: s.stage.to_string(),
+                repeat: s.repeat,
+                round: round as u64,
+                attempt,
+                wall_s: obs.wall_s,
+                thread_cpu_ratio: obs.thread_cpu_ratio,
+                others_cpu_share: obs.others_cpu_share,
+                steal_share: obs.steal_share,
+                cpu_mhz: obs.cpu_mhz,
+                validity: if verdict.is_ok() { "valid" } else { "invalid" }.into(),
+                invalid_reason: verdict.clone().err().unwrap_or_default(),
+            });
+            if retry {
+                retries_left -= 1;
+                tracing::warn!(round, attempt, "timing round rerun: {}", verdict.unwrap_err());
+                continue;
+            }
+            for (i, row) in figures.iter_mut().enumerate() {
+                for (j, f) in row.iter_mut().enumerate() {
+                    let t = std::mem::take(&mut taken[i][j]);
+                    offset[i][j] += t.len();
+                    f.rounds.extend(std::iter::repeat_n(round as u64, t.len()));
+                    f.samples_us.extend(t);
+                    f.energy_per_call_j.extend(joules[i][j]);
+                    f.rounds_timed += 1;
+                    if let Err(why) = &verdict {
+                        f.busy.push(why.clone());
+                    }
+                    // Resize the next rounds on what the calls really took so far.
+                    per_round[i][j] = calls_per_round(
+                        f.min_count,
+                        f.min_duration_s,
+                        &f.samples_us,
+                        f.samples_us.len(),
+                        f.duration_s(),
+                        rounds - round - 1,
+                    );
+                }
+            }
+            break;
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok(PlanResult { batches, figures, rounds: log, warmup: lp.warmup })
+}
+
+/// Most samples per side a speedup's bootstrap resamples: evenly thinned beyond it
+/// (the interval widens a little; it stays honest).
+const BOOTSTRAP_SAMPLES: usize = 4000;
+
+fn thinned(samples: &[f64]) -> Vec<f64> {
+    let step = samples.len().div_ceil(BOOTSTRAP_SAMPLES).max(1);
+    samples.iter().step_by(step).copied().collect()
+}
+
+/// Speedup of `candidate` over `baseline` (baseline median / candidate median) and its
+/// 95% bootstrap interval.
+pub fn speedup(baseline: &Figure, candidate: &Figure) -> (f64, f64, f64) {
+    let opts =
+        Bootstrap { resamples: 1000, confidence: 1.0 - (1.0 - CONFIDENCE) / 2.0, ..Bootstrap::default() };
+    match bootstrap_ratios(
+        &thinned(&baseline.samples_us),
+        &thinned(&candidate.samples_us),
+        &[Stat::Percentile(50.0)],
+        &opts,
+    ) {
+        // The ratio is candidate / baseline time: the speedup is its inverse.
+        Some(r) => (baseline.p50_us() / candidate.p50_us(), 1.0 / r[0].high, 1.0 / r[0].low),
+        None => (f64::NAN, f64::NAN, f64::NAN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimbench_core::artifact::IoShape;
+    use slimbench_core::config::{ModelConfig, SeedCnnConfig};
+    use slimbench_core::progress::NoProgress;
+
+    fn split(n: usize) -> Split {
+        Split {
+            images: (0..n * 784).map(|i| (i % 251) as u8).collect(),
+            labels: vec![0; n],
+            channels: 1,
+            rows: 28,
+            cols: 28,
+            normalize: None,
+        }
+    }
+
+    fn model(filters: i64) -> Model {
+        let io = IoShape { channels: 1, height: 28, width: 28, classes: 10 };
+        Model::build("m", &ModelConfig::SeedCnn(SeedCnnConfig { filters }), io, Device::Cpu, Some(1)).unwrap()
+    }
+
+    #[test]
+    fn every_subject_is_timed_in_every_round_to_its_minimum() {
+        let (a, b) = (model(12), model(4));
+        let lp = LatencyParams {
+            warmup: 3,
+            iters: Some(40),
+            batch_sizes: vec![16],
+            repeats: 5,
+            min_duration_s: 0.0,
+            rounds: 4,
+            retries: 0,
+        };
+        // Thresholds nothing can fail: this test is about the bookkeeping.
+        let quiet = Thresholds {
+            min_thread_cpu_ratio: 0.0,
+            max_others_share: 1.0,
+            max_steal_share: 1.0,
+            max_clock_change: f64::INFINITY,
+        };
+        let settings =
+            PlanSettings { latency: &lp, thresholds: quiet, device: Device::Cpu, stage: "eval", repeat: 0 };
+        let test = split(30);
+        let subjects = [
+            Subject { name: "a".into(), model: &a, test: &test },
+            Subject { name: "b".into(), model: &b, test: &test },
+        ];
+        let r = run_plan(&subjects, &settings, &NoProgress).unwrap();
+        assert_eq!(r.batches, [1, 16]);
+        assert_eq!(r.rounds.len(), 4);
+        for row in &r.figures {
+            // 40 queries over 4 rounds; 5 batches over 4 rounds round up to 2 each.
+            assert_eq!(row[0].samples_us.len(), 40);
+            assert_eq!(row[1].samples_us.len(), 8);
+            assert_eq!(row[0].rounds.iter().filter(|&&x| x == 3).count(), 10);
+            assert_eq!(row[0].validity(), ("valid".to_string(), String::new()));
+            let (lo, hi) = row[0].p50_interval();
+            assert!(lo <= row[0].p50_us() && row[0].p50_us() <= hi);
+        }
+        let (s, lo, hi) = speedup(&r.figures[0][0], &r.figures[0][0]);
+        assert_eq!(s, 1.0);
+        assert!(lo <= 1.0 && hi >= 1.0);
+    }
+
+    #[test]
+    fn a_figure_short_of_its_minimums_or_busy_is_invalid() {
+        let f = Figure {
+            batch_size: 1,
+            samples_us: vec![100.0; 50],
+            rounds: vec![0; 50],
+            busy: vec!["other processes used 48% of the CPUs".into()],
+            rounds_timed: 2,
+            min_count: 100,
+            min_duration_s: 1.0,
+            ..Default::default()
+        };
+        let (v, why) = f.validity();
+        assert_eq!(v, "invalid");
+        assert_eq!(
+            why,
+            "1 of 2 rounds on a busy machine: other processes used 48% of the CPUs; 0.01 s timed, under the \
+             1 s minimum; 50 calls timed, under the minimum of 100"
+        );
+    }
+}
