@@ -26,7 +26,8 @@ use tch::Tensor;
 use crate::images_tensor;
 use crate::plan::CONFIDENCE;
 
-/// Least queries per offered load: the p99's 95% bound needs 299.
+/// Least queries per offered load (the p99's 95% bound needs 299), unless the rate is
+/// so low that they would take over five times the load's duration.
 pub const MIN_QUERIES: usize = 300;
 
 /// One offered load's outcome.
@@ -41,7 +42,9 @@ struct Load {
 /// Offer `rate` queries per second for `duration_s` (at least [`MIN_QUERIES`]).
 fn offer(model: &Model, xs: &Tensor, max_batch: usize, rate: f64, duration_s: f64, seed: u64) -> Load {
     let device = model.device();
-    let n = ((rate * duration_s).ceil() as usize).max(MIN_QUERIES);
+    // At least MIN_QUERIES, unless that would take over 5x the duration (a low rate).
+    let floor = MIN_QUERIES.min((rate * duration_s * 5.0).ceil() as usize).max(1);
+    let n = ((rate * duration_s).ceil() as usize).max(floor);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut t = 0.0;
     let arrivals: Vec<f64> = (0..n)
@@ -184,7 +187,7 @@ mod tests {
         let rows = search("m", &m, &test, &p, 200.0, 800.0).unwrap();
         assert_eq!(rows.len(), 5);
         for r in &rows {
-            assert!(r.queries >= MIN_QUERIES as u64, "{r:?}");
+            assert!(r.queries >= MIN_QUERIES as u64 || r.duration_s < 1.0, "{r:?}");
             assert!(r.max_batch >= 1 && r.max_batch <= 8, "{r:?}");
             assert!(r.p50_ms <= r.p99_ms, "{r:?}");
             assert_eq!(r.meets == "yes", r.p99_ms <= 5.0);

@@ -14,4 +14,5 @@ mod quantize;
 mod run;
 mod seed;
 mod speedup;
+mod trust;
 mod util;

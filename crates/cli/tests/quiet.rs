@@ -1,0 +1,102 @@
+//! Tests that need the machine to themselves: whether a timing is valid depends on what
+//! else runs, so they live in their own test binary (cargo runs test binaries one at a
+//! time) and run one after another in one test function.
+
+#[path = "integration/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use std::process::{Child, Command};
+
+use util::*;
+
+const PIPELINE: &str = r#"
+name: quiet
+defaults: { seed: 1, device: cpu, threads: 1 }
+datasets:
+  digits: { kind: synthetic-digits, train_size: 200, test_size: 100 }
+models:
+  seed: { kind: seed-cnn }
+stages:
+  - { id: cnn, uses: train, with: { model: seed, dataset: digits, epochs: 1, batch_size: 50 } }
+  - { id: fp16, uses: quantize, needs: cnn, with: { method: fp16 } }
+  - id: eval
+    uses: evaluate
+    needs: [cnn, fp16]
+    with:
+      latency: { min_duration_s: 0.3, rounds: 4, retries: RETRIES, warmup: 20, iters: 300, batch_sizes: [1, 32], repeats: 5 }
+      memory: false
+"#;
+
+/// One busy loop per CPU, killed on drop.
+struct Spinners(Vec<Child>);
+
+impl Spinners {
+    fn start() -> Spinners {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Spinners(
+            (0..n)
+                .map(|_| Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("sh"))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn run(env: &Env, retries: usize) -> std::path::PathBuf {
+    let name = format!("quiet-{}.yaml", env.runs("quiet").len());
+    env.write(&name, &PIPELINE.replace("RETRIES", &retries.to_string()));
+    let out = env.run(&["run", &name, "--force"]);
+    assert_code(&out, 0);
+    env.runs("quiet").last().unwrap().clone()
+}
+
+#[test]
+fn timings_are_valid_when_quiet_invalid_when_loaded_and_agree_run_to_run() {
+    let env = Env::new();
+    // Quiet: valid, twice, with the same accuracies and sizes and overlapping medians.
+    let a = metrics(&run(&env, 3));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let b = metrics(&run(&env, 3));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.validity, "valid", "{}: {}", x.variant, x.invalid_reason);
+        assert_eq!(y.validity, "valid", "{}: {}", y.variant, y.invalid_reason);
+        assert_eq!((x.accuracy, x.file_size_bytes), (y.accuracy, y.file_size_bytes), "{}", x.variant);
+        assert!(
+            x.latency_p50_lo_us <= y.latency_p50_hi_us && y.latency_p50_lo_us <= x.latency_p50_hi_us,
+            "{}: [{}, {}] and [{}, {}] do not overlap",
+            x.variant,
+            x.latency_p50_lo_us,
+            x.latency_p50_hi_us,
+            y.latency_p50_lo_us,
+            y.latency_p50_hi_us
+        );
+    }
+    // fp16 upcast is the same arithmetic as fp32: never "faster".
+    assert_ne!(row(&a, "fp16").faster, "yes");
+    assert_ne!(row(&b, "fp16").faster, "yes");
+
+    // Loaded: every CPU busy, no retries: invalid, with the reason.
+    let loaded = {
+        let _spin = Spinners::start();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        metrics(&run(&env, 0))
+    };
+    for r in &loaded {
+        assert_eq!(r.validity, "invalid", "{} was valid on a loaded machine", r.variant);
+        assert!(
+            r.invalid_reason.contains("other processes used") || r.invalid_reason.contains("preempted"),
+            "{}: {}",
+            r.variant,
+            r.invalid_reason
+        );
+    }
+}
