@@ -10,7 +10,8 @@ fn mnist_seed_reproduces_the_seed_experiment() {
     };
     let env = Env::new();
     let p = pipelines().join("mnist-seed.yaml");
-    // Latency over 2,000 of the test images keeps the test short; accuracy uses all 10,000.
+    // A short timing plan and server search keep the test short (the pipeline times each
+    // figure for 10 s, as a real run should); accuracy uses all 10,000 images.
     let out = env.run(&[
         "run",
         p.to_str().unwrap(),
@@ -18,6 +19,12 @@ fn mnist_seed_reproduces_the_seed_experiment() {
         data.to_str().unwrap(),
         "--set",
         "stages.eval.with.latency.iters=2000",
+        "--set",
+        "stages.eval.with.latency.min_duration_s=0.2",
+        "--set",
+        "stages.eval.with.server.duration_s=0.2",
+        "--set",
+        "stages.eval.with.server.steps=3",
     ]);
     assert_code(&out, 0);
     let run = env.runs("mnist-seed").pop().unwrap();
