@@ -464,47 +464,78 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
     chosen.into_iter().step_by(stride).collect()
 }
 
-/// Decimals that tell apart the ticks plotters puts on an axis spanning `span`: it
-/// picks the smallest 1-2-5 step that gives at most ten ticks.
-fn decimals(span: f64) -> usize {
-    let raw = span / 9.0;
-    if !raw.is_finite() || raw <= 0.0 {
-        return 0;
+/// The ticks plotters labels on a linear axis over `range`: its own key points for
+/// the mesh's default of at most 11 labels (what [`mesh`] draws).
+pub fn linear_ticks(range: &Range<f64>) -> Vec<f64> {
+    if !(range.start.is_finite() && range.end.is_finite()) {
+        return Vec::new();
     }
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw * (1.0 - 1e-9));
-    let step = step.unwrap_or(raw);
-    if step >= 1.0 { 0 } else { ((-step.log10()) - 1e-9).ceil() as usize }
+    plotters::coord::types::RangedCoordf64::from(range.clone()).key_points(11usize)
 }
 
-/// Tick labels of a linear axis: the same number of decimals on every tick.
-pub fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
-    let d = decimals(range.end - range.start);
-    move |v: &f64| {
-        if d == 0 && v.abs() >= 1000.0 {
-            let sign = if *v < 0.0 { "-" } else { "" };
-            format!("{sign}{}", crate::format::thousands(v.abs().round() as u64))
-        } else {
-            format!("{v:.d$}")
-        }
+/// Decimals that show a difference of `step`: the fewest with which `step` is a whole
+/// number of the last digit (0.2 → 1, 0.25 → 2, 5 → 0), at most 6.
+pub fn step_decimals(step: f64) -> usize {
+    if !step.is_finite() || step <= 0.0 {
+        return 0;
     }
+    (0..6)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d as i32);
+            scaled >= 1.0 - 1e-9 && (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(6)
+}
+
+/// A tick value with `decimals` decimals: thousands separators on whole numbers
+/// (`1,200`), no `-0`.
+pub fn tick_label(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    let s = if decimals == 0 && v.abs() >= 1000.0 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", crate::format::thousands(v.abs().round() as u64))
+    } else {
+        format!("{v:.decimals$}")
+    };
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// The one tick formatter of every linear axis: `scale` times the value (100 for a
+/// fraction shown in percent) followed by `suffix`, with as many decimals as the step
+/// between the ticks plotters draws on `range` needs, the same on every tick (ticks
+/// finer than the labels read `99%, 99%, 100%`; this reads `99.4%, 99.6%, 99.8%`).
+pub fn axis_ticks(range: &Range<f64>, scale: f64, suffix: &'static str) -> impl Fn(&f64) -> String + use<> {
+    let ticks = linear_ticks(range);
+    let step = ticks.windows(2).map(|w| (w[1] - w[0]).abs()).filter(|d| *d > 0.0).fold(f64::NAN, f64::min);
+    // One tick (or none): decimals from the range's span.
+    let step = if step.is_finite() { step } else { (range.end - range.start).abs() / 10.0 };
+    let d = step_decimals(step * scale);
+    move |v: &f64| format!("{}{suffix}", tick_label(v * scale, d))
+}
+
+/// Tick labels of a linear axis of plain numbers.
+pub fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+    axis_ticks(range, 1.0, "")
 }
 
 /// Tick labels of a fraction axis shown as percentages.
 pub fn percent_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
-    let d = decimals((range.end - range.start) * 100.0);
-    move |v: &f64| format!("{:.d$}%", v * 100.0)
+    axis_ticks(range, 100.0, "%")
 }
 
-/// Tick labels of a log axis (1-2-5 values): integers with separators, small values
-/// without trailing zeros.
+/// Tick labels of a log axis (1-2-5 values): the step at a tick is its decade, so
+/// whole numbers with separators and small values with the decimals of their decade
+/// (`0.05`, `0.2`, `20,000`).
 fn log_tick(v: &f64) -> String {
-    if *v >= 1.0 {
-        crate::format::thousands(v.round() as u64)
-    } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    if !(v.is_finite() && *v > 0.0) {
+        return tick_label(*v, 0);
     }
+    tick_label(*v, step_decimals(10f64.powf(v.log10().floor())))
 }
 
 // ---- placement ------------------------------------------------------------------
@@ -853,7 +884,7 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
         data.input.metrics.iter().filter(|m| is_pruned(m) || is_dense_baseline(m)).collect();
     let x_range = -0.03..1.03;
     let y_range = accuracy_range(rows.iter().map(|m| m.accuracy));
-    let y_fmt = percent_ticks(&y_range);
+    let (x_fmt, y_fmt) = (percent_ticks(&x_range), percent_ticks(&y_range));
     let mut chart = ChartBuilder::on(root)
         .caption(ChartKind::AccuracyVsSparsity.title(), title_style())
         .margin(20)
@@ -864,7 +895,7 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
         &mut chart,
         "Sparsity (share of zero weights in conv/linear layers)",
         "Top-1 accuracy (test set)",
-        &|v: &f64| format!("{:.0}%", v * 100.0),
+        &x_fmt,
         &y_fmt,
     )?;
     // One sweep line per model: its baseline through its pruned variants.
@@ -968,6 +999,7 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
     let n = variants.len();
     let top = bars.iter().map(|b| b.2).fold(MIN_SPEEDUP, f64::max) * 1.15;
     let names: Vec<&str> = variants.iter().map(|v| v.variant).collect();
+    let y_fmt = axis_ticks(&(0.0..top), 1.0, "×");
     let mut chart = ChartBuilder::on(root)
         .caption(ChartKind::Speedup.title(), title_style())
         .margin(20)
@@ -983,9 +1015,7 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
             names.get(i as usize).map_or(String::new(), |s| s.to_string())
         }
     };
-    mesh(&mut chart, "Compressed variant", "Speedup over its baseline (×)", &x_fmt, &|y: &f64| {
-        format!("{y:.1}×")
-    })?;
+    mesh(&mut chart, "Compressed variant", "Speedup over its baseline (×)", &x_fmt, &y_fmt)?;
     let width = 0.19;
     for (s, (label, colour)) in series.iter().enumerate() {
         let colour = *colour;
@@ -1482,12 +1512,52 @@ mod tests {
         let f = fixed_ticks(&(0.0..2000.0));
         assert_eq!(f(&1200.0), "1,200");
         let p = percent_ticks(&(0.90..0.97));
-        assert_eq!((p(&0.9), p(&0.955)), ("90%".to_owned(), "96%".to_owned()));
+        assert_eq!((p(&0.9), p(&0.95)), ("90%".to_owned(), "95%".to_owned()));
         let p = percent_ticks(&(0.95..0.97));
         assert_eq!(p(&0.955), "95.5%");
         let f = fixed_ticks(&(0.0..0.05));
-        assert_eq!((f(&0.0), f(&0.03)), ("0.00".to_owned(), "0.03".to_owned()));
+        assert_eq!((f(&0.0), f(&0.03)), ("0.000".to_owned(), "0.030".to_owned()));
+        let x = axis_ticks(&(0.0..2.3), 1.0, "×");
+        assert_eq!(x(&1.0), "1.0×");
         assert_eq!((log_tick(&20000.0), log_tick(&0.05)), ("20,000".to_owned(), "0.05".to_owned()));
+        assert_eq!((log_tick(&0.2), log_tick(&1.0)), ("0.2".to_owned(), "1".to_owned()));
+        assert_eq!((tick_label(-0.0001, 1), tick_label(-1500.0, 0)), ("0.0".to_owned(), "-1,500".to_owned()));
+        assert_eq!((step_decimals(0.2), step_decimals(0.25), step_decimals(5.0)), (1, 2, 0));
+    }
+
+    /// The accuracy axis of a run whose variants sit between 99% and 100% once read
+    /// "100%, 100%, 99%, 99%": ticks every 0.2% need a decimal.
+    #[test]
+    fn tick_labels_tell_every_tick_apart() {
+        let p = percent_ticks(&(0.9885..1.0));
+        let labels: Vec<String> = linear_ticks(&(0.9885..1.0)).iter().map(|v| p(v)).collect();
+        assert_eq!(labels, ["99.0%", "99.2%", "99.4%", "99.6%", "99.8%", "100.0%"]);
+        // Every axis the charts build: accuracy, latency, loss, images/s, from tiny to huge spans.
+        let mut checked = 0;
+        for (lo, hi) in [
+            (0.0, 1.0),
+            (0.9, 1.0),
+            (0.985, 1.0),
+            (0.9991, 0.9999),
+            (41.0, 43.7),
+            (0.0, 0.0123),
+            (120.0, 125.5),
+            (0.0, 2_500_000.0),
+            (-0.03, 1.03),
+            (1e-4, 3e-4),
+        ] {
+            for (scale, suffix) in [(1.0, ""), (100.0, "%")] {
+                let range = lo..hi;
+                let f = axis_ticks(&range, scale, suffix);
+                let labels: Vec<String> = linear_ticks(&range).iter().map(|v| f(v)).collect();
+                let mut unique = labels.clone();
+                unique.dedup();
+                assert_eq!(unique, labels, "{range:?} ×{scale}");
+                assert!(labels.len() >= 2, "{range:?}: {labels:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 20);
     }
 
     #[test]
