@@ -11,25 +11,9 @@ use crate::ReportInput;
 use crate::charts::distinct;
 use crate::format::{self, html as esc};
 use crate::markdown::cell;
+use crate::table::{HTML, MARKDOWN, Style};
 
 // ---- parallel training ----------------------------------------------------------
-
-/// How run text enters a sentence: names as code, other text plain, escaped for the
-/// document the sentence goes into.
-pub(crate) struct Style {
-    name: fn(&str) -> String,
-    text: fn(&str) -> String,
-}
-
-fn html_name(s: &str) -> String {
-    format!("<code>{}</code>", esc(s))
-}
-
-/// Sentences for `report.html`.
-pub(crate) const HTML: Style = Style { name: html_name, text: esc };
-/// Sentences for `summary.md`: names as plain cell text, as in its tables (a code
-/// span would show escapes literally, and could not hold a backtick).
-pub(crate) const MARKDOWN: Style = Style { name: cell, text: cell };
 
 /// The strategy's place in the chart and the table: the loader-workers sweep, then
 /// data parallelism (sync, then async), then the model-parallel pipelines.
