@@ -146,15 +146,18 @@ fn pace_class(r: Option<&SpeedupRow>) -> &'static str {
 
 /// The HTML section.
 pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
-    h.push_str("<section id=\"speedup\">\n<h2>Does it really get faster?</h2>\n");
     let variants = group(rows);
     if variants.is_empty() {
-        h.push_str(
-            "<p class=\"skipped\">No compressed variant was timed beside its baseline in this run \
-             (evaluate needs both the variant and the model it was compressed from).</p>\n</section>\n",
+        crate::table::empty_section(
+            h,
+            "speedup",
+            "Speedup over the baseline",
+            "No compressed variant was timed beside its baseline in this run (evaluate needs both the variant \
+             and the model it was compressed from).",
         );
         return;
     }
+    h.push_str("<section id=\"speedup\">\n<h2>Does it really get faster?</h2>\n");
     let lb = variants.iter().filter_map(|v| v.large).max().map_or("large".to_string(), |b| b.to_string());
     let _ = writeln!(
         h,

@@ -163,7 +163,7 @@ impl Table {
         let columns: Vec<(usize, &Column)> = self.shown(Show::Markdown).collect();
         let mut md = String::new();
         let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
-        md.push_str(&line(columns.iter().map(|(_, c)| cell(&c.title)).collect()));
+        md.push_str(&line(columns.iter().map(|(_, c)| cell(&lower_first(&c.title))).collect()));
         md.push_str(&format!(
             "|{}|\n",
             columns.iter().map(|(_, c)| if c.num { "--:" } else { "---" }).collect::<Vec<_>>().join("|")
@@ -172,6 +172,18 @@ impl Table {
             md.push_str(&line(columns.iter().map(|(i, _)| cells[*i].md.clone()).collect()));
         }
         md
+    }
+}
+
+/// Markdown headings are lower case, as in the summary's other tables (`variant`,
+/// `p50 (µs)`), but acronyms stay (`CUDA peak`).
+fn lower_first(title: &str) -> String {
+    let mut chars = title.chars();
+    match (chars.next(), chars.next()) {
+        (Some(a), Some(b)) if a.is_uppercase() && !b.is_uppercase() => {
+            a.to_lowercase().chain(title.chars().skip(1)).collect()
+        }
+        _ => title.to_string(),
     }
 }
 
@@ -196,7 +208,7 @@ mod tests {
     #[test]
     fn one_table_two_documents() {
         let mut t = Table::new("demo");
-        t.text("variant", Show::Both).num("p50 (µs)", Show::Both).num("html only", Show::Html);
+        t.text("Variant", Show::Both).num("p50 (µs)", Show::Both).num("html only", Show::Html);
         let bad = Timed::interval(41.2, 40.1, 42.3, |v| format::measured(v, 1)).validity("invalid", "busy");
         t.row("best", vec![Cell::name("a|<b>"), Cell::timed(&bad), Cell::text("x").class("slow")]);
         assert_eq!(t.markdown(), "| variant | p50 (µs) |\n|---|--:|\n| a\\|&lt;b> | ⚠ 41.2 [40.1, 42.3] |\n");
@@ -205,5 +217,9 @@ mod tests {
         assert!(h.contains("<tr class=\"best\"><td><code>a|&lt;b&gt;</code></td>"), "{h}");
         assert!(h.contains("<td class=\"num slow\">x</td>"), "{h}");
         assert!(!t.is_empty());
+        assert_eq!(
+            [lower_first("Variant"), lower_first("CUDA peak"), lower_first("× baseline")],
+            ["variant", "CUDA peak", "× baseline"]
+        );
     }
 }

@@ -516,14 +516,20 @@ fn renders_every_chart_and_document() {
     assert!(html.contains("a smaller student, not a compressed form of its teacher"));
     assert!(html.contains("id=\"chart-speedup\""));
     // Parallel training, with its takeaways computed from the rows.
-    for id in ["parallel", "staleness", "machine", "cpu-vs-gpu"] {
+    for id in ["parallel", "staleness", "machine", "server"] {
         assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
     }
+    // Nothing ran on both the CPU and a GPU: one line.
+    assert!(html.contains(&format!(
+        "<section id=\"cpu-vs-gpu\" class=\"empty\"><p class=\"skipped\"><b>CPU vs GPU:</b> {}</p></section>",
+        messages::NO_GPU
+    )));
     for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System] {
         assert!(html.contains(&format!("id=\"chart-{}\"", kind.name())), "{}", kind.name());
     }
     for needle in [
-        "<td><code>train-pipe</code></td><td>pipeline 2×4</td>",
+        "<td><code>train-pipe</code></td><td><span title=\"strategy model-parallel, 0 loader workers, 1 replica, \
+         1 process, 2 pipeline stages × 4 micro-batches\">pipeline 2×4</span></td>",
         "<td class=\"num\">31.0% / 20.0%</td>",
         "<td class=\"num\">2,100</td><td class=\"num\">2.10×</td>",
         "<li>Fastest: <code>train-async</code> (async ×2) at 2,100 images/s, 2.10× the single-process baseline \
@@ -690,7 +696,8 @@ fn new_chart_skip_reasons_and_section_messages_snapshot() {
     let empty = ReportInput::default();
     let data = charts::ChartData::new(&empty);
     let mut out = String::new();
-    for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System] {
+    for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System, ChartKind::Server]
+    {
         out.push_str(&format!("{} ({}): {}\n", kind.title(), kind.name(), data.skip_reason(kind).unwrap()));
     }
     for (name, text) in [
@@ -722,7 +729,7 @@ fn gpu_input() -> ReportInput {
     input.parallel.push(cuda);
     let mut m = metric("train[device=cuda]", "baseline", "fp32", 0.0, 0.9603, 50.0);
     m.device = "cuda:0".into();
-    m.throughput_ips = 2_000_000.0;
+    (m.throughput_ips, m.throughput_lo_ips, m.throughput_hi_ips) = (2_000_000.0, 1_950_000.0, 2_040_000.0);
     m.energy_per_1k_inferences_j = 0.531;
     m.train_energy_per_epoch_j = 750.0;
     input.metrics.push(m);
@@ -743,7 +750,8 @@ fn gpu_run_compares_cpu_and_gpu() {
         // CPU vs GPU: train (cpu) against train[device=cuda] (cuda:0).
         "<tr><td><code>train</code></td><td>training images/s <span class=\"dim\">(cuda:0)</span></td>\
          <td class=\"num\">1,000</td><td class=\"num\">12,000</td><td class=\"num\"><b>12.00×</b></td></tr>",
-        "<td class=\"num\">194.1</td><td class=\"num\">50.0</td><td class=\"num\"><b>3.88×</b></td>",
+        "<td class=\"num\">194.1<span class=\"ci\">[188.3, 201.9]</span></td>\
+         <td class=\"num\">50.0<span class=\"ci\">[48.5, 52.0]</span></td><td class=\"num\"><b>3.88×</b></td>",
         messages::CPU_GPU_LEGEND,
         // Takeaways per device once there are two.
         "<li>Fastest on <code>cpu</code>: <code>train-async</code> (async ×2)",
