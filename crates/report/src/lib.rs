@@ -48,7 +48,7 @@ mod table;
 /// escape text the same way.
 pub mod kit {
     pub use crate::charts::{
-        DrawResult, Drawing, FONT, GRID, INK, MUTED, PALETTE, accuracy_range, distinct, fixed_ticks,
+        DrawResult, Drawing, FONT, GRID, INK, INVALID, MUTED, PALETTE, accuracy_range, distinct, fixed_ticks,
         label_style, labelled_line, legend, mesh, min_max, padded_range, percent_ticks, sample_line,
         subtitle_style, svg, title_style, write_chart, write_png,
     };
