@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -1044,6 +1045,38 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
     draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)
 }
 
+/// Both axes of a log-log chart.
+type LogLog = Cartesian2d<WithKeyPoints<LogCoord<f64>>, WithKeyPoints<LogCoord<f64>>>;
+
+/// The `kind` chart as a log-log plot of `xs` against `ys` with the report's mesh
+/// (`descs`: the axes' descriptions), the x axis ticked at the values measured unless
+/// there are too many to read.
+fn log_log<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    kind: ChartKind,
+    mut xs: Vec<f64>,
+    ys: impl IntoIterator<Item = f64>,
+    descs: (&str, &str),
+) -> Result<ChartContext<'a, DB, LogLog>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let x_range = log_range(xs.iter().copied());
+    let y_range = log_range(ys);
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let x_ticks = if xs.len() <= 10 { xs } else { log_ticks(&x_range) };
+    let y_ticks = log_ticks(&y_range);
+    let mut chart = ChartBuilder::on(root)
+        .caption(kind.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(
+            x_range.log_scale().with_key_points(x_ticks),
+            y_range.log_scale().with_key_points(y_ticks),
+        )?;
+    mesh(&mut chart, descs.0, descs.1, &log_tick, &log_tick)?;
+    Ok(chart)
+}
+
 /// The measured throughput rows.
 fn throughput_points<'a>(data: &'a ChartData<'_>) -> impl Iterator<Item = &'a ThroughputRow> {
     data.input
@@ -1066,32 +1099,15 @@ fn images_per_s_interval(t: &ThroughputRow) -> (f64, f64, f64) {
 
 fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
     let rows: Vec<&ThroughputRow> = throughput_points(data).collect();
-    let x_range = log_range(rows.iter().map(|t| t.batch_size as f64));
-    let y_range = log_range(rows.iter().flat_map(|t| {
-        let (v, lo, hi) = images_per_s_interval(t);
-        [v, lo, hi]
-    }));
-    // Tick the batch sizes that were measured, unless there are too many to read.
-    let mut batches: Vec<f64> = rows.iter().map(|t| t.batch_size as f64).collect();
-    batches.sort_by(f64::total_cmp);
-    batches.dedup();
-    let x_ticks = if batches.len() <= 10 { batches } else { log_ticks(&x_range) };
-    let y_ticks = log_ticks(&y_range);
-    let mut chart = ChartBuilder::on(root)
-        .caption(ChartKind::Throughput.title(), title_style())
-        .margin(20)
-        .x_label_area_size(48)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            x_range.log_scale().with_key_points(x_ticks),
-            y_range.log_scale().with_key_points(y_ticks),
-        )?;
-    mesh(
-        &mut chart,
-        "Batch size (images, log scale)",
-        "Throughput (images/s, log scale)",
-        &log_tick,
-        &log_tick,
+    let mut chart = log_log(
+        root,
+        ChartKind::Throughput,
+        rows.iter().map(|t| t.batch_size as f64).collect(),
+        rows.iter().flat_map(|t| {
+            let (v, lo, hi) = images_per_s_interval(t);
+            [v, lo, hi]
+        }),
+        ("Batch size (images, log scale)", "Throughput (images/s, log scale)"),
     )?;
     let mut occupied = Vec::new();
     let mut points = Vec::new();
@@ -1246,31 +1262,15 @@ fn server<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift
         rows.iter().map(|r| r.target_p99_ms).filter(|t| t.is_finite() && *t > 0.0).collect();
     targets.sort_by(f64::total_cmp);
     targets.dedup();
-    let x_range = log_range(rows.iter().map(|r| r.rate_qps));
-    let y_range =
-        log_range(rows.iter().flat_map(|r| [r.p99_ms, r.p99_bound_ms]).chain(targets.iter().copied()));
-    let mut rates: Vec<f64> = rows.iter().map(|r| r.rate_qps).collect();
-    rates.sort_by(f64::total_cmp);
-    rates.dedup();
-    let x_ticks = if rates.len() <= 10 { rates } else { log_ticks(&x_range) };
-    let y_ticks = log_ticks(&y_range);
-    let (x_start, x_end) = (x_range.start, x_range.end);
-    let mut chart = ChartBuilder::on(root)
-        .caption(ChartKind::Server.title(), title_style())
-        .margin(20)
-        .x_label_area_size(48)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            x_range.log_scale().with_key_points(x_ticks),
-            y_range.log_scale().with_key_points(y_ticks),
-        )?;
-    mesh(
-        &mut chart,
-        "Offered rate (queries/s, log scale)",
-        "p99 latency (ms, log scale)",
-        &log_tick,
-        &log_tick,
+    let ys = rows.iter().flat_map(|r| [r.p99_ms, r.p99_bound_ms]).chain(targets.iter().copied());
+    let mut chart = log_log(
+        root,
+        ChartKind::Server,
+        rows.iter().map(|r| r.rate_qps).collect(),
+        ys,
+        ("Offered rate (queries/s, log scale)", "p99 latency (ms, log scale)"),
     )?;
+    let (x_start, x_end) = (chart.x_range().start, chart.x_range().end);
     let red = RGBColor(0xB7, 0x1C, 0x1C);
     for (k, &target) in targets.iter().enumerate() {
         let line = chart.draw_series(DashedLineSeries::new(
