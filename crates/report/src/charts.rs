@@ -1570,7 +1570,7 @@ fn staleness_panel<DB: DrawingBackend>(
     let y_range = 0.0..(max_stale as f64 + 1.0) * 1.15;
     let x_fmt = fixed_ticks(&x_range);
     // Staleness is a whole number of updates: label only the whole ticks.
-    let y_fmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { format!("{}", v.round()) } else { String::new() };
+    let y_fmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { tick_label(v.round(), 0) } else { String::new() };
     let mut chart = ChartBuilder::on(area)
         .caption("Staleness of the async updates", subtitle_style())
         .margin(14)

@@ -41,6 +41,7 @@ table.metrics tr.best td { background: var(--best); }
 .badge.pareto { color: var(--accent); }
 .badge.slow, td.slow { color: #b71c1c; } .badge.fast, td.fast { color: #2e7d32; }
 .badge.same, td.same { color: var(--dim); }
+.badge.invalid { color: #b26a00; cursor: help; }
 .ci { display: block; font-size: 11.5px; color: var(--dim); }
 .invalid { color: #b26a00; cursor: help; text-decoration: underline dotted; }
 p.protocol { font-size: 13px; margin: 6px 0; }

@@ -50,6 +50,15 @@ impl VariantSpeed<'_> {
         self.forms.iter().any(|f| f.form == "materialized")
     }
 
+    /// Why a timing of the form as stored is invalid, if one is (its verdict is then
+    /// not to be trusted).
+    pub(crate) fn invalid(&self) -> Option<&str> {
+        let f = self.stored()?;
+        [f.b1, f.large].into_iter().flatten().find(|r| format::is_invalid(&r.validity)).map(|r| {
+            if r.invalid_reason.is_empty() { "no reason recorded" } else { r.invalid_reason.as_str() }
+        })
+    }
+
     /// `yes`, `no`, `batch 1 only` or `large batch only` for the form as stored.
     pub(crate) fn verdict(&self) -> &'static str {
         match self.stored() {
@@ -169,11 +178,19 @@ pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
     for v in &variants {
         let verdict = v.verdict();
         let n = v.forms.len() + usize::from(!v.materialized()) + 1;
-        let badge = match verdict {
+        let mut badge = match verdict {
             "yes" => "<span class=\"badge fast\">faster</span>".to_string(),
             "same within noise" => "<span class=\"badge same\">same speed within noise</span>".to_string(),
             _ => format!("<span class=\"badge slow\">{}</span>", esc(&not_faster_label(verdict, v.large))),
         };
+        if let Some(reason) = v.invalid() {
+            let _ = write!(
+                badge,
+                "<span class=\"badge invalid\" title=\"invalid timing: {}\">{} invalid timing</span>",
+                esc(reason),
+                format::INVALID_MARK
+            );
+        }
         for (i, f) in v.forms.iter().enumerate() {
             let lead = if i == 0 {
                 format!(
@@ -280,6 +297,10 @@ pub(crate) fn markdown_section(md: &mut String, rows: &[SpeedupRow]) {
             "faster".to_string()
         } else {
             format!("**{}**", not_faster_label(verdict, v.large))
+        };
+        let head = match v.invalid() {
+            Some(_) => format!("{head} ({} invalid timing)", format::INVALID_MARK),
+            None => head,
         };
         let _ = writeln!(
             md,
