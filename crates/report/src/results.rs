@@ -283,76 +283,113 @@ pub(crate) fn plan(timing: &[TimingRound], stage: &str) -> Option<Plan> {
     })
 }
 
-/// One sentence per evaluate stage: how its figures were timed (warm-up, iterations,
-/// duration, rounds, threads, repetitions), then what its timing plan's rounds show.
+/// The evaluate stages of the run: from `run.json`, and those that recorded timing
+/// rounds.
+fn evaluate_stages(input: &ReportInput) -> Vec<&str> {
+    let from_run = input.run.stages.iter().filter(|s| s.kind == "evaluate").map(|s| s.id.as_str());
+    distinct(from_run.chain(input.timing.iter().map(|r| r.stage.as_str())))
+}
+
+/// The timed rows grouped by how they were timed (device, warm-up, iterations, rounds,
+/// threads, repetitions), in the order groups first appear. A metric row does not name
+/// the evaluate stage that timed it (its `stage` is the one that produced the model),
+/// so rows timed alike share one protocol line.
+fn protocol_groups(metrics: &[MetricRow]) -> Vec<Vec<&MetricRow>> {
+    let key =
+        |m: &MetricRow| (m.device.clone(), m.latency_warmup, m.latency_iters, m.rounds, m.threads, m.repeats);
+    let mut groups: Vec<Vec<&MetricRow>> = Vec::new();
+    for m in metrics.iter().filter(|m| m.latency_iters > 0) {
+        match groups.iter_mut().find(|g| key(g[0]) == key(m)) {
+            Some(g) => g.push(m),
+            None => groups.push(vec![m]),
+        }
+    }
+    groups
+}
+
+/// How one group of rows was timed, from its warm-up on (`100 warm-up and 1,000 timed
+/// batch-1 inferences per variant over 0.12–0.19 s, ...`).
+fn protocol_text(rows: &[&MetricRow]) -> String {
+    let count = |f: fn(&MetricRow) -> u64| format::thousands(f(rows[0]));
+    let mut s = format!(
+        "{} warm-up and {} timed batch-1 inferences per variant",
+        count(|m| m.latency_warmup),
+        count(|m| m.latency_iters)
+    );
+    let durations = || rows.iter().map(|m| m.latency_duration_s).filter(|d| *d > 0.0);
+    match durations().fold(f64::NAN, f64::max) {
+        longest if longest < 10.0 => {
+            let _ = write!(s, " over {} s", format::span(durations(), |v| format!("{v:.2}")));
+        }
+        longest if longest.is_finite() => {
+            let _ = write!(s, " over {}", format::span(durations(), format::duration));
+        }
+        _ => {}
+    }
+    if rows[0].rounds > 0 {
+        let _ = write!(s, ", interleaved in {} rounds (every variant timed in each)", count(|m| m.rounds));
+    }
+    let threads = rows[0].threads;
+    let _ = write!(s, ", on {threads} thread{}", if threads == 1 { "" } else { "s" });
+    if rows[0].repeats > 1 {
+        let _ = write!(s, "; the plan ran {} times, its figures pool every repetition", count(|m| m.repeats));
+    }
+    s.push('.');
+    s
+}
+
+/// What a timing plan's rounds show, in a sentence after `Timing plan: `.
+fn plan_text(p: &Plan) -> String {
+    let none = |n: usize| if n == 0 { "none".to_string() } else { n.to_string() };
+    let rounds = if p.rounds == 1 { "1 round".to_string() } else { format!("{} rounds", p.rounds) };
+    let mut s = format!("{rounds}, {} retried, {} invalid", none(p.retried), none(p.invalid));
+    if p.others_max.is_finite() {
+        let _ = write!(s, "; at worst other processes used {} of the CPUs", format::percent(p.others_max, 1));
+        if p.steal_max.is_finite() {
+            let _ = write!(s, " (steal {})", format::percent(p.steal_max, 1));
+        }
+    }
+    if p.thread_min.is_finite() {
+        let _ = write!(s, ", the timing thread ran {} of its wall time", format::percent(p.thread_min, 0));
+    }
+    if p.mhz.0.is_finite() {
+        let mhz = format::span([p.mhz.0, p.mhz.1], |v| format::thousands(v.round() as u64));
+        let _ = write!(s, ", clock {mhz} MHz");
+    }
+    s.push('.');
+    s
+}
+
+/// The timing protocol, stated once per evaluate stage (per group of rows timed alike
+/// where the run had several): warm-up, iterations, duration, rounds, threads,
+/// repetitions; then what each timing plan's rounds show.
 pub(crate) fn protocol(input: &ReportInput, st: &Style) -> Vec<String> {
-    let metrics = &input.metrics;
-    let mut out = Vec::new();
-    for stage in distinct(metrics.iter().map(|m| m.stage.as_str())) {
-        let rows: Vec<&MetricRow> = metrics.iter().filter(|m| m.stage == stage).collect();
-        let count = |f: fn(&MetricRow) -> u64| {
-            format::span(rows.iter().map(|m| f(m) as f64), |v| format::thousands(v as u64))
-        };
-        let mut s = format!(
-            "Timing of {}: {} warm-up and {} timed batch-1 inferences per variant",
-            (st.name)(stage),
-            count(|m| m.latency_warmup),
-            count(|m| m.latency_iters)
-        );
-        let durations = || rows.iter().map(|m| m.latency_duration_s).filter(|d| *d > 0.0);
-        match durations().fold(f64::NAN, f64::max) {
-            longest if longest < 10.0 => {
-                let _ = write!(s, " over {} s", format::span(durations(), |v| format!("{v:.2}")));
-            }
-            longest if longest.is_finite() => {
-                let _ = write!(s, " over {}", format::span(durations(), format::duration));
-            }
-            _ => {}
-        }
-        if rows.iter().any(|m| m.rounds > 0) {
-            let _ =
-                write!(s, ", interleaved in {} rounds (every variant timed in each)", count(|m| m.rounds));
-        }
-        let threads = count(|m| m.threads);
-        let _ = write!(s, ", on {threads} thread{}", if threads == "1" { "" } else { "s" });
-        if rows.iter().any(|m| m.repeats > 1) {
-            let _ =
-                write!(s, "; the plan ran {} times, its figures pool every repetition", count(|m| m.repeats));
-        }
-        s.push('.');
-        if let Some(p) = plan(&input.timing, stage) {
-            let none = |n: usize| if n == 0 { "none".to_string() } else { n.to_string() };
-            let _ = write!(
-                s,
-                " Timing plan: {} rounds, {} retried, {} invalid",
-                p.rounds,
-                none(p.retried),
-                none(p.invalid)
-            );
-            if p.others_max.is_finite() {
-                let _ = write!(
-                    s,
-                    "; at worst other processes used {} of the CPUs",
-                    format::percent(p.others_max, 1)
-                );
-                if p.steal_max.is_finite() {
-                    let _ = write!(s, " (steal {})", format::percent(p.steal_max, 1));
+    let evaluates = evaluate_stages(input);
+    let groups = protocol_groups(&input.metrics);
+    let devices = distinct(groups.iter().map(|g| g[0].device.as_str()));
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let of = match evaluates.as_slice() {
+                [one] => format!(" of {}", (st.name)(one)),
+                _ if groups.len() == 1 => String::new(),
+                _ if devices.len() == groups.len() => format!(" on {}", (st.name)(&g[0].device)),
+                _ => {
+                    format!(" of {}", g.iter().map(|m| (st.name)(&m.variant)).collect::<Vec<_>>().join(", "))
                 }
+            };
+            format!("Timing{of}: {}", protocol_text(g))
+        })
+        .collect();
+    let planned = distinct(input.timing.iter().map(|r| r.stage.as_str()));
+    for stage in &planned {
+        let Some(p) = plan(&input.timing, stage) else { continue };
+        match out.as_mut_slice() {
+            [one] if planned.len() == 1 => {
+                let _ = write!(one, " Timing plan: {}", plan_text(&p));
             }
-            if p.thread_min.is_finite() {
-                let _ = write!(
-                    s,
-                    ", the timing thread ran {} of its wall time",
-                    format::percent(p.thread_min, 0)
-                );
-            }
-            if p.mhz.0.is_finite() {
-                let mhz = format::span([p.mhz.0, p.mhz.1], |v| format::thousands(v.round() as u64));
-                let _ = write!(s, ", clock {mhz} MHz");
-            }
-            s.push('.');
+            _ => out.push(format!("Timing plan of {}: {}", (st.name)(stage), plan_text(&p))),
         }
-        out.push(s);
     }
     out
 }
@@ -538,6 +575,52 @@ mod tests {
         assert!((p.others_max - 0.30).abs() < 1e-12 && (p.thread_min - 0.69).abs() < 1e-12, "{p:?}");
         assert_eq!(p.mhz, (2400.0, 2402.0));
         assert!(plan(&rounds, "nothing").is_none());
+    }
+
+    /// Two evaluate stages (CPU and GPU): a protocol line per device, a timing plan
+    /// per stage.
+    #[test]
+    fn protocol_per_way_of_timing() {
+        let row = |variant: &str, device: &str, threads| MetricRow {
+            variant: variant.into(),
+            stage: "train".into(),
+            device: device.into(),
+            latency_warmup: 10,
+            latency_iters: 200,
+            latency_duration_s: 0.5,
+            rounds: 5,
+            threads,
+            repeats: 1,
+            ..Default::default()
+        };
+        let input = ReportInput {
+            metrics: vec![
+                row("a", "cpu", 2),
+                row("b", "cpu", 2),
+                row("a[cuda]", "cuda:0", 1),
+                // Not timed: no line.
+                MetricRow { variant: "c".into(), ..Default::default() },
+            ],
+            timing: vec![
+                round("eval-cpu", 0, 0, 0, 0.01, "valid"),
+                round("eval-gpu", 0, 0, 0, 0.02, "valid"),
+            ],
+            ..Default::default()
+        };
+        let lines = protocol(&input, &MARKDOWN);
+        assert_eq!(
+            lines,
+            [
+                "Timing on cpu: 10 warm-up and 200 timed batch-1 inferences per variant over 0.50 s, interleaved in \
+                 5 rounds (every variant timed in each), on 2 threads.",
+                "Timing on cuda:0: 10 warm-up and 200 timed batch-1 inferences per variant over 0.50 s, interleaved \
+                 in 5 rounds (every variant timed in each), on 1 thread.",
+                "Timing plan of eval-cpu: 1 round, none retried, none invalid; at worst other processes used 1.0% \
+                 of the CPUs (steal 0.0%), the timing thread ran 98% of its wall time, clock 2,400 MHz.",
+                "Timing plan of eval-gpu: 1 round, none retried, none invalid; at worst other processes used 2.0% \
+                 of the CPUs (steal 0.0%), the timing thread ran 97% of its wall time, clock 2,400 MHz.",
+            ]
+        );
     }
 
     #[test]
