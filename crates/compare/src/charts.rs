@@ -14,8 +14,8 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use slimbench_report::kit::{
-    DrawResult, Drawing, INK, MUTED, PALETTE, accuracy_range, fixed_ticks, label_style, labelled_line,
-    legend, mesh, padded_range, percent_ticks, sample_line, subtitle_style, title_style,
+    DrawResult, Drawing, INK, INVALID, MUTED, PALETTE, accuracy_range, fixed_ticks, label_style,
+    labelled_line, legend, mesh, padded_range, percent_ticks, sample_line, subtitle_style, title_style,
 };
 
 use crate::compare::{Check, Comparison, Verdict};
@@ -30,6 +30,7 @@ fn verdict_colour(v: Verdict) -> RGBColor {
     match v {
         Verdict::Regression => RED,
         Verdict::Improved => GREEN,
+        v if v.is_invalid() => INVALID,
         _ => BLUE,
     }
 }
@@ -132,6 +133,9 @@ impl Dumbbell<'_> {
         }
         if self.rows().iter().any(|k| k.ratio.is_some()) {
             s.push_str("; the band is the bootstrap interval of the candidate's value");
+        }
+        if self.rows().iter().any(|k| k.verdict.is_invalid()) {
+            s.push_str("; a grey dot is an invalid timing (not judged)");
         }
         s.push('.');
         s

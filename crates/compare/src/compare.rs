@@ -8,6 +8,13 @@
 //! allowed ratio. A variant without samples in either run falls back to its table values
 //! ([`Test::NoSamples`]). `improved` is the mirror image: better by more than the gate
 //! allows the other way (by anything, for a zero threshold).
+//!
+//! Timing metrics (latency and throughput) are judged only when both runs timed the
+//! variant validly (a run made before slimbench checked counts as valid): when the
+//! baseline's row is `invalid` the check is flagged and not gated
+//! ([`Verdict::BaselineInvalid`]), when the candidate's is, the verdict says so
+//! ([`Verdict::CandidateInvalid`]) instead of reporting a regression; neither fails the
+//! comparison, and the latency samples of such a variant are not used.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -42,10 +49,17 @@ pub enum Verdict {
     NoData,
     /// Not gated; compared for information.
     Info,
+    /// A timing metric of a variant the baseline timed on a disturbed machine (its row
+    /// is `invalid`): nothing to hold the candidate to, so not gated.
+    BaselineInvalid,
+    /// A timing metric of a variant the candidate timed on a disturbed machine: its
+    /// figure is not trusted, so not gated.
+    CandidateInvalid,
 }
 
 impl Verdict {
-    /// `ok`, `regression`, `improved`, `no-data`, `info`.
+    /// `ok`, `regression`, `improved`, `no-data`, `info`, `baseline-invalid`,
+    /// `candidate-invalid`.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -53,7 +67,14 @@ impl Verdict {
             Verdict::Improved => "improved",
             Verdict::NoData => "no-data",
             Verdict::Info => "info",
+            Verdict::BaselineInvalid => "baseline-invalid",
+            Verdict::CandidateInvalid => "candidate-invalid",
         }
+    }
+
+    /// Whether a run's timing made the check unjudged.
+    pub fn is_invalid(self) -> bool {
+        matches!(self, Verdict::BaselineInvalid | Verdict::CandidateInvalid)
     }
 }
 
@@ -178,6 +199,11 @@ impl Comparison {
         self.checks.iter().filter(|c| c.verdict == Verdict::Regression)
     }
 
+    /// The checks not judged because a run's timing of the variant is invalid.
+    pub fn invalid(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.verdict.is_invalid())
+    }
+
     /// The metrics compared, in order.
     pub fn metrics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -210,6 +236,10 @@ impl Comparison {
         if self.require_all && !self.removed.is_empty() {
             let m = self.removed.len();
             line.push_str(&format!("; {m} variant{} missing from the candidate", plural(m)));
+        }
+        let i = self.invalid().count();
+        if i > 0 {
+            line.push_str(&format!("; {i} not judged (invalid timing)"));
         }
         line
     }
@@ -278,8 +308,12 @@ pub fn compare_runs(
     let mut checks = Vec::new();
     for variant in unique_variants(&candidate.metrics) {
         let (Some(b_row), Some(c_row)) = (base_rows.get(variant), cand_rows.get(variant)) else { continue };
+        // Samples timed on a disturbed machine judge nothing.
+        let valid = !is_invalid(b_row) && !is_invalid(c_row);
         let samples = match (baseline.latency.get(variant), candidate.latency.get(variant)) {
-            (Some(b), Some(c)) if !b.is_empty() && !c.is_empty() && !stats.is_empty() => Some((b, c)),
+            (Some(b), Some(c)) if valid && !b.is_empty() && !c.is_empty() && !stats.is_empty() => {
+                Some((b, c))
+            }
             _ => None,
         };
         let only_stats: Vec<Stat> = stats.iter().map(|s| s.1).collect();
@@ -312,6 +346,17 @@ pub fn compare_runs(
         notes,
         confidence: opts.bootstrap.confidence,
     }
+}
+
+/// Whether the row's timing is invalid; rows of runs made before slimbench checked
+/// (no `validity`) are not.
+pub(crate) fn is_invalid(row: &MetricRow) -> bool {
+    row.validity == "invalid"
+}
+
+/// Whether a metric comes from the timing (and so is only as good as its validity).
+pub(crate) fn is_timing(metric: &str) -> bool {
+    metric.starts_with("latency_") || metric == "throughput_ips"
 }
 
 fn unique_variants(rows: &[MetricRow]) -> impl Iterator<Item = &str> {
@@ -427,6 +472,19 @@ fn check(
     };
     let pct = |x: f64| if b != 0.0 { format!("{:+.1}%", x / b.abs() * 100.0) } else { "—".into() };
     let interval = ratio.map(|r| format!(", ratio {:.3}–{:.3}", r.low, r.high)).unwrap_or_default();
+    if is_timing(metric) && (is_invalid(b_row) || is_invalid(c_row)) {
+        let why = |side: &str, row: &MetricRow| {
+            let reason =
+                if row.invalid_reason.is_empty() { "no reason recorded" } else { &row.invalid_reason };
+            is_invalid(row).then(|| format!("{side} invalid: {reason}"))
+        };
+        let reasons: Vec<String> =
+            [why("candidate", c_row), why("baseline", b_row)].into_iter().flatten().collect();
+        out.test = Test::None;
+        out.verdict = if is_invalid(c_row) { Verdict::CandidateInvalid } else { Verdict::BaselineInvalid };
+        out.detail = format!("{}; {} (not gated)", reasons.join("; "), signed(metric, c - b));
+        return out;
+    }
     let Some(rule) = rule else {
         out.detail = format!("{}{interval}", signed(metric, c - b));
         return out;
@@ -672,5 +730,88 @@ mod tests {
         c.metrics[0].mem_peak_b1_bytes = 0;
         let k = only(&compare_runs(run("a", &[("m", 0.9, s)]), c, &g, &quick()), "m", "mem_peak_b1_bytes");
         assert_eq!((k.verdict, k.test), (Verdict::NoData, Test::None));
+    }
+
+    /// A row timed on a disturbed machine.
+    fn invalid(mut run: crate::RunData, reason: &str) -> crate::RunData {
+        for m in &mut run.metrics {
+            m.validity = "invalid".into();
+            m.invalid_reason = reason.into();
+        }
+        run
+    }
+
+    fn valid(mut run: crate::RunData) -> crate::RunData {
+        for m in &mut run.metrics {
+            m.validity = "valid".into();
+        }
+        run
+    }
+
+    #[test]
+    fn an_invalid_candidate_is_said_to_be_invalid_not_a_regression() {
+        let b = lognormal(90, 2000, 40.0, 0.1);
+        let c: Vec<f64> = lognormal(91, 2000, 40.0, 0.1).iter().map(|x| x * 1.5).collect();
+        let g = gates(&[("latency_p50_us", "max_increase", "10%"), ("accuracy", "max_drop", "0.005")]);
+        let base = valid(run("a", &[("m", 0.9, b)]));
+        let slow = run("b", &[("m", 0.8, c)]);
+        // Valid, it is a regression judged on the samples.
+        let k = only(&compare_runs(base.clone(), valid(slow.clone()), &g, &quick()), "m", "latency_p50_us");
+        assert_eq!((k.test, k.verdict), (Test::Bootstrap, Verdict::Regression));
+        // Invalid: not judged, says why, and does not fail; accuracy is still gated.
+        let cmp = compare_runs(base, invalid(slow, "others used 40% of the CPUs"), &g, &quick());
+        let k = only(&cmp, "m", "latency_p50_us");
+        assert_eq!((k.test, k.verdict), (Test::None, Verdict::CandidateInvalid), "{k:?}");
+        assert!(k.ratio.is_none() && k.p_value.is_none(), "the samples are not used");
+        assert!(k.detail.starts_with("candidate invalid: others used 40% of the CPUs; +"), "{}", k.detail);
+        assert_eq!(only(&cmp, "m", "accuracy").verdict, Verdict::Regression);
+        assert_eq!(cmp.regressions().count(), 1);
+        assert_eq!(cmp.headline(), "1 regression in 2 checks; 1 not judged (invalid timing)");
+        assert_eq!(k.verdict.as_str(), "candidate-invalid");
+    }
+
+    #[test]
+    fn an_invalid_baseline_is_flagged_and_not_gated() {
+        let s = lognormal(92, 500, 40.0, 0.1);
+        let fast: Vec<f64> = s.iter().map(|x| x * 0.5).collect();
+        let g = gates(&[("latency_p50_us", "max_increase", "10%"), ("throughput_ips", "max_drop", "5%")]);
+        let base = invalid(run("a", &[("m", 0.9, fast)]), "");
+        let cmp = compare_runs(base, valid(run("b", &[("m", 0.9, s)])), &g, &quick());
+        for metric in ["latency_p50_us", "throughput_ips"] {
+            let k = only(&cmp, "m", metric);
+            assert_eq!(k.verdict, Verdict::BaselineInvalid, "{k:?}");
+            assert!(k.detail.starts_with("baseline invalid: no reason recorded"), "{}", k.detail);
+        }
+        assert!(!cmp.failed(), "{}", cmp.headline());
+        let md = crate::comparison_markdown(&cmp);
+        assert!(md.contains("| ⚠ baseline invalid |"), "{md}");
+        assert!(md.contains("⚠ invalid: a run timed the variant on a disturbed machine"), "{md}");
+    }
+
+    #[test]
+    fn runs_without_validity_behave_as_before() {
+        let b = lognormal(94, 2000, 40.0, 0.1);
+        let c: Vec<f64> = lognormal(95, 2000, 40.0, 0.1).iter().map(|x| x * 1.5).collect();
+        let g = gates(&[("latency_p50_us", "max_increase", "10%")]);
+        let (old_b, old_c) = (run("a", &[("m", 0.9, b)]), run("b", &[("m", 0.9, c)]));
+        assert!(old_b.metrics[0].validity.is_empty());
+        let k = only(&compare_runs(old_b, old_c, &g, &quick()), "m", "latency_p50_us");
+        assert_eq!((k.test, k.verdict), (Test::Bootstrap, Verdict::Regression));
+    }
+
+    /// Validity travels through the run directories' tables.
+    #[test]
+    fn validity_is_read_from_run_directories() {
+        let b = lognormal(96, 400, 40.0, 0.1);
+        let c: Vec<f64> = b.iter().map(|x| x * 1.5).collect();
+        let root = tempfile::tempdir().unwrap();
+        let base = crate::testutil::write_run(root.path(), &valid(run("a", &[("m", 0.9, b)])));
+        let cand = crate::testutil::write_run(root.path(), &invalid(run("b", &[("m", 0.9, c)]), "steal 30%"));
+        let g = gates(&[("latency_p50_us", "max_increase", "10%")]);
+        let cmp = crate::compare(&base, &cand, &g, &quick()).unwrap();
+        let k = only(&cmp, "m", "latency_p50_us");
+        assert_eq!(k.verdict, Verdict::CandidateInvalid, "{k:?}");
+        assert!(k.detail.starts_with("candidate invalid: steal 30%"), "{}", k.detail);
+        assert!(!cmp.failed());
     }
 }

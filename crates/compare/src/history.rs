@@ -23,6 +23,7 @@ use slimbench_report::format::{MISSING, html as esc};
 use slimbench_report::kit::{md_cell, md_code};
 
 use crate::charts::Trend;
+use crate::compare::{is_invalid, is_timing};
 use crate::render::{
     Figure, Outputs, aligned, figure, page_foot, page_head, signed, signed_pct, unit, value,
 };
@@ -157,8 +158,17 @@ impl History {
 
     /// The value of `metric` for `variant` in run `run` (an index into [`Self::runs`]).
     pub fn value(&self, run: usize, variant: &str, metric: &str) -> Option<f64> {
-        let row = self.runs.get(run)?.metrics.iter().find(|m| m.variant == variant)?;
-        metric_value(row, metric)
+        metric_value(self.row(run, variant)?, metric)
+    }
+
+    fn row(&self, run: usize, variant: &str) -> Option<&MetricRow> {
+        self.runs.get(run)?.metrics.iter().find(|m| m.variant == variant)
+    }
+
+    /// Whether `metric` of `variant` in run `run` comes from a timing that run marked
+    /// invalid.
+    pub fn invalid(&self, run: usize, variant: &str, metric: &str) -> bool {
+        is_timing(metric) && self.row(run, variant).is_some_and(is_invalid)
     }
 
     /// The pipeline's name (from the newest run).
@@ -172,8 +182,9 @@ impl History {
     }
 
     /// The long trend table: run_index, run_id, started_at, git_revision, device,
-    /// variant, metric, value (null when not measured); one row per run, variant and
-    /// metric.
+    /// variant, metric, value (null when not measured), validity (`invalid` when the value
+    /// comes from a timing its run marked invalid, else empty); one row per run, variant
+    /// and metric.
     pub fn frame(&self) -> PolarsResult<DataFrame> {
         let mut rows: Vec<TrendRow<'_>> = Vec::new();
         for (i, run) in self.runs.iter().enumerate() {
@@ -207,6 +218,9 @@ impl History {
                     "value".into(),
                     rows.iter().map(|r| metric_value(r.row, r.metric)).collect::<Vec<Option<f64>>>(),
                 ),
+                text("validity", &|r| {
+                    if is_timing(r.metric) && is_invalid(r.row) { "invalid".into() } else { String::new() }
+                }),
             ],
         )
     }
@@ -216,8 +230,9 @@ impl History {
         self.runs.len().saturating_sub(TABLE_RUNS)..self.runs.len()
     }
 
-    /// Rows of the wide table: variant, metric, a value per shown run, and the change
-    /// between the last two shown runs that have a value.
+    /// Rows of the wide table: variant, metric, a value per shown run (`⚠` in front of
+    /// an invalid timing), and the change between the last two shown runs that have a
+    /// valid value.
     fn wide_rows(&self) -> Vec<Vec<String>> {
         let shown = self.table_runs();
         let mut rows = Vec::new();
@@ -228,11 +243,15 @@ impl History {
                 if values.iter().all(Option::is_none) {
                     continue;
                 }
+                let invalid: Vec<bool> = shown.clone().map(|i| self.invalid(i, variant, metric)).collect();
                 let mut row = vec![variant.to_string(), metric.clone()];
-                row.extend(
-                    values.iter().map(|v| v.map_or_else(|| MISSING.to_string(), |v| value(metric, v))),
-                );
-                let present: Vec<f64> = values.iter().flatten().copied().collect();
+                row.extend(values.iter().zip(&invalid).map(|(v, &bad)| match v {
+                    None => MISSING.to_string(),
+                    Some(v) if bad => format!("⚠ {}", value(metric, *v)),
+                    Some(v) => value(metric, *v),
+                }));
+                let present: Vec<f64> =
+                    values.iter().zip(&invalid).filter(|(_, bad)| !**bad).filter_map(|(v, _)| *v).collect();
                 row.push(match present.as_slice() {
                     [.., prev, last] => {
                         let pct = (*prev != 0.0).then(|| (last - prev) / prev.abs());
@@ -256,6 +275,10 @@ impl History {
     }
 }
 
+/// The legend of the wide tables.
+const CHANGE_NOTE: &str = "change: between the last two runs shown that measured the value validly; ⚠: a \
+     latency or throughput its run timed on a disturbed machine (invalid), left out of the change.";
+
 /// `history.md`: the span of runs and the wide table.
 pub fn history_markdown(h: &History) -> String {
     let mut md = String::new();
@@ -273,7 +296,7 @@ pub fn history_markdown(h: &History) -> String {
         let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
-    md.push_str("\n`change`: between the last two runs shown that measured the value.\n");
+    md.push_str(&format!("\n{CHANGE_NOTE}\n"));
     md
 }
 
@@ -322,10 +345,11 @@ fn history_html(h: &History, figures: &[Figure]) -> String {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str(
-        "</tbody></table></div>\n<p class=\"legend\">Change: between the last two runs shown that measured \
-         the value.</p>\n</section>\n<section id=\"charts\">\n<h2>Charts</h2>\n",
-    );
+    out.push_str(&format!(
+        "</tbody></table></div>\n<p class=\"legend\">{}</p>\n</section>\n<section id=\"charts\">\n\
+             <h2>Charts</h2>\n",
+        esc(CHANGE_NOTE)
+    ));
     for f in figures {
         figure(&mut out, f);
     }
@@ -373,6 +397,12 @@ mod tests {
             if id == "20250101-000000" {
                 r.metrics.truncate(1); // fp16 appeared later
             }
+            if id == "20250105-000000" {
+                // The newest run timed train on a busy machine.
+                r.metrics[0].validity = "invalid".into();
+                r.metrics[0].invalid_reason = "busy".into();
+                r.metrics[0].latency_p50_us *= 2.0;
+            }
             write_run(root.path(), &r);
         }
         // Not runs: the cache, a staging folder, `latest`, a folder with no tables.
@@ -414,8 +444,22 @@ mod tests {
         let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
         assert_eq!(
             names,
-            ["run_index", "run_id", "started_at", "git_revision", "device", "variant", "metric", "value"]
+            [
+                "run_index",
+                "run_id",
+                "started_at",
+                "git_revision",
+                "device",
+                "variant",
+                "metric",
+                "value",
+                "validity"
+            ]
         );
+        // train's latency and throughput in the newest run.
+        let validity =
+            df.column("validity").unwrap().str().unwrap().iter().flatten().filter(|v| *v == "invalid");
+        assert_eq!(validity.count(), 2);
         let md = history_markdown(&h);
         assert!(md.contains("4 runs, from 20250101-000000 to 20250105-000000"), "{md}");
         assert!(
@@ -423,6 +467,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| fp16 | accuracy | — | 0.9190 |"), "{md}");
+        // The invalid latency is marked and left out of the change (the samples are the
+        // same in every other run).
+        let p50 = format!("{:.1}", h.value(0, "train", "latency_p50_us").unwrap());
+        let doubled = format!("{:.1}", h.value(3, "train", "latency_p50_us").unwrap());
+        assert!(
+            md.contains(&format!(
+                "| train | latency_p50_us | {p50} | {p50} | {p50} | ⚠ {doubled} | +0.0 (+0.0%) |"
+            )),
+            "{md}"
+        );
         let text = history_table(&h);
         assert!(text.lines().any(|l| l.starts_with("train") && l.contains("0.9400")), "{text}");
     }

@@ -5,13 +5,16 @@
 //! * [`compare()`] joins a baseline and a candidate run directory by variant and judges
 //!   every gated metric ([`Gates`]) into a [`Comparison`] of [`Check`]s with a
 //!   [`Verdict`] each. Latency metrics are judged on the raw samples with a bootstrap
-//!   confidence interval ([`stats`]), everything else on the table values.
+//!   confidence interval ([`stats`]), everything else on the table values. A latency or
+//!   throughput a run timed on a disturbed machine (its row's `validity` is `invalid`)
+//!   is not judged: the check says which run is invalid and why, and does not fail.
 //! * [`write_comparison`] renders a comparison into `compare.md`, `compare.html`,
 //!   `compare.parquet`/`.csv` and `charts/compare-*.png|.svg`;
 //!   [`terminal_table`] is the same table for a terminal.
 //! * [`history`] scans a pipeline's results folder for finished runs and builds a long
 //!   trend table ([`History`]), written by [`write_history`] as parquet, CSV, markdown,
-//!   HTML and one chart per metric.
+//!   HTML and one chart per metric; invalid timings are marked and left out of the
+//!   change.
 //!
 //! Charts, page style and escaping come from `slimbench-report`'s [`kit`], so these
 //! pages look like the run report. Every file is written atomically, and every error

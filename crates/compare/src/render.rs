@@ -36,7 +36,8 @@ fn decimals(metric: &str) -> Option<usize> {
         "accuracy" | "sparsity" => Some(4),
         m if m.starts_with("latency_") => Some(1),
         "train_time_s" => Some(2),
-        "throughput_ips" | "file_size_bytes" | "params" | "nonzero_params" | "mem_peak_b1_bytes" => None,
+        "throughput_ips" | "file_size_bytes" | "params" | "nonzero_params" | "weights_bytes"
+        | "mem_peak_b1_bytes" => None,
         _ => Some(4),
     }
 }
@@ -81,7 +82,7 @@ pub(crate) fn unit(metric: &str) -> &'static str {
     match metric {
         m if m.starts_with("latency_") => "µs",
         "throughput_ips" => "images/s",
-        "file_size_bytes" | "mem_peak_b1_bytes" => "bytes",
+        "file_size_bytes" | "weights_bytes" | "mem_peak_b1_bytes" => "bytes",
         "train_time_s" => "s",
         "accuracy" | "sparsity" => "fraction",
         _ => "",
@@ -234,6 +235,10 @@ fn extra_lines(c: &Comparison) -> Vec<String> {
 
 // ---- markdown -------------------------------------------------------------------
 
+/// What an invalid verdict means, under the tables that show one.
+const INVALID_NOTE: &str = "⚠ invalid: a run timed the variant on a disturbed machine (or timed too little), so its \
+     latency and throughput are not judged and do not fail the comparison; the verdict's detail gives the reason.";
+
 fn verdict_md(v: Verdict) -> &'static str {
     match v {
         Verdict::Regression => "❌ **regression**",
@@ -241,6 +246,8 @@ fn verdict_md(v: Verdict) -> &'static str {
         Verdict::Improved => "🟢 improved",
         Verdict::NoData => "no data",
         Verdict::Info => "info",
+        Verdict::BaselineInvalid => "⚠ baseline invalid",
+        Verdict::CandidateInvalid => "⚠ candidate invalid",
     }
 }
 
@@ -289,6 +296,9 @@ pub fn comparison_markdown(c: &Comparison) -> String {
             let _ = writeln!(md, "- {}", md_cell(&line));
         }
     }
+    if c.invalid().next().is_some() {
+        let _ = writeln!(md, "\n{}", INVALID_NOTE);
+    }
     if c.checks.iter().any(|k| k.ratio.is_some()) {
         let _ = writeln!(
             md,
@@ -328,6 +338,7 @@ tr.regression td { background: #fdecea; }
 tr.improved td { background: #edf7ee; }
 .v-regression { color: #c62828; font-weight: 600; } .v-improved, .v-ok { color: #2e7d32; }
 .v-no-data, .v-info { color: var(--dim); }
+.v-baseline-invalid, .v-candidate-invalid { color: #b26a00; font-weight: 600; }
 td.up { color: #2e7d32; } td.down { color: #c62828; }
 "#;
 
@@ -441,6 +452,9 @@ fn comparison_html(c: &Comparison, charts: &[Figure]) -> String {
             );
         }
         h.push_str("</tbody></table></div>\n");
+        if c.invalid().next().is_some() {
+            let _ = writeln!(h, "<p class=\"legend\">{}</p>", esc(INVALID_NOTE));
+        }
     }
     let extra = extra_lines(c);
     if !extra.is_empty() {
@@ -465,8 +479,10 @@ fn comparison_html(c: &Comparison, charts: &[Figure]) -> String {
          each time; each end of the interval shown is a one-sided {} bound. \
          A latency gate fires only when the whole interval lies beyond the allowed increase. With thousands of \
          samples any small systematic drift is statistically significant, so significance alone would fire on \
-         the noise of a shared machine; the Mann–Whitney U p-value is shown for information only. Other metrics \
-         are compared on their table values.</p>\n</section>\n",
+         the noise of a shared machine; the Mann–Whitney U p-value is shown for information only. A variant \
+         either run timed on a disturbed machine (its timing marked invalid) is not judged on latency or \
+         throughput at all, and its samples are not used. Other metrics are compared on their table \
+         values.</p>\n</section>\n",
         level(c)
     );
     h.push_str(&page_foot());

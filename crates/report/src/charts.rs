@@ -12,13 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use slimbench_core::fsutil;
-use slimbench_core::records::{CurvePoint, MetricRow, ParallelRow, SystemSample};
+use slimbench_core::records::{
+    CurvePoint, MetricRow, ParallelRow, ServerRow, SpeedupRow, SystemSample, ThroughputRow,
+};
 
-use crate::{ChartFormat, ReportError, ReportInput};
+use crate::{ChartFormat, ReportError, ReportInput, format};
 
 /// The charts a report can contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,17 +48,21 @@ pub enum ChartKind {
     /// The machine over the run: CPU use and memory, GPU utilization and power when a
     /// GPU was sampled.
     System,
+    /// The server scenario: p99 latency against the offered rate per variant, with the
+    /// p99 target.
+    Server,
 }
 
 impl ChartKind {
     /// Every chart, in report order.
-    pub const ALL: [ChartKind; 9] = [
+    pub const ALL: [ChartKind; 10] = [
         ChartKind::AccuracyVsSize,
         ChartKind::AccuracyVsLatency,
         ChartKind::TrainingCurves,
         ChartKind::AccuracyVsSparsity,
         ChartKind::Throughput,
         ChartKind::Speedup,
+        ChartKind::Server,
         ChartKind::ParallelThroughput,
         ChartKind::SyncVsAsync,
         ChartKind::System,
@@ -73,6 +80,7 @@ impl ChartKind {
             ChartKind::ParallelThroughput => "parallel_throughput",
             ChartKind::SyncVsAsync => "sync_vs_async",
             ChartKind::System => "system",
+            ChartKind::Server => "server_latency",
         }
     }
 
@@ -88,6 +96,7 @@ impl ChartKind {
             ChartKind::ParallelThroughput => "Training throughput by parallelism",
             ChartKind::SyncVsAsync => "Sync vs async data parallelism",
             ChartKind::System => "The machine during the run",
+            ChartKind::Server => "Server scenario: p99 latency vs offered rate",
         }
     }
 
@@ -143,7 +152,7 @@ pub const FONT: &str = "DejaVu Sans, sans-serif";
 
 /// The input plus what every chart shares: each variant's colour, assigned in the order
 /// variants first appear (metrics, then curves, then throughput) so a variant has the
-/// same colour in every chart and in the HTML table.
+/// same colour in every chart and in the HTML table (then the server scenario's).
 pub(crate) struct ChartData<'a> {
     input: &'a ReportInput,
     colours: HashMap<&'a str, RGBColor>,
@@ -156,7 +165,8 @@ impl<'a> ChartData<'a> {
             .iter()
             .map(|m| m.variant.as_str())
             .chain(input.curves.iter().map(|c| c.variant.as_str()))
-            .chain(input.throughput.iter().map(|t| t.variant.as_str()));
+            .chain(input.throughput.iter().map(|t| t.variant.as_str()))
+            .chain(input.server.iter().map(|r| r.variant.as_str()));
         let mut colours = HashMap::new();
         for name in names {
             let next = PALETTE[colours.len() % PALETTE.len()];
@@ -188,6 +198,7 @@ impl<'a> ChartData<'a> {
             ChartKind::ParallelThroughput => !input.parallel.iter().any(crate::parallel::measured),
             ChartKind::SyncVsAsync => crate::parallel::sync_async_rows(input).is_empty(),
             ChartKind::System => crate::parallel::timeline(&input.system).samples.is_empty(),
+            ChartKind::Server => server_points(&input.server).next().is_none(),
         };
         empty.then_some(match kind {
             ChartKind::AccuracyVsSize => "no variant has both an accuracy and a model file size",
@@ -199,6 +210,7 @@ impl<'a> ChartData<'a> {
             ChartKind::ParallelThroughput => "no training stage recorded its throughput and parallelism",
             ChartKind::SyncVsAsync => "no data-parallel training stage recorded a loss curve",
             ChartKind::System => "the machine was not sampled while stages ran",
+            ChartKind::Server => "the server scenario was not run",
         })
     }
 }
@@ -239,6 +251,7 @@ impl Drawing for ReportChart<'_, '_> {
             ChartKind::ParallelThroughput => parallel_throughput(data, root),
             ChartKind::SyncVsAsync => sync_vs_async(data, root),
             ChartKind::System => system(data, root),
+            ChartKind::Server => server(data, root),
         }
     }
 }
@@ -464,47 +477,78 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
     chosen.into_iter().step_by(stride).collect()
 }
 
-/// Decimals that tell apart the ticks plotters puts on an axis spanning `span`: it
-/// picks the smallest 1-2-5 step that gives at most ten ticks.
-fn decimals(span: f64) -> usize {
-    let raw = span / 9.0;
-    if !raw.is_finite() || raw <= 0.0 {
-        return 0;
+/// The ticks plotters labels on a linear axis over `range`: its own key points for
+/// the mesh's default of at most 11 labels (what [`mesh`] draws).
+pub fn linear_ticks(range: &Range<f64>) -> Vec<f64> {
+    if !(range.start.is_finite() && range.end.is_finite()) {
+        return Vec::new();
     }
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw * (1.0 - 1e-9));
-    let step = step.unwrap_or(raw);
-    if step >= 1.0 { 0 } else { ((-step.log10()) - 1e-9).ceil() as usize }
+    plotters::coord::types::RangedCoordf64::from(range.clone()).key_points(11usize)
 }
 
-/// Tick labels of a linear axis: the same number of decimals on every tick.
-pub fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
-    let d = decimals(range.end - range.start);
-    move |v: &f64| {
-        if d == 0 && v.abs() >= 1000.0 {
-            let sign = if *v < 0.0 { "-" } else { "" };
-            format!("{sign}{}", crate::format::thousands(v.abs().round() as u64))
-        } else {
-            format!("{v:.d$}")
-        }
+/// Decimals that show a difference of `step`: the fewest with which `step` is a whole
+/// number of the last digit (0.2 → 1, 0.25 → 2, 5 → 0), at most 6.
+pub fn step_decimals(step: f64) -> usize {
+    if !step.is_finite() || step <= 0.0 {
+        return 0;
     }
+    (0..6)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d as i32);
+            scaled >= 1.0 - 1e-9 && (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(6)
+}
+
+/// A tick value with `decimals` decimals: thousands separators on whole numbers
+/// (`1,200`), no `-0`.
+pub fn tick_label(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    let s = if decimals == 0 && v.abs() >= 1000.0 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", crate::format::thousands(v.abs().round() as u64))
+    } else {
+        format!("{v:.decimals$}")
+    };
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// The one tick formatter of every linear axis: `scale` times the value (100 for a
+/// fraction shown in percent) followed by `suffix`, with as many decimals as the step
+/// between the ticks plotters draws on `range` needs, the same on every tick (ticks
+/// finer than the labels read `99%, 99%, 100%`; this reads `99.4%, 99.6%, 99.8%`).
+pub fn axis_ticks(range: &Range<f64>, scale: f64, suffix: &'static str) -> impl Fn(&f64) -> String + use<> {
+    let ticks = linear_ticks(range);
+    let step = ticks.windows(2).map(|w| (w[1] - w[0]).abs()).filter(|d| *d > 0.0).fold(f64::NAN, f64::min);
+    // One tick (or none): decimals from the range's span.
+    let step = if step.is_finite() { step } else { (range.end - range.start).abs() / 10.0 };
+    let d = step_decimals(step * scale);
+    move |v: &f64| format!("{}{suffix}", tick_label(v * scale, d))
+}
+
+/// Tick labels of a linear axis of plain numbers.
+pub fn fixed_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
+    axis_ticks(range, 1.0, "")
 }
 
 /// Tick labels of a fraction axis shown as percentages.
 pub fn percent_ticks(range: &Range<f64>) -> impl Fn(&f64) -> String + use<> {
-    let d = decimals((range.end - range.start) * 100.0);
-    move |v: &f64| format!("{:.d$}%", v * 100.0)
+    axis_ticks(range, 100.0, "%")
 }
 
-/// Tick labels of a log axis (1-2-5 values): integers with separators, small values
-/// without trailing zeros.
+/// Tick labels of a log axis (1-2-5 values): the step at a tick is its decade, so
+/// whole numbers with separators and small values with the decimals of their decade
+/// (`0.05`, `0.2`, `20,000`).
 fn log_tick(v: &f64) -> String {
-    if *v >= 1.0 {
-        crate::format::thousands(v.round() as u64)
-    } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    if !(v.is_finite() && *v > 0.0) {
+        return tick_label(*v, 0);
     }
+    tick_label(*v, step_decimals(10f64.powf(v.log10().floor())))
 }
 
 // ---- placement ------------------------------------------------------------------
@@ -668,10 +712,15 @@ fn accuracy_vs_latency<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
 ) -> DrawResult<DB> {
     let metrics = &data.input.metrics;
-    let (rows, points): (Vec<usize>, Vec<(f64, f64)>) = crate::latency_points(metrics).unzip();
-    let front = crate::pareto_front(&points);
-    let x_range = padded_range(points.iter().map(|p| p.0));
-    let y_range = accuracy_range(points.iter().map(|p| p.1));
+    let all: Vec<crate::LatencyPoint> = crate::latency_points(metrics).collect();
+    let at = |p: &crate::LatencyPoint| (p.cost.value, p.accuracy);
+    // The front of the valid timings, latencies compared within their intervals.
+    let valid: Vec<&crate::LatencyPoint> = all.iter().filter(|p| !p.invalid).collect();
+    let costs: Vec<(crate::Cost, f64)> = valid.iter().map(|p| (p.cost, p.accuracy)).collect();
+    let front: Vec<(f64, f64)> =
+        crate::pareto_front_within(&costs).into_iter().map(|i| at(valid[i])).collect();
+    let x_range = padded_range(all.iter().flat_map(|p| [p.cost.lo, p.cost.hi]));
+    let y_range = accuracy_range(all.iter().map(|p| p.accuracy));
     let (x_fmt, y_fmt) = (fixed_ticks(&x_range), percent_ticks(&y_range));
     let x_end = x_range.end;
     let mut chart = ChartBuilder::on(root)
@@ -685,11 +734,11 @@ fn accuracy_vs_latency<DB: DrawingBackend>(
     // The best accuracy reachable within a latency budget: a step up at each optimal
     // variant, flat to the right edge after the last.
     let mut steps: Vec<(f64, f64)> = Vec::new();
-    for &i in &front {
+    for &p in &front {
         if let Some(&(_, prev)) = steps.last() {
-            steps.push((points[i].0, prev));
+            steps.push((p.0, prev));
         }
-        steps.push(points[i]);
+        steps.push(p);
     }
     if let Some(&(_, last)) = steps.last() {
         steps.push((x_end, last));
@@ -697,31 +746,140 @@ fn accuracy_vs_latency<DB: DrawingBackend>(
     let front_style = INK.mix(0.75).stroke_width(2);
     chart
         .draw_series(LineSeries::new(steps.clone(), front_style))?
-        .label("Pareto front")
+        .label("Pareto front (latencies within noise count as equal)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], front_style));
     chart
-        .draw_series(front.iter().map(|&i| Circle::new(points[i], 10, INK.stroke_width(2))))?
+        .draw_series(front.iter().map(|&p| Circle::new(p, 10, INK.stroke_width(2))))?
         .label("Pareto-optimal variant")
         .legend(|(x, y)| Circle::new((x + 10, y), 6, INK.stroke_width(2)));
-    chart.draw_series(
-        rows.iter().zip(&points).map(|(&r, &p)| Circle::new(p, 6, data.colour(&metrics[r].variant).filled())),
-    )?;
-
-    let labels: Vec<_> = rows
+    let timed: Vec<TimedPoint> = all
         .iter()
-        .zip(&points)
-        .map(|(&r, p)| (chart.backend_coord(p), metrics[r].variant.as_str()))
+        .map(|p| TimedPoint {
+            at: at(p),
+            from: (p.cost.lo, p.accuracy),
+            to: (p.cost.hi, p.accuracy),
+            colour: data.colour(&metrics[p.row].variant),
+            invalid: p.invalid,
+        })
         .collect();
+    draw_timed(&mut chart, &timed, 6, "median's 95% interval")?;
+
+    let names: Vec<String> = all.iter().map(|p| timed_name(&metrics[p.row].variant, p.invalid)).collect();
+    let labels: Vec<_> =
+        all.iter().zip(&names).map(|(p, n)| (chart.backend_coord(&at(p)), n.as_str())).collect();
     let step_pixels = sample_line(&steps.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>());
-    // Labels keep clear of the rings and of the front's line.
-    let mut obstacles: Vec<Rect> =
-        front.iter().map(|&i| around(chart.backend_coord(&points[i]), 11)).collect();
+    // Labels keep clear of the rings, the error bars and the front's line.
+    let mut obstacles: Vec<Rect> = front.iter().map(|p| around(chart.backend_coord(p), 11)).collect();
     obstacles.extend(step_pixels.iter().map(|&p| around(p, 2)));
+    obstacles.extend(timed.iter().flat_map(|t| bar_pixels(&chart, t)).map(|p| around(p, 2)));
     draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)?;
     let mut occupied = step_pixels;
     occupied.extend(labels.iter().map(|l| l.0));
     legend(&mut chart, &occupied)?;
     Ok(())
+}
+
+/// A measured point with its interval: drawn with an error bar from `from` to `to`
+/// where they differ, filled in its colour, or hollow and grey when its timing is
+/// invalid.
+pub struct TimedPoint {
+    /// The point (the median).
+    pub at: (f64, f64),
+    /// One end of its interval (the point itself where there is none).
+    pub from: (f64, f64),
+    /// The other end.
+    pub to: (f64, f64),
+    /// Its series' colour.
+    pub colour: RGBColor,
+    /// Its timing is invalid.
+    pub invalid: bool,
+}
+
+impl TimedPoint {
+    fn has_bar(&self) -> bool {
+        let finite = |(x, y): (f64, f64)| x.is_finite() && y.is_finite();
+        finite(self.from) && finite(self.to) && self.from != self.to
+    }
+}
+
+/// The colour an invalid timing is drawn in.
+pub const INVALID: RGBColor = RGBColor(0x9E, 0x9E, 0x9E);
+
+/// A point's label: its name, and `(invalid)` when its timing is.
+pub fn timed_name(name: &str, invalid: bool) -> String {
+    if invalid { format!("{name} (invalid)") } else { name.to_string() }
+}
+
+/// Draw `points` with their error bars (capped, in the points' colours) and markers of
+/// radius `r` (none for 0: bars drawn by the caller); legend entries for the bars (`bar_label`) and, when a point is invalid,
+/// for the hollow marker.
+pub fn draw_timed<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    points: &[TimedPoint],
+    r: i32,
+    bar_label: &str,
+) -> DrawResult<DB>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    const CAP: i32 = 4;
+    for t in points.iter().filter(|t| t.has_bar()) {
+        let style = if t.invalid { INVALID.stroke_width(1) } else { t.colour.mix(0.8).stroke_width(2) };
+        let cap = if t.from.1 == t.to.1 { [(0, -CAP), (0, CAP)] } else { [(-CAP, 0), (CAP, 0)] };
+        chart.draw_series([PathElement::new(vec![t.from, t.to], style)])?;
+        chart.draw_series(
+            [t.from, t.to].map(|end| EmptyElement::at(end) + PathElement::new(cap.to_vec(), style)),
+        )?;
+    }
+    chart.draw_series(points.iter().filter(|_| r > 0).map(|t| {
+        if t.invalid {
+            Circle::new(t.at, r, INVALID.stroke_width(2))
+        } else {
+            Circle::new(t.at, r, t.colour.filled())
+        }
+    }))?;
+    if points.iter().any(TimedPoint::has_bar) {
+        chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?.label(bar_label).legend(
+            |(x, y)| {
+                let style = MUTED.stroke_width(2);
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (20, 0)], style)
+                    + PathElement::new(vec![(0, -CAP), (0, CAP)], style)
+                    + PathElement::new(vec![(20, -CAP), (20, CAP)], style)
+            },
+        );
+    }
+    if points.iter().any(|t| t.invalid) {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label("invalid timing (hollow, grey)")
+            .legend(move |(x, y)| {
+                // Bars (r = 0) are drawn in outline; points as a ring.
+                let shape: DynElement<'static, DB, (i32, i32)> = if r > 0 {
+                    Circle::new((x + 10, y), r, INVALID.stroke_width(2)).into_dyn()
+                } else {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], INVALID.stroke_width(2)).into_dyn()
+                };
+                shape
+            });
+    }
+    Ok(())
+}
+
+/// Pixels along a point's error bar, for labels and legends to keep clear of.
+fn bar_pixels<DB, X, Y>(chart: &ChartContext<'_, DB, Cartesian2d<X, Y>>, t: &TimedPoint) -> Vec<(i32, i32)>
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    if t.has_bar() {
+        sample_line(&[chart.backend_coord(&t.from), chart.backend_coord(&t.to)])
+    } else {
+        Vec::new()
+    }
 }
 
 /// Curve points with a finite loss or accuracy.
@@ -853,7 +1011,7 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
         data.input.metrics.iter().filter(|m| is_pruned(m) || is_dense_baseline(m)).collect();
     let x_range = -0.03..1.03;
     let y_range = accuracy_range(rows.iter().map(|m| m.accuracy));
-    let y_fmt = percent_ticks(&y_range);
+    let (x_fmt, y_fmt) = (percent_ticks(&x_range), percent_ticks(&y_range));
     let mut chart = ChartBuilder::on(root)
         .caption(ChartKind::AccuracyVsSparsity.title(), title_style())
         .margin(20)
@@ -864,7 +1022,7 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
         &mut chart,
         "Sparsity (share of zero weights in conv/linear layers)",
         "Top-1 accuracy (test set)",
-        &|v: &f64| format!("{:.0}%", v * 100.0),
+        &x_fmt,
         &y_fmt,
     )?;
     // One sweep line per model: its baseline through its pruned variants.
@@ -887,27 +1045,27 @@ fn accuracy_vs_sparsity<DB: DrawingBackend>(
     draw_point_labels(root, chart.plotting_area().get_pixel_range(), &labels, &obstacles)
 }
 
-/// (variant, batch size, images/s) of the measured throughput rows.
-fn throughput_points<'a>(data: &'a ChartData<'_>) -> impl Iterator<Item = (&'a str, f64, f64)> {
-    data.input
-        .throughput
-        .iter()
-        .filter(|t| t.batch_size > 0 && t.images_per_s.is_finite() && t.images_per_s > 0.0)
-        .map(|t| (t.variant.as_str(), t.batch_size as f64, t.images_per_s))
-}
+/// Both axes of a log-log chart.
+type LogLog = Cartesian2d<WithKeyPoints<LogCoord<f64>>, WithKeyPoints<LogCoord<f64>>>;
 
-fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-    let points: Vec<_> = throughput_points(data).collect();
-    let x_range = log_range(points.iter().map(|p| p.1));
-    let y_range = log_range(points.iter().map(|p| p.2));
-    // Tick the batch sizes that were measured, unless there are too many to read.
-    let mut batches: Vec<f64> = points.iter().map(|p| p.1).collect();
-    batches.sort_by(f64::total_cmp);
-    batches.dedup();
-    let x_ticks = if batches.len() <= 10 { batches } else { log_ticks(&x_range) };
+/// The `kind` chart as a log-log plot of `xs` against `ys` with the report's mesh
+/// (`descs`: the axes' descriptions), the x axis ticked at the values measured unless
+/// there are too many to read.
+fn log_log<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    kind: ChartKind,
+    mut xs: Vec<f64>,
+    ys: impl IntoIterator<Item = f64>,
+    descs: (&str, &str),
+) -> Result<ChartContext<'a, DB, LogLog>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let x_range = log_range(xs.iter().copied());
+    let y_range = log_range(ys);
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let x_ticks = if xs.len() <= 10 { xs } else { log_ticks(&x_range) };
     let y_ticks = log_ticks(&y_range);
     let mut chart = ChartBuilder::on(root)
-        .caption(ChartKind::Throughput.title(), title_style())
+        .caption(kind.title(), title_style())
         .margin(20)
         .x_label_area_size(48)
         .y_label_area_size(80)
@@ -915,27 +1073,81 @@ fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, S
             x_range.log_scale().with_key_points(x_ticks),
             y_range.log_scale().with_key_points(y_ticks),
         )?;
-    mesh(
-        &mut chart,
-        "Batch size (images, log scale)",
-        "Throughput (images/s, log scale)",
-        &log_tick,
-        &log_tick,
+    mesh(&mut chart, descs.0, descs.1, &log_tick, &log_tick)?;
+    Ok(chart)
+}
+
+/// The measured throughput rows.
+fn throughput_points<'a>(data: &'a ChartData<'_>) -> impl Iterator<Item = &'a ThroughputRow> {
+    data.input
+        .throughput
+        .iter()
+        .filter(|t| t.batch_size > 0 && t.images_per_s.is_finite() && t.images_per_s > 0.0)
+}
+
+/// Images/s of a throughput row and its interval (from that of the median time per
+/// batch; the point value where there is none).
+fn images_per_s_interval(t: &ThroughputRow) -> (f64, f64, f64) {
+    let ips = |ms: f64| if ms.is_finite() && ms > 0.0 { t.batch_size as f64 * 1e3 / ms } else { f64::NAN };
+    let (lo, hi) = (ips(t.p50_hi_ms), ips(t.p50_lo_ms));
+    if lo.is_finite() && hi.is_finite() {
+        (t.images_per_s, lo, hi)
+    } else {
+        (t.images_per_s, t.images_per_s, t.images_per_s)
+    }
+}
+
+fn throughput<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let rows: Vec<&ThroughputRow> = throughput_points(data).collect();
+    let mut chart = log_log(
+        root,
+        ChartKind::Throughput,
+        rows.iter().map(|t| t.batch_size as f64).collect(),
+        rows.iter().flat_map(|t| {
+            let (v, lo, hi) = images_per_s_interval(t);
+            [v, lo, hi]
+        }),
+        ("Batch size (images, log scale)", "Throughput (images/s, log scale)"),
     )?;
     let mut occupied = Vec::new();
-    for variant in distinct(points.iter().map(|p| p.0)) {
+    let mut points = Vec::new();
+    for variant in distinct(rows.iter().map(|t| t.variant.as_str())) {
         let colour = data.colour(variant);
-        let mut series: Vec<(f64, f64)> =
-            points.iter().filter(|p| p.0 == variant).map(|&(_, bs, ips)| (bs, ips)).collect();
-        series.sort_by(|a, b| a.0.total_cmp(&b.0));
-        labelled_line(&mut chart, series, colour, variant, &mut occupied)?;
+        let mut mine: Vec<&ThroughputRow> = rows.iter().copied().filter(|t| t.variant == variant).collect();
+        mine.sort_by_key(|t| t.batch_size);
+        let line: Vec<(f64, f64)> = mine.iter().map(|t| (t.batch_size as f64, t.images_per_s)).collect();
+        occupied.extend(sample_line(&line.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        chart
+            .draw_series(LineSeries::new(line, colour.stroke_width(2)))?
+            .label(variant)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        points.extend(mine.iter().map(|t| {
+            let (v, lo, hi) = images_per_s_interval(t);
+            let x = t.batch_size as f64;
+            TimedPoint {
+                at: (x, v),
+                from: (x, lo),
+                to: (x, hi),
+                colour,
+                invalid: format::is_invalid(&t.validity),
+            }
+        }));
     }
+    draw_timed(&mut chart, &points, 4, "95% interval (from the median time per batch)")?;
     legend(&mut chart, &occupied)?;
     Ok(())
 }
 
-/// One bar of the speedup chart: (variant index, series index, speedup).
-fn speedup_bars(variants: &[crate::speedup::VariantSpeed<'_>]) -> Vec<(usize, usize, f64)> {
+/// One bar of the speedup chart.
+struct SpeedupBar<'r> {
+    /// Index of the variant (the bar group).
+    variant: usize,
+    /// 0, 1: simulated at batch 1, large; 2, 3: materialized.
+    series: usize,
+    row: &'r SpeedupRow,
+}
+
+fn speedup_bars<'r>(variants: &[crate::speedup::VariantSpeed<'r>]) -> Vec<SpeedupBar<'r>> {
     let mut bars = Vec::new();
     for (i, v) in variants.iter().enumerate() {
         for f in &v.forms {
@@ -945,8 +1157,8 @@ fn speedup_bars(variants: &[crate::speedup::VariantSpeed<'_>]) -> Vec<(usize, us
                 _ => continue,
             };
             for (k, r) in [f.b1, f.large].into_iter().enumerate() {
-                if let Some(r) = r.filter(|r| r.speedup.is_finite() && r.speedup > 0.0) {
-                    bars.push((i, series + k, r.speedup));
+                if let Some(row) = r.filter(|r| r.speedup.is_finite() && r.speedup > 0.0) {
+                    bars.push(SpeedupBar { variant: i, series: series + k, row });
                 }
             }
         }
@@ -966,8 +1178,14 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
         (format!("materialized, batch {large}"), PALETTE[1]),
     ];
     let n = variants.len();
-    let top = bars.iter().map(|b| b.2).fold(MIN_SPEEDUP, f64::max) * 1.15;
+    let top = bars
+        .iter()
+        .flat_map(|b| [b.row.speedup, b.row.speedup_hi])
+        .filter(|v| v.is_finite())
+        .fold(MIN_SPEEDUP, f64::max)
+        * 1.15;
     let names: Vec<&str> = variants.iter().map(|v| v.variant).collect();
+    let y_fmt = axis_ticks(&(0.0..top), 1.0, "×");
     let mut chart = ChartBuilder::on(root)
         .caption(ChartKind::Speedup.title(), title_style())
         .margin(20)
@@ -983,21 +1201,40 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
             names.get(i as usize).map_or(String::new(), |s| s.to_string())
         }
     };
-    mesh(&mut chart, "Compressed variant", "Speedup over its baseline (×)", &x_fmt, &|y: &f64| {
-        format!("{y:.1}×")
-    })?;
+    mesh(&mut chart, "Compressed variant", "Speedup over its baseline (×)", &x_fmt, &y_fmt)?;
     let width = 0.19;
+    let x_of = |b: &SpeedupBar<'_>| b.variant as f64 + (b.series as f64 - 1.5) * (width + 0.01);
     for (s, (label, colour)) in series.iter().enumerate() {
         let colour = *colour;
-        let offset = (s as f64 - 1.5) * (width + 0.01);
         chart
-            .draw_series(bars.iter().filter(|b| b.1 == s).map(|&(i, _, v)| {
-                let x = i as f64 + offset;
-                Rectangle::new([(x - width / 2.0, 0.0), (x + width / 2.0, v)], colour.filled())
+            .draw_series(bars.iter().filter(|b| b.series == s).map(|b| {
+                let (x, v) = (x_of(b), b.row.speedup);
+                // An invalid timing: an outline only.
+                let style = if format::is_invalid(&b.row.validity) {
+                    INVALID.stroke_width(2)
+                } else {
+                    colour.filled()
+                };
+                Rectangle::new([(x - width / 2.0, 0.0), (x + width / 2.0, v)], style)
             }))?
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
     }
+    let points: Vec<TimedPoint> = bars
+        .iter()
+        .map(|b| {
+            let x = x_of(b);
+            let (lo, hi) = (b.row.speedup_lo, b.row.speedup_hi);
+            TimedPoint {
+                at: (x, b.row.speedup),
+                from: (x, if lo.is_finite() { lo } else { b.row.speedup }),
+                to: (x, if hi.is_finite() { hi } else { b.row.speedup }),
+                colour: INK,
+                invalid: format::is_invalid(&b.row.validity),
+            }
+        })
+        .collect();
+    draw_timed(&mut chart, &points, 0, "95% bootstrap interval")?;
     // 1× is the baseline; below the threshold a form is "not faster".
     let span = vec![(-0.6, 1.0), (n as f64 - 0.4, 1.0)];
     chart.draw_series(LineSeries::new(span.clone(), INK.stroke_width(1)))?;
@@ -1010,11 +1247,82 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
         .legend(|(x, y)| {
             PathElement::new(vec![(x, y), (x + 14, y)], RGBColor(0xB7, 0x1C, 0x1C).stroke_width(1))
         });
-    let pixels: Vec<(i32, i32)> = bars
-        .iter()
-        .map(|&(i, s, v)| chart.backend_coord(&(i as f64 + (s as f64 - 1.5) * (width + 0.01), v)))
-        .collect();
+    let pixels: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(&p.to)).collect();
     legend(&mut chart, &pixels)
+}
+
+/// The server rows with a measured rate and p99.
+fn server_points(rows: &[ServerRow]) -> impl Iterator<Item = &ServerRow> {
+    rows.iter().filter(|r| r.rate_qps > 0.0 && r.p99_ms.is_finite() && r.p99_ms > 0.0)
+}
+
+fn server<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    let rows: Vec<&ServerRow> = server_points(&data.input.server).collect();
+    let mut targets: Vec<f64> =
+        rows.iter().map(|r| r.target_p99_ms).filter(|t| t.is_finite() && *t > 0.0).collect();
+    targets.sort_by(f64::total_cmp);
+    targets.dedup();
+    let ys = rows.iter().flat_map(|r| [r.p99_ms, r.p99_bound_ms]).chain(targets.iter().copied());
+    let mut chart = log_log(
+        root,
+        ChartKind::Server,
+        rows.iter().map(|r| r.rate_qps).collect(),
+        ys,
+        ("Offered rate (queries/s, log scale)", "p99 latency (ms, log scale)"),
+    )?;
+    let (x_start, x_end) = (chart.x_range().start, chart.x_range().end);
+    let red = RGBColor(0xB7, 0x1C, 0x1C);
+    for (k, &target) in targets.iter().enumerate() {
+        let line = chart.draw_series(DashedLineSeries::new(
+            vec![(x_start, target), (x_end, target)],
+            8,
+            5,
+            red.mix(0.7).stroke_width(2),
+        ))?;
+        if k == 0 {
+            line.label(if targets.len() == 1 {
+                format!("p99 target ({} ms)", crate::format::millis(target))
+            } else {
+                "p99 targets".to_string()
+            })
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
+        }
+    }
+    let groups = crate::server::group(&data.input.server);
+    let mut occupied = Vec::new();
+    let mut points = Vec::new();
+    let mut best = Vec::new();
+    for v in &groups {
+        let colour = data.colour(v.variant);
+        let mine: Vec<&ServerRow> =
+            v.rows.iter().copied().filter(|r| rows.iter().any(|p| std::ptr::eq(*p, *r))).collect();
+        let line: Vec<(f64, f64)> = mine.iter().map(|r| (r.rate_qps, r.p99_ms)).collect();
+        occupied.extend(sample_line(&line.iter().map(|p| chart.backend_coord(p)).collect::<Vec<_>>()));
+        chart
+            .draw_series(LineSeries::new(line, colour.stroke_width(2)))?
+            .label(v.variant)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        points.extend(mine.iter().map(|r| {
+            let at = (r.rate_qps, r.p99_ms);
+            let bound =
+                if r.p99_bound_ms.is_finite() && r.p99_bound_ms > 0.0 { r.p99_bound_ms } else { r.p99_ms };
+            TimedPoint {
+                at,
+                from: at,
+                to: (r.rate_qps, bound),
+                colour,
+                invalid: format::is_invalid(&r.validity),
+            }
+        }));
+        best.extend(v.best.filter(|b| b.p99_ms > 0.0).map(|b| (b.rate_qps, b.p99_ms)));
+    }
+    draw_timed(&mut chart, &points, 4, "p99 to its 95% upper bound")?;
+    chart
+        .draw_series(best.iter().map(|&p| Circle::new(p, 9, INK.stroke_width(2))))?
+        .label("highest rate meeting the target")
+        .legend(|(x, y)| Circle::new((x + 10, y), 6, INK.stroke_width(2)));
+    occupied.extend(best.iter().map(|p| chart.backend_coord(p)));
+    legend(&mut chart, &occupied)
 }
 
 // ---- parallel training and the machine ------------------------------------------------
@@ -1262,7 +1570,7 @@ fn staleness_panel<DB: DrawingBackend>(
     let y_range = 0.0..(max_stale as f64 + 1.0) * 1.15;
     let x_fmt = fixed_ticks(&x_range);
     // Staleness is a whole number of updates: label only the whole ticks.
-    let y_fmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { format!("{}", v.round()) } else { String::new() };
+    let y_fmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { tick_label(v.round(), 0) } else { String::new() };
     let mut chart = ChartBuilder::on(area)
         .caption("Staleness of the async updates", subtitle_style())
         .margin(14)
@@ -1482,12 +1790,52 @@ mod tests {
         let f = fixed_ticks(&(0.0..2000.0));
         assert_eq!(f(&1200.0), "1,200");
         let p = percent_ticks(&(0.90..0.97));
-        assert_eq!((p(&0.9), p(&0.955)), ("90%".to_owned(), "96%".to_owned()));
+        assert_eq!((p(&0.9), p(&0.95)), ("90%".to_owned(), "95%".to_owned()));
         let p = percent_ticks(&(0.95..0.97));
         assert_eq!(p(&0.955), "95.5%");
         let f = fixed_ticks(&(0.0..0.05));
-        assert_eq!((f(&0.0), f(&0.03)), ("0.00".to_owned(), "0.03".to_owned()));
+        assert_eq!((f(&0.0), f(&0.03)), ("0.000".to_owned(), "0.030".to_owned()));
+        let x = axis_ticks(&(0.0..2.3), 1.0, "×");
+        assert_eq!(x(&1.0), "1.0×");
         assert_eq!((log_tick(&20000.0), log_tick(&0.05)), ("20,000".to_owned(), "0.05".to_owned()));
+        assert_eq!((log_tick(&0.2), log_tick(&1.0)), ("0.2".to_owned(), "1".to_owned()));
+        assert_eq!((tick_label(-0.0001, 1), tick_label(-1500.0, 0)), ("0.0".to_owned(), "-1,500".to_owned()));
+        assert_eq!((step_decimals(0.2), step_decimals(0.25), step_decimals(5.0)), (1, 2, 0));
+    }
+
+    /// The accuracy axis of a run whose variants sit between 99% and 100% once read
+    /// "100%, 100%, 99%, 99%": ticks every 0.2% need a decimal.
+    #[test]
+    fn tick_labels_tell_every_tick_apart() {
+        let p = percent_ticks(&(0.9885..1.0));
+        let labels: Vec<String> = linear_ticks(&(0.9885..1.0)).iter().map(p).collect();
+        assert_eq!(labels, ["99.0%", "99.2%", "99.4%", "99.6%", "99.8%", "100.0%"]);
+        // Every axis the charts build: accuracy, latency, loss, images/s, from tiny to huge spans.
+        let mut checked = 0;
+        for (lo, hi) in [
+            (0.0, 1.0),
+            (0.9, 1.0),
+            (0.985, 1.0),
+            (0.9991, 0.9999),
+            (41.0, 43.7),
+            (0.0, 0.0123),
+            (120.0, 125.5),
+            (0.0, 2_500_000.0),
+            (-0.03, 1.03),
+            (1e-4, 3e-4),
+        ] {
+            for (scale, suffix) in [(1.0, ""), (100.0, "%")] {
+                let range = lo..hi;
+                let f = axis_ticks(&range, scale, suffix);
+                let labels: Vec<String> = linear_ticks(&range).iter().map(&f).collect();
+                let mut unique = labels.clone();
+                unique.dedup();
+                assert_eq!(unique, labels, "{range:?} ×{scale}");
+                assert!(labels.len() >= 2, "{range:?}: {labels:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 20);
     }
 
     #[test]

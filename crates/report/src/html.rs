@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use slimbench_core::artifact::StageStatus;
 
+use crate::ReportInput;
 use crate::charts::{Chart, ChartData, ChartKind};
 use crate::format::{self, html as esc};
-use crate::{Highlight, ReportInput};
 
 /// The report's style sheet, inlined into every page slimbench writes.
 pub const STYLE: &str = r#"
@@ -20,6 +20,7 @@ body { margin: 0; padding: 24px; color: var(--ink); background: #fff;
 main { max-width: 1200px; margin: 0 auto; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 32px 0 12px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 15px; margin: 22px 0 8px; }
 p.desc { margin: 4px 0; font-size: 15px; }
 p.sub, p.legend, footer, .dim { color: var(--dim); }
 p.legend { font-size: 13px; }
@@ -28,7 +29,7 @@ code { font: 12.5px/1.3 "DejaVu Sans Mono", Menlo, Consolas, monospace; backgrou
   padding: 1px 4px; border-radius: 3px; }
 table { border-collapse: collapse; }
 th, td { padding: 5px 9px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
-th { background: var(--bg); font-weight: 600; white-space: nowrap; }
+th { background: var(--bg); font-weight: 600; min-width: 4em; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.meta th { width: 170px; }
 .scroll { overflow-x: auto; }
@@ -39,6 +40,12 @@ table.metrics tr.best td { background: var(--best); }
 .badge.best { color: #9a6b00; }
 .badge.pareto { color: var(--accent); }
 .badge.slow, td.slow { color: #b71c1c; } .badge.fast, td.fast { color: #2e7d32; }
+.badge.same, td.same { color: var(--dim); }
+.badge.invalid { color: #b26a00; cursor: help; }
+.ci { display: block; font-size: 11.5px; color: var(--dim); }
+.invalid { color: #b26a00; cursor: help; text-decoration: underline dotted; }
+p.protocol { font-size: 13px; margin: 6px 0; }
+section.empty p.skipped { margin: 14px 0 0; }
 table.speedup tr.why td { background: var(--bg); font-size: 13px; }
 .status-ran { color: #2e7d32; } .status-cached { color: var(--dim); } .status-rendered { color: var(--accent); }
 figure { margin: 0 0 28px; }
@@ -73,13 +80,15 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
     );
     h.push_str(
         "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#speedup\">Speedup</a>\
+         <a href=\"#server\">Server</a>\
          <a href=\"#parallel\">Parallel</a><a href=\"#machine\">Machine</a><a href=\"#cpu-vs-gpu\">CPU vs GPU</a>\
          <a href=\"#charts\">Charts</a>\
          <a href=\"#stages\">Stages</a><a href=\"#notes\">Notes</a></nav>\n</header>\n",
     );
     metadata(&mut h, input);
-    results(&mut h, input, data);
+    crate::results::html_section(&mut h, input, data);
     crate::speedup::html_section(&mut h, &input.speedup);
+    crate::server::html_section(&mut h, &input.server);
     crate::parallel::parallel_html(&mut h, &input.parallel);
     crate::parallel::staleness_html(&mut h, input);
     crate::parallel::machine_html(&mut h, &input.system);
@@ -96,106 +105,14 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
     h
 }
 
-fn results(h: &mut String, input: &ReportInput, data: &ChartData<'_>) {
-    h.push_str("<section id=\"results\">\n<h2>Results</h2>\n");
-    if input.metrics.is_empty() {
-        h.push_str("<p class=\"skipped\">No variant was evaluated in this run.</p>\n</section>\n");
-        return;
-    }
-    h.push_str(
-        "<div class=\"scroll\"><table class=\"metrics\">\n<thead><tr><th>Variant</th><th>Technique</th>\
-         <th>Model</th><th>Dataset</th><th>Precision</th><th class=\"num\">Sparsity</th>\
-         <th class=\"num\">Accuracy</th><th class=\"num\">p50 µs</th><th class=\"num\">p90 µs</th>\
-         <th class=\"num\">p99 µs</th><th class=\"num\">Throughput img/s</th><th class=\"num\">Size KB</th>\
-         <th class=\"num\">Params</th><th class=\"num\">Non-zero</th><th class=\"num\">Peak RSS MB</th>\
-         <th class=\"num\">Train time</th>",
-    );
-    let energy = input
-        .metrics
-        .iter()
-        .any(|m| m.energy_per_1k_inferences_j.is_finite() || m.train_energy_per_epoch_j.is_finite());
-    if energy {
-        h.push_str("<th class=\"num\">J / 1,000 inferences</th><th class=\"num\">Train J / epoch</th>");
-    }
-    h.push_str("</tr></thead>\n<tbody>\n");
-    for (m, hl) in input.metrics.iter().zip(crate::highlights(&input.metrics)) {
-        let Highlight { best, pareto } = hl;
-        let mut badges = String::new();
-        if best {
-            badges.push_str("<span class=\"badge best\" title=\"best accuracy of the run\">★ best</span>");
-        }
-        if pareto {
-            badges.push_str(
-                "<span class=\"badge pareto\" title=\"no other variant is both faster and more accurate\">\
-                 Pareto</span>",
-            );
-        }
-        let throughput = if m.throughput_ips > 0.0 && m.batch_size > 0 {
-            format!("{} <span class=\"dim\">@{}</span>", format::rate(m.throughput_ips), m.batch_size)
-        } else {
-            format::MISSING.into()
-        };
-        let _ = writeln!(
-            h,
-            "<tr{}><td><span class=\"swatch\" style=\"background:{}\"></span>{}{badges}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td>{}</tr>",
-            if best { " class=\"best\"" } else { "" },
-            data.colour_hex(&m.variant),
-            esc(&m.variant),
-            esc(&m.technique),
-            esc(&m.model),
-            esc(&m.dataset),
-            esc(&format::precision(m)),
-            format::percent(m.sparsity, 1),
-            if best {
-                format!("<b>{}</b>", format::percent(m.accuracy, 2))
-            } else {
-                format::percent(m.accuracy, 2)
-            },
-            format::measured(m.latency_p50_us, 1),
-            format::measured(m.latency_p90_us, 1),
-            format::measured(m.latency_p99_us, 1),
-            throughput,
-            format::kb(m.file_size_bytes),
-            format::count(m.params),
-            format::count(m.nonzero_params),
-            format::mb(m.mem_peak_b1_bytes),
-            if m.train_time_s > 0.0 { format::duration(m.train_time_s) } else { format::MISSING.into() },
-            if energy {
-                format!(
-                    "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
-                    format::joules(m.energy_per_1k_inferences_j),
-                    format::joules(m.train_energy_per_epoch_j)
-                )
-            } else {
-                String::new()
-            },
-        );
-    }
-    h.push_str(
-        "</tbody></table></div>\n<p class=\"legend\">★ best: highest top-1 accuracy of the run. \
-         Pareto: no other variant has both a lower batch-1 median latency and a higher accuracy. \
-         Latencies are single-image inferences; throughput is at the largest batch size measured (@batch). ",
-    );
-    if energy {
-        h.push_str(
-            "Energy (where the machine has a counter): joules per 1,000 single-image inferences, and per \
-             epoch of the training that produced the variant. ",
-        );
-    }
-    h.push_str("1 KB = 1000 bytes, 1 MB = 10<sup>6</sup> bytes.</p>\n</section>\n");
-}
-
 fn chart_caption(kind: ChartKind) -> &'static str {
     match kind {
         ChartKind::AccuracyVsSize => "Top-1 accuracy against the size of the saved model file (log scale).",
         ChartKind::AccuracyVsLatency => {
-            "Top-1 accuracy against median single-image latency. Up and to the left is better; the step line \
-             is the Pareto front, the best accuracy reachable within a latency budget, through the circled \
-             variants."
+            "Top-1 accuracy against median single-image latency, with the median's 95% interval. Up and to the \
+             left is better; the step line is the Pareto front, the best accuracy reachable within a latency \
+             budget, through the circled variants (latencies whose intervals overlap count as the same speed). \
+             Hollow grey points are invalid timings and take no part in the front."
         }
         ChartKind::TrainingCurves => {
             "Loss and accuracy per optimizer step of every trained variant: lines are the training split \
@@ -205,11 +122,20 @@ fn chart_caption(kind: ChartKind) -> &'static str {
             "Accuracy of the pruned variants against their sparsity, with the dense baselines at 0%; \
              grey lines join the variants of one model."
         }
-        ChartKind::Throughput => "Images per second against batch size (log-log), per variant.",
+        ChartKind::Throughput => {
+            "Images per second against batch size (log-log), per variant, with the 95% interval of each point \
+             (from that of the median time per batch); hollow grey points are invalid timings."
+        }
+        ChartKind::Server => {
+            "Server scenario: p99 latency against the offered rate of Poisson arrivals, per variant; whiskers reach \
+             the one-sided 95% upper bound of the p99, the dashed line is the p99 target, hollow grey points are \
+             invalid timings."
+        }
         ChartKind::Speedup => {
             "Speedup of each compressed variant's simulated and materialized forms over its baseline, at \
-             batch 1 and the largest batch, timed side by side. Bars below the dashed line (the \
-             not-faster threshold) buy nothing at run time."
+             batch 1 and the largest batch, timed side by side, with 95% bootstrap intervals. Bars below the \
+             dashed line (the not-faster threshold), or whose interval reaches below it, buy nothing at run \
+             time; outlined grey bars are invalid timings."
         }
         ChartKind::ParallelThroughput => {
             "Training images per second of every training stage, by parallelism: loader workers of a single \

@@ -20,8 +20,12 @@
 //!   (HTML and markdown, and the `parallel_throughput`, `sync_vs_async` and `system`
 //!   charts), from `parallel.parquet`, `staleness.parquet` and `system.parquet` where
 //!   the run has them.
-//! * [`pareto_front`] picks the variants no other variant beats on both latency and
-//!   accuracy; the report highlights them.
+//! * [`pareto_front_within`] picks the variants no other variant beats on both latency
+//!   and accuracy, a latency beating another only when its 95% interval lies entirely
+//!   below the other's; the report highlights them.
+//! * Every latency and throughput figure is shown with its interval, and a figure whose
+//!   timing is invalid is marked (`⚠`, with the reason) in every table and chart; each
+//!   evaluate stage's timing protocol is stated under the results.
 //!
 //! * [`kit`] and [`format`] lend the charts' style, axes and file output, the page
 //!   style and the escaping to other renderers (`slimbench compare`, `slimbench history`).
@@ -34,14 +38,17 @@ mod html;
 mod markdown;
 mod parallel;
 mod pareto;
+mod results;
+mod server;
 mod speedup;
+mod table;
 
 /// The report's drawing and page pieces, for other renderers of slimbench results
 /// (`slimbench-compare`), so that their charts and pages look like the report's and
 /// escape text the same way.
 pub mod kit {
     pub use crate::charts::{
-        DrawResult, Drawing, FONT, GRID, INK, MUTED, PALETTE, accuracy_range, distinct, fixed_ticks,
+        DrawResult, Drawing, FONT, GRID, INK, INVALID, MUTED, PALETTE, accuracy_range, distinct, fixed_ticks,
         label_style, labelled_line, legend, mesh, min_max, padded_range, percent_ticks, sample_line,
         subtitle_style, svg, title_style, write_chart, write_png,
     };
@@ -54,13 +61,14 @@ use std::path::{Path, PathBuf};
 use slimbench_core::artifact::RunInfo;
 use slimbench_core::fsutil::{self, FsError};
 use slimbench_core::records::{
-    CurvePoint, MetricRow, ParallelRow, SpeedupRow, StalenessRow, SystemSample, ThroughputRow,
+    CurvePoint, MetricRow, ParallelRow, RepeatRow, ServerRow, SpeedupRow, StalenessRow, SystemSample,
+    ThroughputRow, TimingRound,
 };
 use slimbench_metrics::{MetricsError, Table};
 
 pub use charts::ChartKind;
 pub use markdown::summary_markdown;
-pub use pareto::pareto_front;
+pub use pareto::{Cost, pareto_front, pareto_front_within};
 /// Chart file formats (the `formats:` of a `report` stage).
 pub use slimbench_core::config::ChartFormat;
 
@@ -96,6 +104,12 @@ pub struct ReportInput {
     pub staleness: Vec<StalenessRow>,
     /// The machine sampled while stages ran (`system.parquet`).
     pub system: Vec<SystemSample>,
+    /// The server scenario's offered loads (`server.parquet`; empty when it was not run).
+    pub server: Vec<ServerRow>,
+    /// The rounds of each evaluate stage's timing plan (`timing.parquet`).
+    pub timing: Vec<TimingRound>,
+    /// Per-repetition medians (`repeats.parquet`, from `--repeat`).
+    pub repeats: Vec<RepeatRow>,
 }
 
 /// Why a report could not be loaded or rendered.
@@ -126,7 +140,7 @@ pub enum ReportError {
 }
 
 /// Read a run directory: `run.json` and the metrics, training, throughput, speedup,
-/// parallel, staleness and system tables. All but the metrics table are optional (older
+/// parallel, staleness, system, server, timing and repeats tables. All but the metrics table are optional (older
 /// or partial runs lack them: empty); the run metadata and the metrics table are not. The title is the pipeline's name.
 pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     for required in [RUN_JSON, Table::Metrics.file_name()] {
@@ -156,7 +170,20 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
     let system =
         if optional(Table::System) { slimbench_metrics::read_system_samples(run_dir)? } else { Vec::new() };
     let title = if run.pipeline.is_empty() { run.run_id.clone() } else { run.pipeline.clone() };
-    Ok(ReportInput { run, title, metrics, curves, throughput, speedup, parallel, staleness, system })
+    Ok(ReportInput {
+        run,
+        title,
+        metrics,
+        curves,
+        throughput,
+        speedup,
+        parallel,
+        staleness,
+        system,
+        server: slimbench_metrics::read_server_rows(run_dir)?,
+        timing: slimbench_metrics::read_timing_rounds(run_dir)?,
+        repeats: slimbench_metrics::read_repeat_rows(run_dir)?,
+    })
 }
 
 /// Render the report into `run_dir`: one file per drawable chart and format under
@@ -209,28 +236,54 @@ pub fn render(
 struct Highlight {
     /// Has the best accuracy of the run (ties all count).
     best: bool,
-    /// On the Pareto front of batch-1 latency (p50) vs accuracy.
+    /// No other variant is faster at batch 1 beyond noise (see [`Cost::below`]).
+    fastest: bool,
+    /// On the Pareto front of batch-1 latency (p50, within its interval) vs accuracy.
     pareto: bool,
 }
 
+/// The marks of the metric rows. Latency marks compare intervals: a variant is faster
+/// than another only when its p50 interval lies entirely below the other's (the point
+/// values of runs without intervals), and invalid timings take no part.
 fn highlights(metrics: &[MetricRow]) -> Vec<Highlight> {
     let best = metrics.iter().map(|m| m.accuracy).filter(|a| a.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     let mut out: Vec<Highlight> =
-        metrics.iter().map(|m| Highlight { best: m.accuracy == best, pareto: false }).collect();
-    let (idx, points): (Vec<usize>, Vec<(f64, f64)>) = latency_points(metrics).unzip();
-    for i in pareto_front(&points) {
-        out[idx[i]].pareto = true;
+        metrics.iter().map(|m| Highlight { best: m.accuracy == best, ..Default::default() }).collect();
+    let timed: Vec<LatencyPoint> = latency_points(metrics).filter(|p| !p.invalid).collect();
+    for p in &timed {
+        out[p.row].fastest = !timed.iter().any(|o| o.cost.below(&p.cost));
+    }
+    let points: Vec<(Cost, f64)> = timed.iter().map(|p| (p.cost, p.accuracy)).collect();
+    for i in pareto_front_within(&points) {
+        out[timed[i].row].pareto = true;
     }
     out
 }
 
-/// (row index, (p50 latency µs, accuracy)) of the rows whose latency was measured.
-fn latency_points(metrics: &[MetricRow]) -> impl Iterator<Item = (usize, (f64, f64))> + '_ {
+/// A metric row's batch-1 latency against its accuracy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LatencyPoint {
+    /// Index of the row.
+    row: usize,
+    /// The p50 in µs and its interval.
+    cost: Cost,
+    accuracy: f64,
+    /// Its timing is invalid.
+    invalid: bool,
+}
+
+/// The rows whose latency and accuracy were measured.
+fn latency_points(metrics: &[MetricRow]) -> impl Iterator<Item = LatencyPoint> + '_ {
     metrics
         .iter()
         .enumerate()
         .filter(|(_, m)| m.latency_p50_us.is_finite() && m.latency_p50_us > 0.0 && m.accuracy.is_finite())
-        .map(|(i, m)| (i, (m.latency_p50_us, m.accuracy)))
+        .map(|(row, m)| LatencyPoint {
+            row,
+            cost: Cost::new(m.latency_p50_us, m.latency_p50_lo_us, m.latency_p50_hi_us),
+            accuracy: m.accuracy,
+            invalid: format::is_invalid(&m.validity),
+        })
 }
 
 #[cfg(test)]

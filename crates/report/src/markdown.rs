@@ -3,14 +3,16 @@
 
 use std::fmt::Write;
 
-use crate::{Highlight, ReportInput, format};
+use crate::{ReportInput, format};
 
 /// The markdown summary of a run: a heading, a line with run id, device and duration,
 /// and one table row per variant (variant, technique, precision, sparsity, accuracy,
-/// batch-1 p50 latency, throughput, file size, peak RSS), with the best and the
-/// Pareto-optimal variants marked; then, when compressed variants were timed beside
-/// their baselines, "Does it really get faster?" with the ones that are not marked; then
-/// the training stages' parallelism and throughput with their takeaways, and CPU vs GPU
+/// batch-1 p50 latency and throughput with their intervals, file size, weights and
+/// batch-1 peak memory), with the best, fastest and Pareto-optimal variants marked and
+/// invalid timings footnoted, each evaluate stage's timing protocol and the repetitions;
+/// then, when compressed variants were timed beside their baselines, "Does it really
+/// get faster?" with the ones that are not marked; the server scenario; then the
+/// training stages' parallelism and throughput with their takeaways, and CPU vs GPU
 /// where a stage or variant ran on both.
 pub fn summary_markdown(input: &ReportInput) -> String {
     let run = &input.run;
@@ -29,42 +31,13 @@ pub fn summary_markdown(input: &ReportInput) -> String {
     if input.metrics.is_empty() {
         md.push_str("No variant was evaluated.\n");
     } else {
-        metrics_table(&mut md, input);
+        crate::results::markdown_section(&mut md, input);
     }
     crate::speedup::markdown_section(&mut md, &input.speedup);
+    crate::server::markdown_section(&mut md, &input.server);
     crate::parallel::parallel_markdown(&mut md, &input.parallel);
     crate::parallel::cpu_gpu_markdown(&mut md, input);
     md
-}
-
-fn metrics_table(md: &mut String, input: &ReportInput) {
-    md.push_str(
-        "| variant | technique | precision | sparsity | accuracy | p50 (µs) | throughput (img/s) | size (KB) \
-         | peak RSS (MB) |\n|---|---|---|--:|--:|--:|--:|--:|--:|\n",
-    );
-    for (m, Highlight { best, pareto }) in input.metrics.iter().zip(crate::highlights(&input.metrics)) {
-        let mut variant = cell(&m.variant);
-        if best {
-            variant.push_str(" ★");
-        }
-        if pareto {
-            variant.push_str(" ◆");
-        }
-        let accuracy = format::percent(m.accuracy, 2);
-        let _ = writeln!(
-            md,
-            "| {variant} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(&m.technique),
-            cell(&format::precision(m)),
-            format::percent(m.sparsity, 1),
-            if best { format!("**{accuracy}**") } else { accuracy },
-            format::measured(m.latency_p50_us, 1),
-            format::rate(m.throughput_ips),
-            format::kb(m.file_size_bytes),
-            format::mb(m.mem_peak_b1_bytes),
-        );
-    }
-    md.push_str("\n★ best accuracy · ◆ Pareto-optimal (batch-1 latency vs accuracy)\n");
 }
 
 /// Text for a table cell: `|` would end the cell and a newline the row; `<` and `&`

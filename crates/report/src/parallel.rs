@@ -11,25 +11,9 @@ use crate::ReportInput;
 use crate::charts::distinct;
 use crate::format::{self, html as esc};
 use crate::markdown::cell;
+use crate::table::{Cell, HTML, MARKDOWN, Show, Style, Table, empty_section};
 
 // ---- parallel training ----------------------------------------------------------
-
-/// How run text enters a sentence: names as code, other text plain, escaped for the
-/// document the sentence goes into.
-pub(crate) struct Style {
-    name: fn(&str) -> String,
-    text: fn(&str) -> String,
-}
-
-fn html_name(s: &str) -> String {
-    format!("<code>{}</code>", esc(s))
-}
-
-/// Sentences for `report.html`.
-pub(crate) const HTML: Style = Style { name: html_name, text: esc };
-/// Sentences for `summary.md`: names as plain cell text, as in its tables (a code
-/// span would show escapes literally, and could not hold a backtick).
-pub(crate) const MARKDOWN: Style = Style { name: cell, text: cell };
 
 /// The strategy's place in the chart and the table: the loader-workers sweep, then
 /// data parallelism (sync, then async), then the model-parallel pipelines.
@@ -230,33 +214,42 @@ fn any_energy(rows: &[ParallelRow]) -> bool {
     rows.iter().any(|r| r.energy_j.is_finite())
 }
 
-/// "Parallel training": the parallel rows with their takeaways.
-pub(crate) fn parallel_html(h: &mut String, rows: &[ParallelRow]) {
-    h.push_str("<section id=\"parallel\">\n<h2>Parallel training</h2>\n");
-    if rows.is_empty() {
-        h.push_str(&format!("<p class=\"skipped\">{}</p>\n</section>\n", messages::NO_PARALLEL));
-        return;
+/// A row's parallelism in full, for the tooltip of its short label.
+fn config_detail(r: &ParallelRow) -> String {
+    let mut parts = vec![format!("strategy {}", if r.strategy.is_empty() { "?" } else { &r.strategy })];
+    if !r.mode.is_empty() {
+        parts.push(format!("mode {}", r.mode));
     }
+    parts.push(format!("{} loader worker{}", r.workers, if r.workers == 1 { "" } else { "s" }));
+    parts.push(format!("{} replica{}", r.replicas, if r.replicas == 1 { "" } else { "s" }));
+    parts.push(format!("{} process{}", r.processes, if r.processes == 1 { "" } else { "es" }));
+    if r.strategy == "model-parallel" {
+        parts.push(format!("{} pipeline stages × {} micro-batches", r.pipeline_stages, r.micro_batches));
+    }
+    parts.join(", ")
+}
+
+/// The parallel rows, in the order of [`ordered`]: the parallelism as one short label
+/// (its details in a tooltip), so the table fits the page; markdown keeps the headline
+/// columns.
+fn parallel_table(rows: &[ParallelRow]) -> Table {
     let energy = any_energy(rows);
-    h.push_str(
-        "<div class=\"scroll\"><table class=\"parallel\">\n<thead><tr><th>Stage</th><th>Parallelism</th>\
-         <th>Strategy</th><th>Mode</th><th>Device</th><th class=\"num\">Loader workers</th>\
-         <th class=\"num\">Replicas</th><th class=\"num\">Processes</th><th class=\"num\">Pipeline K×M</th>\
-         <th class=\"num\">Batch</th><th class=\"num\">Epochs</th><th class=\"num\">Train time</th>\
-         <th class=\"num\">Images/s</th><th class=\"num\">× baseline</th>\
-         <th class=\"num\">Bubble measured / ideal</th><th class=\"num\">Accuracy</th>",
-    );
+    let mut t = Table::new("parallel");
+    t.text("Stage", Show::Both)
+        .text("Parallelism", Show::Both)
+        .text("Device", Show::Both)
+        .num("Batch", Show::Html)
+        .num("Epochs", Show::Html)
+        .num("Train time", Show::Html)
+        .num("Images/s", Show::Both)
+        .num("× baseline", Show::Both)
+        .num("Bubble measured / ideal", Show::Html)
+        .num("Accuracy", Show::Both);
     if energy {
-        h.push_str("<th class=\"num\">Energy J</th>");
+        t.num("Energy J", Show::Html);
     }
-    h.push_str("</tr></thead>\n<tbody>\n");
     for r in ordered(rows) {
         let is_base = baseline(rows, r).is_some_and(|b| std::ptr::eq(b, r));
-        let pipeline = if r.strategy == "model-parallel" {
-            format!("{}×{}", r.pipeline_stages, r.micro_batches)
-        } else {
-            format::MISSING.into()
-        };
         let bubble = if r.bubble_fraction.is_finite() || r.ideal_bubble_fraction.is_finite() {
             format!(
                 "{} / {}",
@@ -266,39 +259,46 @@ pub(crate) fn parallel_html(h: &mut String, rows: &[ParallelRow]) {
         } else {
             format::MISSING.into()
         };
-        let vs = if is_base {
-            "<span class=\"dim\">baseline</span>".to_string()
-        } else {
-            format::ratio(vs_baseline(rows, r))
-        };
-        let dash = |s: &str| if s.is_empty() { format::MISSING.to_string() } else { esc(s) };
-        let _ = write!(
-            h,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{pipeline}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{vs}</td><td class=\"num\">{bubble}</td>\
-             <td class=\"num\">{}</td>",
-            esc(&r.stage),
-            esc(&config_label(r)),
-            dash(&r.strategy),
-            dash(&r.mode),
-            dash(&r.device),
-            r.workers,
-            r.replicas,
-            r.processes,
-            format::count(r.batch_size),
-            r.epochs,
-            if r.train_time_s > 0.0 { format::duration(r.train_time_s) } else { format::MISSING.into() },
-            format::rate(r.images_per_s),
-            format::percent(r.accuracy, 2),
-        );
+        let label = config_label(r);
+        let mut cells = vec![
+            Cell::name(&r.stage),
+            Cell::raw(
+                format!("<span title=\"{}\">{}</span>", esc(&config_detail(r)), esc(&label)),
+                cell(&label),
+            ),
+            Cell::text(if r.device.is_empty() { format::MISSING } else { &r.device }),
+            Cell::text(&format::count(r.batch_size)),
+            Cell::text(&r.epochs.to_string()),
+            Cell::text(&if r.train_time_s > 0.0 {
+                format::duration(r.train_time_s)
+            } else {
+                format::MISSING.into()
+            }),
+            Cell::text(&format::rate(r.images_per_s)),
+            if is_base {
+                Cell::raw("<span class=\"dim\">baseline</span>".into(), "baseline".into())
+            } else {
+                Cell::text(&format::ratio(vs_baseline(rows, r)))
+            },
+            Cell::text(&bubble),
+            Cell::text(&format::percent(r.accuracy, 2)),
+        ];
         if energy {
-            let _ = write!(h, "<td class=\"num\">{}</td>", format::joules(r.energy_j));
+            cells.push(Cell::text(&format::joules(r.energy_j)));
         }
-        h.push_str("</tr>\n");
+        t.row("", cells);
     }
-    h.push_str("</tbody></table></div>\n");
+    t
+}
+
+/// "Parallel training": the parallel rows with their takeaways; one line without any.
+pub(crate) fn parallel_html(h: &mut String, rows: &[ParallelRow]) {
+    if rows.is_empty() {
+        empty_section(h, "parallel", "Parallel training", messages::NO_PARALLEL);
+        return;
+    }
+    h.push_str("<section id=\"parallel\">\n<h2>Parallel training</h2>\n");
+    h.push_str(&parallel_table(rows).html());
     let lines = takeaways(rows, &HTML);
     if !lines.is_empty() {
         h.push_str("<ul class=\"takeaways\">\n");
@@ -316,23 +316,7 @@ pub(crate) fn parallel_markdown(md: &mut String, rows: &[ParallelRow]) {
     if rows.is_empty() {
         return;
     }
-    md.push_str(
-        "\n#### Parallel training\n\n| stage | parallelism | device | images/s | × baseline | accuracy |\n\
-         |---|---|---|--:|--:|--:|\n",
-    );
-    for r in ordered(rows) {
-        let is_base = baseline(rows, r).is_some_and(|b| std::ptr::eq(b, r));
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} |",
-            cell(&r.stage),
-            cell(&config_label(r)),
-            cell(&r.device),
-            format::rate(r.images_per_s),
-            if is_base { "baseline".into() } else { format::ratio(vs_baseline(rows, r)) },
-            format::percent(r.accuracy, 2),
-        );
-    }
+    let _ = write!(md, "\n#### Parallel training\n\n{}", parallel_table(rows).markdown());
     let lines = takeaways(rows, &MARKDOWN);
     if !lines.is_empty() {
         md.push('\n');
@@ -422,12 +406,12 @@ pub(crate) fn staleness(rows: &[StalenessRow]) -> Vec<Staleness<'_>> {
 
 /// "Async staleness": per async stage, how stale its updates were.
 pub(crate) fn staleness_html(h: &mut String, input: &ReportInput) {
-    h.push_str("<section id=\"staleness\">\n<h2>Async staleness</h2>\n");
     let stages = staleness(&input.staleness);
     if stages.is_empty() {
-        h.push_str(&format!("<p class=\"skipped\">{}</p>\n</section>\n", messages::NO_STALENESS));
+        empty_section(h, "staleness", "Async staleness", messages::NO_STALENESS);
         return;
     }
+    h.push_str("<section id=\"staleness\">\n<h2>Async staleness</h2>\n");
     h.push_str(
         "<table class=\"staleness\">\n<thead><tr><th>Stage</th><th>Parallelism</th><th class=\"num\">Updates</th>\
          <th class=\"num\">Workers</th><th class=\"num\">Mean</th><th class=\"num\">Median</th>\
@@ -543,12 +527,12 @@ fn one_decimal(x: f64) -> String {
 
 /// "Machine during the run": per stage, CPU use, memory and, where sampled, the GPU.
 pub(crate) fn machine_html(h: &mut String, samples: &[SystemSample]) {
-    h.push_str("<section id=\"machine\">\n<h2>Machine during the run</h2>\n");
     let stages = machine(samples);
     if stages.is_empty() {
-        h.push_str(&format!("<p class=\"skipped\">{}</p>\n</section>\n", messages::NO_SAMPLES));
+        empty_section(h, "machine", "Machine during the run", messages::NO_SAMPLES);
         return;
     }
+    h.push_str("<section id=\"machine\">\n<h2>Machine during the run</h2>\n");
     let gpu = any_gpu(samples);
     let energy = stages.iter().any(|s| s.energy_j.is_finite());
     h.push_str(
@@ -674,14 +658,14 @@ fn speedup(cpu: f64, gpu: f64, lower_is_better: bool) -> f64 {
 
 /// "CPU vs GPU": stages and variants that ran on both.
 pub(crate) fn cpu_gpu_html(h: &mut String, input: &ReportInput) {
-    h.push_str("<section id=\"cpu-vs-gpu\">\n<h2>CPU vs GPU</h2>\n");
     let training = training_pairs(&input.parallel);
     let inference = inference_pairs(&input.metrics);
     if training.is_empty() && inference.is_empty() {
         let why = if used_gpu(input) { messages::NO_DEVICE_PAIR } else { messages::NO_GPU };
-        let _ = writeln!(h, "<p class=\"skipped\">{why}</p>\n</section>");
+        empty_section(h, "cpu-vs-gpu", "CPU vs GPU", why);
         return;
     }
+    h.push_str("<section id=\"cpu-vs-gpu\">\n<h2>CPU vs GPU</h2>\n");
     h.push_str(
         "<table class=\"cpu-gpu\">\n<thead><tr><th>Stage / variant</th><th>Measure</th><th class=\"num\">CPU</th>\
          <th class=\"num\">GPU</th><th class=\"num\">GPU speedup</th></tr></thead>\n<tbody>\n",
@@ -708,22 +692,15 @@ pub(crate) fn cpu_gpu_html(h: &mut String, input: &ReportInput) {
         row(
             key,
             format!("inference p50 latency, batch 1 (µs) <span class=\"dim\">({})</span>", esc(&gpu.device)),
-            format::measured(cpu.latency_p50_us, 1),
-            format::measured(gpu.latency_p50_us, 1),
+            crate::results::p50(cpu).html(),
+            crate::results::p50(gpu).html(),
             speedup(cpu.latency_p50_us, gpu.latency_p50_us, true),
         );
-        let at = |m: &MetricRow| {
-            if m.batch_size > 0 && m.throughput_ips > 0.0 {
-                format!("{} <span class=\"dim\">@{}</span>", format::rate(m.throughput_ips), m.batch_size)
-            } else {
-                format::MISSING.into()
-            }
-        };
         row(
             key,
             "inference throughput (images/s)".into(),
-            at(cpu),
-            at(gpu),
+            crate::results::throughput(cpu).html(),
+            crate::results::throughput(gpu).html(),
             speedup(cpu.throughput_ips, gpu.throughput_ips, false),
         );
     }
@@ -754,8 +731,8 @@ pub(crate) fn cpu_gpu_markdown(md: &mut String, input: &ReportInput) {
             md,
             "- {} inference: p50 {} µs on the CPU, {} µs on {}: **{}**; throughput {}",
             cell(key),
-            format::measured(cpu.latency_p50_us, 1),
-            format::measured(gpu.latency_p50_us, 1),
+            cell(&crate::results::p50(cpu).text()),
+            cell(&crate::results::p50(gpu).text()),
             cell(&gpu.device),
             format::ratio(speedup(cpu.latency_p50_us, gpu.latency_p50_us, true)),
             format::ratio(speedup(cpu.throughput_ips, gpu.throughput_ips, false)),
@@ -767,11 +744,11 @@ pub(crate) fn cpu_gpu_markdown(md: &mut String, input: &ReportInput) {
 pub(crate) mod messages {
     pub(crate) const NO_PARALLEL: &str = "No training stage recorded its parallelism in this run (it trained nothing, or predates \
          <code>parallel.parquet</code>).";
-    pub(crate) const PARALLEL_LEGEND: &str = "One row per training stage. <i>Loader workers</i>: threads preparing batches beside the training \
-         thread (0: on it). <i>Sync</i> data parallelism averages the replicas' gradients every step; \
-         <i>async</i> replicas push theirs to a parameter server as they finish. A pipeline K×M splits the \
-         model into K stages and each batch into M micro-batches; its <i>bubble</i> is the share of stage \
-         time left idle, measured beside the ideal GPipe schedule's (K−1)/(M+K−1). × baseline: images/s over \
+    pub(crate) const PARALLEL_LEGEND: &str = "One row per training stage; hover a parallelism for all its \
+         settings. <i>workers N</i>: N loader threads preparing batches beside the training thread (0: on it). \
+         <i>Sync</i> data parallelism averages the replicas' gradients every step; <i>async</i> replicas push \
+         theirs to a parameter server as they finish. A pipeline K×M splits the model into K stages and each \
+         batch into M micro-batches; its <i>bubble</i> is the share of stage time left idle, measured beside the ideal GPipe schedule's (K−1)/(M+K−1). × baseline: images/s over \
          the single-process stage of the same model with the fewest loader workers on the same device.";
     pub(crate) const NO_STALENESS: &str = "No asynchronous data-parallel stage in this run: staleness is recorded for every update an async \
          parameter server applies.";
@@ -789,8 +766,8 @@ pub(crate) mod messages {
     pub(crate) const NO_DEVICE_PAIR: &str = "No stage ran on both the CPU and a GPU in this run, so there is no CPU-vs-GPU pair to compare \
          (sweep <code>device: [cpu, cuda]</code> in a stage's matrix to get one).";
     pub(crate) const CPU_GPU_LEGEND: &str = "Stages and variants matched on their names without the <code>device=...</code> matrix coordinate. \
-         GPU speedup: GPU images/s over CPU images/s, or CPU latency over GPU latency; above 1× the GPU is \
-         faster.";
+         GPU speedup: GPU images/s over CPU images/s, or CPU latency over GPU latency (medians, with their 95% \
+         intervals where measured); above 1× the GPU is faster.";
 }
 
 #[cfg(test)]

@@ -2,14 +2,17 @@
 //! for the HTML section, the markdown summary and the speedup chart.
 //!
 //! A variant is marked "not faster" when its form as stored (materialized, else
-//! simulated) misses [`MIN_SPEEDUP`] at batch 1 or at the large batch; the reasons
-//! evaluation recorded (kernels, precisions, technique) are shown beside it.
+//! simulated) is not faster beyond noise ([`Pace`]: its speedup reaches [`MIN_SPEEDUP`]
+//! and its 95% interval lies above 1) at batch 1 or at the large batch, "same speed
+//! within noise" when neither faster nor slower; the reasons evaluation recorded
+//! (kernels, precisions, technique) are shown beside it. Every p50 and speedup is shown
+//! with its interval, and invalid timings are marked.
 
 use std::fmt::Write;
 
 use slimbench_core::records::{MIN_SPEEDUP, Pace, SpeedupRow, faster_verdict};
 
-use crate::format::{self, html as esc};
+use crate::format::{self, Timed, html as esc};
 use crate::markdown::cell;
 
 /// One form of a variant at both batch sizes.
@@ -47,13 +50,19 @@ impl VariantSpeed<'_> {
         self.forms.iter().any(|f| f.form == "materialized")
     }
 
+    /// Why a timing of the form as stored is invalid, if one is (its verdict is then
+    /// not to be trusted).
+    pub(crate) fn invalid(&self) -> Option<&str> {
+        let f = self.stored()?;
+        [f.b1, f.large].into_iter().flatten().find(|r| format::is_invalid(&r.validity)).map(|r| {
+            if r.invalid_reason.is_empty() { "no reason recorded" } else { r.invalid_reason.as_str() }
+        })
+    }
+
     /// `yes`, `no`, `batch 1 only` or `large batch only` for the form as stored.
     pub(crate) fn verdict(&self) -> &'static str {
-        let s = |r: Option<&SpeedupRow>| {
-            r.map_or(Pace::Unknown, |r| Pace::of(r.speedup, r.speedup_lo, r.speedup_hi))
-        };
         match self.stored() {
-            Some(f) => faster_verdict(s(f.b1), s(f.large)),
+            Some(f) => faster_verdict(pace(f.b1), pace(f.large)),
             None => "no",
         }
     }
@@ -110,28 +119,54 @@ pub(crate) fn group(rows: &[SpeedupRow]) -> Vec<VariantSpeed<'_>> {
     out
 }
 
-fn speedup_text(r: Option<&SpeedupRow>) -> String {
+/// How a form's time compares with its baseline's, judged on the speedup's interval
+/// where it has one.
+pub(crate) fn pace(r: Option<&SpeedupRow>) -> Pace {
+    let Some(r) = r else { return Pace::Unknown };
+    let (lo, hi) = format::interval(r.speedup_lo, r.speedup_hi).unwrap_or((f64::NAN, f64::NAN));
+    Pace::of(r.speedup, lo, hi)
+}
+
+fn speedup_text(r: Option<&SpeedupRow>) -> Timed<'_> {
     match r {
-        Some(r) if r.speedup.is_finite() => format!("{:.2}×", r.speedup),
-        _ => format::MISSING.into(),
+        Some(r) => Timed::interval(r.speedup, r.speedup_lo, r.speedup_hi, format::ratio)
+            .validity(&r.validity, &r.invalid_reason),
+        None => Timed::interval(f64::NAN, f64::NAN, f64::NAN, format::ratio),
     }
 }
 
-fn p50_text(r: Option<&SpeedupRow>) -> String {
-    r.map_or(format::MISSING.into(), |r| format::measured(r.p50_us, 1))
+fn p50_text(r: Option<&SpeedupRow>) -> Timed<'_> {
+    match r {
+        Some(r) => Timed::interval(r.p50_us, r.p50_lo_us, r.p50_hi_us, |v| format::measured(v, 1))
+            .validity(&r.validity, &r.invalid_reason),
+        None => Timed::interval(f64::NAN, f64::NAN, f64::NAN, format::ratio),
+    }
+}
+
+/// The HTML class of a speedup cell.
+fn pace_class(r: Option<&SpeedupRow>) -> &'static str {
+    match (r.map(|r| r.form.as_str()), pace(r)) {
+        (Some("baseline"), _) | (_, Pace::Unknown) => "",
+        (_, Pace::Slower) => " slow",
+        (_, Pace::Faster) => " fast",
+        (_, Pace::Same) => " same",
+    }
 }
 
 /// The HTML section.
 pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
-    h.push_str("<section id=\"speedup\">\n<h2>Does it really get faster?</h2>\n");
     let variants = group(rows);
     if variants.is_empty() {
-        h.push_str(
-            "<p class=\"skipped\">No compressed variant was timed beside its baseline in this run \
-             (evaluate needs both the variant and the model it was compressed from).</p>\n</section>\n",
+        crate::table::empty_section(
+            h,
+            "speedup",
+            "Speedup over the baseline",
+            "No compressed variant was timed beside its baseline in this run (evaluate needs both the variant \
+             and the model it was compressed from).",
         );
         return;
     }
+    h.push_str("<section id=\"speedup\">\n<h2>Does it really get faster?</h2>\n");
     let lb = variants.iter().filter_map(|v| v.large).max().map_or("large".to_string(), |b| b.to_string());
     let _ = writeln!(
         h,
@@ -143,11 +178,19 @@ pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
     for v in &variants {
         let verdict = v.verdict();
         let n = v.forms.len() + usize::from(!v.materialized()) + 1;
-        let badge = if verdict == "yes" {
-            "<span class=\"badge fast\">faster</span>".to_string()
-        } else {
-            format!("<span class=\"badge slow\">{}</span>", esc(&not_faster_label(verdict, v.large)))
+        let mut badge = match verdict {
+            "yes" => "<span class=\"badge fast\">faster</span>".to_string(),
+            "same within noise" => "<span class=\"badge same\">same speed within noise</span>".to_string(),
+            _ => format!("<span class=\"badge slow\">{}</span>", esc(&not_faster_label(verdict, v.large))),
         };
+        if let Some(reason) = v.invalid() {
+            let _ = write!(
+                badge,
+                "<span class=\"badge invalid\" title=\"invalid timing: {}\">{} invalid timing</span>",
+                esc(reason),
+                format::INVALID_MARK
+            );
+        }
         for (i, f) in v.forms.iter().enumerate() {
             let lead = if i == 0 {
                 format!(
@@ -158,23 +201,18 @@ pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
             } else {
                 String::new()
             };
-            let cls = |r: Option<&SpeedupRow>| match r {
-                Some(r) if r.faster == "no" => " slow",
-                Some(r) if r.faster == "yes" => " fast",
-                _ => "",
-            };
             let _ = writeln!(
                 h,
                 "<tr>{lead}<td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td>\
                  <td class=\"num\">{}</td><td class=\"num{}\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(f.form),
                 esc(f.what),
-                p50_text(f.b1),
-                cls(f.b1),
-                speedup_text(f.b1),
-                p50_text(f.large),
-                cls(f.large),
-                speedup_text(f.large),
+                p50_text(f.b1).html(),
+                pace_class(f.b1),
+                speedup_text(f.b1).html(),
+                p50_text(f.large).html(),
+                pace_class(f.large),
+                speedup_text(f.large).html(),
                 format::kb(f.file_bytes),
             );
         }
@@ -196,9 +234,12 @@ pub(crate) fn html_section(h: &mut String, rows: &[SpeedupRow]) {
         "</tbody></table></div>\n<p class=\"legend\">Each variant is timed beside the model it was compressed \
          from, in interleaved rounds in one process on the same threads (medians). <i>Simulated</i>: the \
          compression in the original shape and arithmetic (masks, fake quantization); <i>materialized</i>: \
-         the variant as stored (smaller layers, int8 kernels). Speedup = baseline p50 / form p50; below \
-         {MIN_SPEEDUP:.2}× counts as <b>not faster</b> (timing noise on a shared CPU is a few percent).</p>\n\
-         </section>"
+         the variant as stored (smaller layers, int8 kernels). Speedup = baseline p50 / form p50, with its \
+         95% bootstrap interval (p50s with theirs). A form is <b>faster</b> only when its speedup reaches \
+         {MIN_SPEEDUP:.2}× and the interval lies above 1× (timing noise on a shared CPU is a few percent), \
+         slower when the mirror holds, and otherwise the <b>same speed within noise</b>. {} marks an invalid \
+         timing (hover for the reason).</p>\n</section>",
+        format::INVALID_MARK
     );
 }
 
@@ -206,6 +247,7 @@ fn not_faster_label(verdict: &str, large: Option<u64>) -> String {
     match verdict {
         "batch 1 only" => format!("not faster at batch {}", large.unwrap_or(0)),
         "large batch only" => "not faster at batch 1".into(),
+        "same within noise" => "same speed within noise".into(),
         _ => "not faster".into(),
     }
 }
@@ -227,8 +269,12 @@ pub(crate) fn markdown_section(md: &mut String, rows: &[SpeedupRow]) {
     for v in &variants {
         for f in &v.forms {
             let mark = |r: Option<&SpeedupRow>| {
-                let t = speedup_text(r);
-                if r.is_some_and(|r| r.faster == "no") { format!("{t} ✗") } else { t }
+                let t = cell(&speedup_text(r).text());
+                match pace_class(r) {
+                    " slow" => format!("{t} ✗"),
+                    " same" => format!("{t} ≈"),
+                    _ => t,
+                }
             };
             let _ = writeln!(
                 md,
@@ -236,9 +282,9 @@ pub(crate) fn markdown_section(md: &mut String, rows: &[SpeedupRow]) {
                 cell(v.variant),
                 if f.form == "baseline" { format!(" (vs {})", cell(v.baseline)) } else { String::new() },
                 cell(f.form),
-                p50_text(f.b1),
+                cell(&p50_text(f.b1).text()),
                 mark(f.b1),
-                p50_text(f.large),
+                cell(&p50_text(f.large).text()),
                 mark(f.large),
                 format::kb(f.file_bytes),
             );
@@ -252,6 +298,10 @@ pub(crate) fn markdown_section(md: &mut String, rows: &[SpeedupRow]) {
         } else {
             format!("**{}**", not_faster_label(verdict, v.large))
         };
+        let head = match v.invalid() {
+            Some(_) => format!("{head} ({} invalid timing)", format::INVALID_MARK),
+            None => head,
+        };
         let _ = writeln!(
             md,
             "- {}: {head}{}{}",
@@ -264,7 +314,18 @@ pub(crate) fn markdown_section(md: &mut String, rows: &[SpeedupRow]) {
             if v.why.is_empty() { String::new() } else { format!(" — {}", cell(v.why)) }
         );
     }
-    let _ = writeln!(md, "\n✗ below {MIN_SPEEDUP:.2}× its baseline: not faster");
+    let _ = writeln!(
+        md,
+        "\n✗ slower than its baseline beyond noise · ≈ the same speed within noise (the 95% interval holds 1×, \
+         or the gain is under {MIN_SPEEDUP:.2}×)"
+    );
+    let invalid = rows
+        .iter()
+        .filter(|r| format::is_invalid(&r.validity))
+        .map(|r| (r.variant.as_str(), r.invalid_reason.as_str()));
+    if let Some(note) = format::invalid_footnote(invalid, cell) {
+        let _ = writeln!(md, "\n{note}");
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +352,11 @@ mod tests {
                 "no".into()
             },
             why: if form == "baseline" { String::new() } else { format!("{variant} reasons") },
+            // A run made before intervals: judged on the point values.
+            speedup_lo: f64::NAN,
+            speedup_hi: f64::NAN,
+            p50_lo_us: f64::NAN,
+            p50_hi_us: f64::NAN,
             ..Default::default()
         }
     }
@@ -325,7 +391,11 @@ mod tests {
         );
         assert_eq!(g[0].large, Some(256));
         assert_eq!(g[0].why, "int8 reasons");
-        assert_eq!((g[0].verdict(), g[1].verdict(), g[2].verdict()), ("large batch only", "no", "yes"));
+        // sparse is 1% faster at batch 1 and 2% slower at 256: the same speed within noise.
+        assert_eq!(
+            (g[0].verdict(), g[1].verdict(), g[2].verdict()),
+            ("large batch only", "same within noise", "yes")
+        );
         assert!(!g[1].materialized() && g[1].stored().unwrap().form == "simulated");
     }
 
@@ -335,7 +405,7 @@ mod tests {
         html_section(&mut h, &rows());
         assert!(h.contains("Does it really get faster?"));
         assert!(h.contains("<span class=\"badge slow\">not faster at batch 1</span>"), "{h}");
-        assert!(h.contains("<span class=\"badge slow\">not faster</span>"));
+        assert!(h.contains("<span class=\"badge same\">same speed within noise</span>"), "{h}");
         assert!(h.contains("<span class=\"badge fast\">faster</span>"));
         assert!(h.contains("none: the stored model is the simulated one"));
         assert!(h.contains("<b>Why not faster:</b> sparse reasons"));
@@ -350,11 +420,44 @@ mod tests {
         let mut md = String::new();
         markdown_section(&mut md, &rows());
         assert!(md.contains("| int8 | materialized | 111.1 | 0.90× ✗ | 62.5 | 1.60× | 1.0 |"), "{md}");
-        assert!(md.contains("- sparse: **not faster** (no materialized form) — sparse reasons"), "{md}");
-        assert!(md.contains("✗ below 1.05× its baseline: not faster"));
+        assert!(md.contains("| sparse | simulated | 99.0 | 1.01× ≈ | 102.0 | 0.98× ≈ | 1.0 |"), "{md}");
+        assert!(
+            md.contains("- sparse: **same speed within noise** (no materialized form) — sparse reasons"),
+            "{md}"
+        );
+        assert!(md.contains("✗ slower than its baseline beyond noise · ≈ the same speed within noise"));
+        assert!(!md.contains("invalid timing"));
         assert!(md.contains("- half: faster — half reasons"));
         let mut none = String::new();
         markdown_section(&mut none, &[]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn intervals_decide_and_invalid_timings_are_marked() {
+        let mut rows = rows();
+        // half at batch 1: 1.4× on the point value, but the interval reaches 0.98×.
+        let r =
+            rows.iter_mut().find(|r| r.variant == "half" && r.form == "materialized" && r.batch_size == 1);
+        let r = r.unwrap();
+        (r.speedup_lo, r.speedup_hi) = (0.98, 1.7);
+        (r.p50_lo_us, r.p50_hi_us) = (60.0, 80.0);
+        r.validity = "invalid".into();
+        r.invalid_reason = "busy machine".into();
+        let g = group(&rows);
+        assert_eq!(g[2].verdict(), "large batch only");
+        let mut md = String::new();
+        markdown_section(&mut md, &rows);
+        assert!(
+            md.contains("| half | materialized | ⚠ 71.4 [60.0, 80.0] | ⚠ 1.40× [0.98×, 1.70×] ≈ |"),
+            "{md}"
+        );
+        assert!(md.contains("⚠ invalid timing, not to be trusted: half (busy machine)"), "{md}");
+        let mut h = String::new();
+        html_section(&mut h, &rows);
+        assert!(
+            h.contains("<span class=\"invalid\" title=\"invalid timing: busy machine\">⚠ 1.40×</span>"),
+            "{h}"
+        );
     }
 }

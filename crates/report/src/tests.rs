@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use slimbench_core::artifact::{HostInfo, StageStatus, StageSummary};
-use slimbench_core::records::{Records, SpeedupRow};
+use slimbench_core::records::{Pace, Records, RepeatRow, ServerRow, SpeedupRow, TimingRound};
 
 use crate::parallel::messages;
 
@@ -37,19 +37,40 @@ fn metric(
         latency_p90_us: p50 * 1.1,
         latency_p99_us: p50 * 1.4,
         latency_mean_us: p50 * 1.02,
+        // The median's interval: 3% below, 4% above.
+        latency_p50_lo_us: p50 * 0.97,
+        latency_p50_hi_us: p50 * 1.04,
+        latency_p90_bound_us: p50 * 1.15,
+        latency_p99_bound_us: p50 * 1.5,
         latency_iters: 1000,
         latency_warmup: 100,
+        latency_duration_s: p50 * 1000.0 / 1e6,
+        rounds: 10,
+        repeats: 3,
+        repeat_spread_pct: 2.0,
+        validity: "valid".into(),
         threads: 2,
         throughput_ips: 1e6 / p50 * 40.0,
+        throughput_lo_ips: 1e6 / p50 * 40.0 * 0.98,
+        throughput_hi_ips: 1e6 / p50 * 40.0 * 1.01,
         batch_size: 256,
         file_size_bytes: if precision == "fp16" { 44_000 } else { 83_000 },
         params,
         nonzero_params: (params as f64 * (1.0 - sparsity)) as u64,
-        mem_peak_b1_bytes: 180_000_000,
+        weights_bytes: params * if precision == "fp16" { 2 } else { 4 },
+        mem_baseline_bytes: 310_000_000,
+        mem_load_bytes: 2_400_000,
+        mem_peak_b1_bytes: 3_100_000,
+        mem_peak_large_bytes: 41_000_000,
+        mem_method: "child process".into(),
         train_time_s: if technique == "fp16" { 0.0 } else { 41.5 },
         notes: String::new(),
-        speedup_b1: if technique == "baseline" { 0.0 } else { 1.0 },
-        speedup_large: if technique == "baseline" { 0.0 } else { 1.2 },
+        speedup_b1: if technique == "baseline" { f64::NAN } else { 1.0 },
+        speedup_b1_lo: if technique == "baseline" { f64::NAN } else { 0.96 },
+        speedup_b1_hi: if technique == "baseline" { f64::NAN } else { 1.04 },
+        speedup_large: if technique == "baseline" { f64::NAN } else { 1.2 },
+        speedup_large_lo: if technique == "baseline" { f64::NAN } else { 1.12 },
+        speedup_large_hi: if technique == "baseline" { f64::NAN } else { 1.28 },
         faster: if technique == "baseline" { String::new() } else { "large batch only".into() },
         energy_per_1k_inferences_j: f64::NAN,
         train_energy_per_epoch_j: f64::NAN,
@@ -64,6 +85,8 @@ fn speedup(variant: &str, forms: &[(&str, f64, f64)], why: &str) -> Vec<SpeedupR
     for &(form, b1, large) in [("baseline", 1.0, 1.0)].iter().chain(forms) {
         for (batch_size, s) in [(1u64, b1), (256, large)] {
             let p50_us = if batch_size == 1 { 194.1 } else { 4100.0 } / s;
+            // A 3% interval around the ratio: a speedup of 1.02 is noise, 1.6 is not.
+            let (lo, hi) = if form == "baseline" { (f64::NAN, f64::NAN) } else { (s * 0.97, s * 1.03) };
             rows.push(SpeedupRow {
                 variant: variant.into(),
                 baseline: "train".into(),
@@ -72,14 +95,18 @@ fn speedup(variant: &str, forms: &[(&str, f64, f64)], why: &str) -> Vec<SpeedupR
                 batch_size,
                 samples: 100,
                 p50_us,
+                p50_lo_us: p50_us * 0.98,
+                p50_hi_us: p50_us * 1.03,
                 images_per_s: batch_size as f64 * 1e6 / p50_us,
                 file_bytes: if form == "baseline" { 83_000 } else { 44_000 },
                 speedup: s,
+                speedup_lo: lo,
+                speedup_hi: hi,
                 faster: match form {
                     "baseline" => String::new(),
-                    _ if s >= 1.05 => "yes".into(),
-                    _ => "no".into(),
+                    _ => Pace::of(s, lo, hi).as_str().into(),
                 },
+                validity: "valid".into(),
                 why: if form == "baseline" { String::new() } else { why.into() },
                 ..Default::default()
             });
@@ -119,16 +146,34 @@ fn curve(variant: &str, steps: u64, final_acc: f64) -> Vec<CurvePoint> {
     points
 }
 
+/// Why the fixture's invalid timings are invalid.
+const BUSY: &str = "3 of 10 rounds: other processes used 41% of the CPUs";
+
 fn input() -> ReportInput {
     let mut distilled = metric("distill", "distill-response", "fp32", 0.0, 0.9512, 120.0);
     distilled.model = "student".into();
     distilled.notes = "student | smaller".into();
+    // Measured before slimbench timed with intervals, checked validity and measured
+    // memory per model: its figures are shown as they are.
+    for (lo, hi) in [
+        (&mut distilled.latency_p50_lo_us, &mut distilled.latency_p50_hi_us),
+        (&mut distilled.throughput_lo_ips, &mut distilled.throughput_hi_ips),
+    ] {
+        (*lo, *hi) = (f64::NAN, f64::NAN);
+    }
+    distilled.latency_p90_bound_us = f64::NAN;
+    distilled.latency_p99_bound_us = f64::NAN;
+    distilled.validity = String::new();
+    // The machine was busy while the sparsest variant was timed.
+    let mut sparsest = metric("prune[sparsity=0.94]", "prune-magnitude", "fp32", 0.94, 0.9105, 188.5);
+    sparsest.validity = "invalid".into();
+    sparsest.invalid_reason = BUSY.into();
     let metrics = vec![
         metric("train", "baseline", "fp32", 0.0, 0.9601, 194.1),
         metric("fp16", "fp16", "fp16", 0.0, 0.9601, 193.8),
         metric("prune[sparsity=0.5]", "prune-magnitude", "fp32", 0.5, 0.9588, 190.0),
         metric("prune[sparsity=0.9]", "prune-magnitude", "fp32", 0.9, 0.9420, 189.0),
-        metric("prune[sparsity=0.94]", "prune-magnitude", "fp32", 0.94, 0.9105, 188.5),
+        sparsest,
         distilled,
     ];
     let mut curves = curve("train", 1875, 0.96);
@@ -141,13 +186,20 @@ fn input() -> ReportInput {
     let throughput = metrics
         .iter()
         .flat_map(|m| {
-            [1u64, 16, 64, 256].map(|bs| ThroughputRow {
-                variant: m.variant.clone(),
-                batch_size: bs,
-                repeats: 30,
-                p50_ms: m.latency_p50_us / 1e3 * (bs as f64).powf(0.45),
-                images_per_s: bs as f64 / (m.latency_p50_us / 1e6 * (bs as f64).powf(0.45)),
-                ..Default::default()
+            [1u64, 16, 64, 256].map(|bs| {
+                let p50_ms = m.latency_p50_us / 1e3 * (bs as f64).powf(0.45);
+                ThroughputRow {
+                    variant: m.variant.clone(),
+                    batch_size: bs,
+                    repeats: 30,
+                    p50_ms,
+                    p50_lo_ms: p50_ms * 0.9,
+                    p50_hi_ms: p50_ms * 1.1,
+                    images_per_s: bs as f64 / (p50_ms / 1e3),
+                    duration_s: 30.0 * p50_ms / 1e3,
+                    validity: m.validity.clone(),
+                    invalid_reason: m.invalid_reason.clone(),
+                }
             })
         })
         .collect();
@@ -161,6 +213,10 @@ fn input() -> ReportInput {
         &[("simulated", 1.0, 1.02)],
         "no materialized form: unstructured zeros (90% of the weights) are still multiplied by dense kernels",
     ));
+    // The pruned variant's simulated form at 256 was timed on a busy machine.
+    let busy = speedups.last_mut().unwrap();
+    busy.validity = "invalid".into();
+    busy.invalid_reason = BUSY.into();
     speedups.extend(speedup(
         "distill",
         &[("materialized", 1.6, 2.1)],
@@ -215,7 +271,90 @@ fn input() -> ReportInput {
         parallel: parallel_rows(),
         staleness: staleness_rows("train-async", 300),
         system: system_samples(false),
+        server: server_rows(),
+        timing: timing_rounds(),
+        repeats: repeat_rows(),
     }
+}
+
+/// The server scenario of `train` and `distill` at 100-1600 queries/s against a 5 ms
+/// p99 target: train meets it up to 400, distill up to 800; distill's 1600 was timed on
+/// a busy machine.
+fn server_rows() -> Vec<ServerRow> {
+    let mut rows = Vec::new();
+    for (variant, p99s) in [("train", [1.2, 2.1, 4.4, 9.8, 60.0]), ("distill", [0.8, 1.1, 2.0, 4.1, 11.0])] {
+        for (k, p99) in p99s.into_iter().enumerate() {
+            let rate = 100.0 * f64::from(1 << k);
+            let meets = p99 <= 5.0;
+            rows.push(ServerRow {
+                variant: variant.into(),
+                rate_qps: rate,
+                queries: (rate * 5.0) as u64,
+                duration_s: 5.0,
+                max_batch: 16,
+                mean_batch: 1.0 + rate / 500.0,
+                p50_ms: p99 / 2.5,
+                p99_ms: p99,
+                p99_bound_ms: p99 * 1.12,
+                target_p99_ms: 5.0,
+                meets: if meets { "yes" } else { "no" }.into(),
+                best: if meets && p99s.get(k + 1).is_none_or(|&next| next > 5.0) { "yes" } else { "" }.into(),
+                validity: if variant == "distill" && k == 4 { "invalid" } else { "valid" }.into(),
+                invalid_reason: if variant == "distill" && k == 4 { BUSY.into() } else { String::new() },
+            });
+        }
+    }
+    rows
+}
+
+/// `eval`'s timing plan: 3 repetitions of 10 rounds; round 4 of the first was run
+/// again after other processes took 38% of the CPUs.
+fn timing_rounds() -> Vec<TimingRound> {
+    let mut rows = Vec::new();
+    for repeat in 0..3 {
+        for round in 0..10 {
+            let disturbed = repeat == 0 && round == 4;
+            for attempt in 0..=u64::from(disturbed) {
+                let busy = disturbed && attempt == 0;
+                rows.push(TimingRound {
+                    stage: "eval".into(),
+                    repeat,
+                    round,
+                    attempt,
+                    wall_s: 0.4,
+                    thread_cpu_ratio: if busy { 0.61 } else { 0.985 },
+                    others_cpu_share: if busy { 0.38 } else { 0.01 + round as f64 / 1000.0 },
+                    steal_share: 0.0,
+                    cpu_mhz: 2445.0 + round as f64,
+                    validity: if busy { "invalid" } else { "valid" }.into(),
+                    invalid_reason: if busy { BUSY.into() } else { String::new() },
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Three repetitions of the p50 of `train` and `fp16` at batch 1 and 256.
+fn repeat_rows() -> Vec<RepeatRow> {
+    let mut rows = Vec::new();
+    for (variant, p50) in [("train", 194.1), ("fp16", 193.8)] {
+        for batch_size in [1u64, 256] {
+            for (repeat, f) in [0.99, 1.0, 1.02].into_iter().enumerate() {
+                let us = p50 * f * if batch_size == 1 { 1.0 } else { 21.0 };
+                rows.push(RepeatRow {
+                    variant: variant.into(),
+                    repeat: repeat as u64,
+                    batch_size,
+                    p50_us: us,
+                    p50_lo_us: us * 0.98,
+                    p50_hi_us: us * 1.03,
+                    validity: "valid".into(),
+                });
+            }
+        }
+    }
+    rows
 }
 
 /// A training stage's parallelism: `images_per_s` and the rest derived.
@@ -374,20 +513,27 @@ fn renders_every_chart_and_document() {
     assert!(html.contains("student | smaller"));
     // Does it really get faster? The not-faster variants are marked, with their reasons.
     assert!(html.contains("<h2>Does it really get faster?</h2>"));
-    assert_eq!(html.matches("<span class=\"badge slow\">not faster</span>").count(), 2);
+    // fp16 and the pruned variant: within 3% of their baseline, the same speed within noise.
+    assert_eq!(html.matches("<span class=\"badge same\">same speed within noise</span>").count(), 2);
     assert_eq!(html.matches("<span class=\"badge fast\">faster</span>").count(), 1);
     assert!(html.contains("unstructured zeros (90% of the weights) are still multiplied by dense kernels"));
     assert!(html.contains("a smaller student, not a compressed form of its teacher"));
     assert!(html.contains("id=\"chart-speedup\""));
     // Parallel training, with its takeaways computed from the rows.
-    for id in ["parallel", "staleness", "machine", "cpu-vs-gpu"] {
+    for id in ["parallel", "staleness", "machine", "server"] {
         assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
     }
+    // Nothing ran on both the CPU and a GPU: one line.
+    assert!(html.contains(&format!(
+        "<section id=\"cpu-vs-gpu\" class=\"empty\"><p class=\"skipped\"><b>CPU vs GPU:</b> {}</p></section>",
+        messages::NO_GPU
+    )));
     for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System] {
         assert!(html.contains(&format!("id=\"chart-{}\"", kind.name())), "{}", kind.name());
     }
     for needle in [
-        "<td><code>train-pipe</code></td><td>pipeline 2×4</td>",
+        "<td><code>train-pipe</code></td><td><span title=\"strategy model-parallel, 0 loader workers, 1 replica, \
+         1 process, 2 pipeline stages × 4 micro-batches\">pipeline 2×4</span></td>",
         "<td class=\"num\">31.0% / 20.0%</td>",
         "<td class=\"num\">2,100</td><td class=\"num\">2.10×</td>",
         "<li>Fastest: <code>train-async</code> (async ×2) at 2,100 images/s, 2.10× the single-process baseline \
@@ -479,6 +625,18 @@ fn summary_markdown_snapshot() {
     insta::assert_snapshot!(summary_markdown(&input()));
 }
 
+/// The results (intervals, an invalid row, a run without intervals, memory, the
+/// protocol and timing plan, repetitions) and the server scenario as HTML.
+#[test]
+fn results_and_server_sections_snapshot() {
+    let input = input();
+    let data = charts::ChartData::new(&input);
+    let mut h = String::new();
+    crate::results::html_section(&mut h, &input, &data);
+    crate::server::html_section(&mut h, &input.server);
+    insta::assert_snapshot!(h);
+}
+
 #[test]
 fn empty_run_skips_charts_without_panicking() {
     let dir = tempfile::tempdir().unwrap();
@@ -508,6 +666,7 @@ fn charts_without_data_are_skipped_and_stale_files_removed() {
     dense.parallel.clear();
     dense.staleness.clear();
     dense.system.clear();
+    dense.server.clear();
     render(&dense, dir.path(), &[ChartFormat::Png]).unwrap();
     let charts = file_names(&dir.path().join("charts"));
     // Skipped charts lose their files, and so does the format no longer asked for.
@@ -541,7 +700,8 @@ fn new_chart_skip_reasons_and_section_messages_snapshot() {
     let empty = ReportInput::default();
     let data = charts::ChartData::new(&empty);
     let mut out = String::new();
-    for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System] {
+    for kind in [ChartKind::ParallelThroughput, ChartKind::SyncVsAsync, ChartKind::System, ChartKind::Server]
+    {
         out.push_str(&format!("{} ({}): {}\n", kind.title(), kind.name(), data.skip_reason(kind).unwrap()));
     }
     for (name, text) in [
@@ -573,7 +733,7 @@ fn gpu_input() -> ReportInput {
     input.parallel.push(cuda);
     let mut m = metric("train[device=cuda]", "baseline", "fp32", 0.0, 0.9603, 50.0);
     m.device = "cuda:0".into();
-    m.throughput_ips = 2_000_000.0;
+    (m.throughput_ips, m.throughput_lo_ips, m.throughput_hi_ips) = (2_000_000.0, 1_950_000.0, 2_040_000.0);
     m.energy_per_1k_inferences_j = 0.531;
     m.train_energy_per_epoch_j = 750.0;
     input.metrics.push(m);
@@ -594,7 +754,8 @@ fn gpu_run_compares_cpu_and_gpu() {
         // CPU vs GPU: train (cpu) against train[device=cuda] (cuda:0).
         "<tr><td><code>train</code></td><td>training images/s <span class=\"dim\">(cuda:0)</span></td>\
          <td class=\"num\">1,000</td><td class=\"num\">12,000</td><td class=\"num\"><b>12.00×</b></td></tr>",
-        "<td class=\"num\">194.1</td><td class=\"num\">50.0</td><td class=\"num\"><b>3.88×</b></td>",
+        "<td class=\"num\">194.1<span class=\"ci\">[188.3, 201.9]</span></td>\
+         <td class=\"num\">50.0<span class=\"ci\">[48.5, 52.0]</span></td><td class=\"num\"><b>3.88×</b></td>",
         messages::CPU_GPU_LEGEND,
         // Takeaways per device once there are two.
         "<li>Fastest on <code>cpu</code>: <code>train-async</code> (async ×2)",
@@ -726,6 +887,9 @@ fn loads_and_renders_a_run_directory() {
         parallel: input.parallel.clone(),
         staleness: input.staleness.clone(),
         system: input.system.clone(),
+        server: input.server.clone(),
+        timing: input.timing.clone(),
+        repeats: input.repeats.clone(),
         ..Default::default()
     };
     slimbench_metrics::write_tables(dir.path(), &records).unwrap();
@@ -764,8 +928,44 @@ fn highlights_mark_best_and_pareto() {
     assert_eq!(best, ["train", "fp16"]);
     let pareto: Vec<&str> =
         input.metrics.iter().zip(&hl).filter(|(_, h)| h.pareto).map(|(m, _)| &*m.variant).collect();
-    // distill is faster and more accurate than the two sparsest pruned variants.
-    assert_eq!(pareto, ["fp16", "prune[sparsity=0.5]", "distill"]);
+    // train, fp16 and the pruned variants are the same speed within noise (190 µs, ±3-4%),
+    // so the most accurate of them, train and fp16, dominate the pruned ones; distill is
+    // faster beyond noise. The invalid sparsest variant takes no part.
+    assert_eq!(pareto, ["train", "fp16", "distill"]);
+    let fastest: Vec<&str> =
+        input.metrics.iter().zip(&hl).filter(|(_, h)| h.fastest).map(|(m, _)| &*m.variant).collect();
+    assert_eq!(fastest, ["distill"]);
+}
+
+/// fp16's p50 80.0 µs [78, 84] against train's 82.9 [80, 86], the same accuracy: the
+/// intervals overlap, so fp16 is not faster, does not dominate train, and both are
+/// marked; on point values alone fp16 would have pushed train off the front.
+#[test]
+fn overlapping_latency_intervals_are_the_same_speed() {
+    let row = |variant: &str, p50: f64, lo: f64, hi: f64| MetricRow {
+        latency_p50_lo_us: lo,
+        latency_p50_hi_us: hi,
+        ..metric(variant, "baseline", "fp32", 0.0, 0.9601, p50)
+    };
+    let metrics = vec![row("train", 82.9, 80.0, 86.0), row("fp16", 80.0, 78.0, 84.0)];
+    let hl = highlights(&metrics);
+    assert!(hl.iter().all(|h| h.pareto && h.fastest && h.best), "{hl:?}");
+    // Disjoint intervals: fp16 is faster beyond noise and takes both marks.
+    let apart = vec![row("train", 82.9, 80.0, 86.0), row("fp16", 70.0, 68.0, 72.0)];
+    let hl = highlights(&apart);
+    assert_eq!((hl[0].pareto, hl[0].fastest, hl[1].pareto, hl[1].fastest), (false, false, true, true));
+    // Old runs (no intervals) fall back to the point values.
+    let old = vec![row("train", 82.9, f64::NAN, f64::NAN), row("fp16", 80.0, f64::NAN, f64::NAN)];
+    let hl = highlights(&old);
+    assert_eq!((hl[0].pareto, hl[1].pareto), (false, true));
+    // The chart draws the same front: both rows ringed.
+    let input = ReportInput { metrics, ..Default::default() };
+    let svg = charts::svg(&charts::ReportChart {
+        data: &charts::ChartData::new(&input),
+        kind: ChartKind::AccuracyVsLatency,
+    })
+    .unwrap();
+    assert_eq!(svg.matches("r=\"10\"").count(), 2, "two Pareto rings");
 }
 
 #[test]
@@ -782,6 +982,6 @@ fn each_model_is_compared_with_its_own_single_process_run() {
     assert!((crate::parallel::vs_baseline(&rows, pipe) - 0.5).abs() < 1e-12);
     let seed = rows.iter().find(|r| r.stage == "train-sync").unwrap();
     assert_eq!(crate::parallel::baseline(&rows, seed).unwrap().stage, "train");
-    let lines = crate::parallel::takeaways(&rows, &crate::parallel::MARKDOWN);
+    let lines = crate::parallel::takeaways(&rows, &crate::table::MARKDOWN);
     assert!(lines.iter().any(|l| l.contains("(mlp)")), "{lines:?}");
 }
