@@ -96,6 +96,45 @@ impl Default for Defaults {
     }
 }
 
+impl Defaults {
+    /// Check value ranges; each problem is `(field path inside defaults:, message)`.
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        if self.threads > limits::MAX_THREADS {
+            errs.push((
+                "threads".into(),
+                format!("must be at most {} (0 uses every core)", limits::MAX_THREADS),
+            ));
+        }
+        errs
+    }
+
+    /// More intra-op threads than logical cores only slows libtorch down: clamp
+    /// `threads` to `cores`, returning the number asked for when it was more.
+    pub fn clamp_threads(&mut self, cores: usize) -> Option<usize> {
+        (self.threads > cores).then(|| std::mem::replace(&mut self.threads, cores))
+    }
+}
+
+/// Upper bounds on the counts that size what a run starts or allocates (threads,
+/// batches, repetitions). A value above one is refused by `validate`, and by `run`
+/// before it writes anything: it is a slip of the keyboard, and would otherwise hang or
+/// exhaust memory long before anything failed. They are fixed rather than taken from
+/// the machine, so a pipeline valid on one machine is valid on every other.
+pub mod limits {
+    /// `defaults.threads` (libtorch intra-op threads; above this machine's logical cores
+    /// they are also clamped to them, with a warning) and every stage's `workers:`.
+    pub const MAX_THREADS: usize = 1024;
+    /// Every batch size: a stage's `batch_size` and `latency.batch_sizes`.
+    pub const MAX_BATCH_SIZE: usize = 65_536;
+    /// `latency.repeats`: rounds of the latency measurement.
+    pub const MAX_REPEATS: usize = 1_000;
+    /// `latency.iters` and `latency.warmup`: inferences per round.
+    pub const MAX_LATENCY_ITERS: usize = 1_000_000;
+    /// `slimbench launch --nproc`: local processes.
+    pub const MAX_PROCESSES: usize = 256;
+}
+
 // ---------------------------------------------------------------------------------
 // datasets
 
@@ -513,6 +552,23 @@ impl StageParams {
                 errs.push((field.to_string(), msg.to_string()));
             }
         };
+        // The resources every kind that trains or measures sizes: `workers` and `batch_size`.
+        let (batch, workers) = match self {
+            StageParams::Train(p) => (Some(p.batch_size), p.workers),
+            StageParams::Quantize(p) => (p.batch_size, p.workers),
+            StageParams::Prune(p) => (p.batch_size, p.workers),
+            StageParams::LowRank(p) => (p.batch_size, p.workers),
+            StageParams::Distill(p) => (Some(p.batch_size), p.workers),
+            StageParams::Evaluate(p) => (Some(p.batch_size), 0),
+            StageParams::Report(_) => (None, 0),
+        };
+        let at_most = |max: usize| format!("must be at most {max}");
+        need(
+            batch.is_none_or(|b| b <= limits::MAX_BATCH_SIZE),
+            "batch_size",
+            &at_most(limits::MAX_BATCH_SIZE),
+        );
+        need(workers <= limits::MAX_THREADS, "workers", &at_most(limits::MAX_THREADS));
         match self {
             StageParams::Train(p) => {
                 need(
@@ -711,8 +767,25 @@ impl StageParams {
                     "latency.batch_sizes",
                     "batch sizes must be at least 1",
                 );
+                need(
+                    p.latency.batch_sizes.iter().all(|&b| b <= limits::MAX_BATCH_SIZE),
+                    "latency.batch_sizes",
+                    &format!("batch sizes must be at most {}", limits::MAX_BATCH_SIZE),
+                );
                 need(p.latency.repeats >= 1, "latency.repeats", "must be at least 1");
+                need(
+                    p.latency.repeats <= limits::MAX_REPEATS,
+                    "latency.repeats",
+                    &at_most(limits::MAX_REPEATS),
+                );
                 need(p.latency.iters.is_none_or(|i| i >= 1), "latency.iters", "must be at least 1");
+                let max_iters = at_most(limits::MAX_LATENCY_ITERS);
+                need(
+                    p.latency.iters.is_none_or(|i| i <= limits::MAX_LATENCY_ITERS),
+                    "latency.iters",
+                    &max_iters,
+                );
+                need(p.latency.warmup <= limits::MAX_LATENCY_ITERS, "latency.warmup", &max_iters);
             }
             StageParams::Report(_) => {}
         }
@@ -1842,6 +1915,70 @@ mod tests {
             .into_iter()
             .map(|e| e.0)
             .collect()
+    }
+
+    fn errors(kind: &str, with: serde_json::Value) -> Vec<(String, String)> {
+        StageParams::deserialize_kind(kind, with).unwrap().unwrap().check()
+    }
+
+    #[test]
+    fn resource_counts_have_upper_bounds() {
+        use limits::*;
+        let train = |extra: serde_json::Value| {
+            let mut with = serde_json::json!({"model": "m", "dataset": "d"});
+            with.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            errors("train", with)
+        };
+        assert!(train(serde_json::json!({"batch_size": MAX_BATCH_SIZE, "workers": MAX_THREADS})).is_empty());
+        let e = train(serde_json::json!({"batch_size": MAX_BATCH_SIZE + 1, "workers": MAX_THREADS + 1}));
+        assert_eq!(
+            e,
+            [
+                ("batch_size".to_string(), "must be at most 65536".to_string()),
+                ("workers".to_string(), "must be at most 1024".to_string())
+            ]
+        );
+        for (kind, with) in [
+            ("quantize", serde_json::json!({"method": "fp16"})),
+            ("prune", serde_json::json!({"sparsity": 0.5})),
+            ("low-rank", serde_json::json!({"rank": 2})),
+            ("distill", serde_json::json!({"student": "s"})),
+        ] {
+            let mut with = with;
+            with["batch_size"] = serde_json::json!(100_000);
+            with["workers"] = serde_json::json!(5000);
+            let e = errors(kind, with);
+            let fields: Vec<&str> = e.iter().map(|e| e.0.as_str()).collect();
+            assert_eq!(fields, ["batch_size", "workers"], "{kind}: {e:?}");
+        }
+        let eval = |latency: serde_json::Value| errors("evaluate", serde_json::json!({"latency": latency}));
+        assert!(
+            eval(serde_json::json!({"iters": MAX_LATENCY_ITERS, "warmup": MAX_LATENCY_ITERS,
+            "repeats": MAX_REPEATS, "batch_sizes": [1, MAX_BATCH_SIZE]}))
+            .is_empty()
+        );
+        let e = eval(serde_json::json!({"iters": MAX_LATENCY_ITERS + 1, "warmup": MAX_LATENCY_ITERS + 1,
+            "repeats": MAX_REPEATS + 1, "batch_sizes": [1, MAX_BATCH_SIZE + 1]}));
+        let fields: Vec<&str> = e.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(fields, ["latency.batch_sizes", "latency.repeats", "latency.iters", "latency.warmup"]);
+    }
+
+    #[test]
+    fn threads_are_bounded_and_clamped_to_the_cores() {
+        let mut d = Defaults { threads: limits::MAX_THREADS, ..Defaults::default() };
+        assert!(d.check().is_empty());
+        assert_eq!(d.clamp_threads(8), Some(limits::MAX_THREADS));
+        assert_eq!(d.threads, 8);
+        assert_eq!(d.clamp_threads(8), None);
+        // 0 (every core) is left to the runtime.
+        let mut d = Defaults::default();
+        assert_eq!(d.clamp_threads(1), None);
+        assert_eq!(d.threads, 0);
+        let d = Defaults { threads: 100_000, ..Defaults::default() };
+        assert_eq!(
+            d.check(),
+            [("threads".to_string(), "must be at most 1024 (0 uses every core)".to_string())]
+        );
     }
 
     #[test]

@@ -980,13 +980,8 @@ mod tests {
     /// A real copy in the shared data (`cifar-10/`) when present.
     #[test]
     fn real_cifar10_when_present() {
-        let dir = std::env::var_os("SLIMBENCH_TEST_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-        if probe(&dir.join("cifar-10"), &cifar10_release()).is_err() {
-            println!("note: skipped, no CIFAR-10 copy in {}", dir.display());
-            return;
-        }
+        let present = |copy: &Path| probe(copy, &cifar10_release()).is_ok();
+        let Some(dir) = crate::testdata::shared_if("cifar-10", present) else { return };
         let d = load_cifar10("c", &Cifar10Config::default(), &lookup(Some(&dir), None, false)).unwrap();
         assert_eq!((d.train.len(), d.test.len()), (50_000, 10_000));
         assert_eq!(d.train.class_counts(10), [5000; 10]);

@@ -642,22 +642,9 @@ mod tests {
         );
     }
 
-    /// The shared copies (`/work/shared/data`, or `SLIMBENCH_TEST_DATA`) when present.
-    fn shared_data() -> Option<PathBuf> {
-        let dir = std::env::var_os("SLIMBENCH_TEST_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-        if dir.join("mnist").is_dir() {
-            Some(dir)
-        } else {
-            println!("note: skipped, no MNIST copy in {} (set SLIMBENCH_TEST_DATA)", dir.display());
-            None
-        }
-    }
-
     #[test]
     fn real_mnist_when_present() {
-        let Some(dir) = shared_data() else { return };
+        let Some(dir) = crate::testdata::shared("mnist") else { return };
         let t = std::time::Instant::now();
         let d = load_mnist(&IdxDatasetConfig::default(), &lookup(Some(&dir), None, false)).unwrap();
         println!("loaded real MNIST in {:?}", t.elapsed());
@@ -669,11 +656,7 @@ mod tests {
 
     #[test]
     fn real_fashion_mnist_when_present() {
-        let Some(dir) = shared_data() else { return };
-        if !dir.join("fashion-mnist").is_dir() {
-            println!("note: skipped, no Fashion-MNIST copy in {}", dir.display());
-            return;
-        }
+        let Some(dir) = crate::testdata::shared("fashion-mnist") else { return };
         let d =
             load("f", IdxKind::FashionMnist, &IdxDatasetConfig::default(), &lookup(Some(&dir), None, false))
                 .unwrap();
@@ -684,13 +667,12 @@ mod tests {
 
     #[test]
     fn canonical_checksums_match_the_shared_copies() {
-        let Some(dir) = shared_data() else { return };
         for kind in [IdxKind::Mnist, IdxKind::FashionMnist] {
+            let Some(dir) = crate::testdata::shared(kind.name()) else { continue };
             for f in kind.release().files {
                 let path = dir.join(kind.name()).join(format!("{}.gz", f.name));
-                if let Ok(bytes) = std::fs::read(&path) {
-                    assert_eq!(md5_hex(&bytes), f.md5, "{}", path.display());
-                }
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(md5_hex(&bytes), f.md5, "{}", path.display());
             }
         }
     }

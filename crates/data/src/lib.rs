@@ -44,6 +44,7 @@ mod normalize;
 mod rng;
 pub mod shapes;
 pub mod synthetic;
+pub mod testdata;
 
 pub use error::{DataError, Searched};
 pub use normalize::{Normalize, pixels_f32};

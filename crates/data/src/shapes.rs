@@ -457,17 +457,18 @@ mod tests {
         assert!(took < std::time::Duration::from_secs(15), "{took:?}");
     }
 
-    /// `SLIMBENCH_PREVIEW=DIR cargo test -p slimbench-data shapes::tests::preview` writes a
-    /// PNG of 8 images per class (one row per class) to look at.
+    /// A grid of 8 images per class (one row per class); `SLIMBENCH_PREVIEW=DIR cargo test
+    /// -p slimbench-data shapes::tests::preview` also writes it to `DIR` as a PNG to look at.
     #[test]
     fn preview() {
-        let Some(dir) = std::env::var_os("SLIMBENCH_PREVIEW") else { return };
         let s = generate(SplitKind::Train, 400, 1, 0.04);
         let (cols, rows) = (8, 10);
         let mut out = image::RgbImage::new((cols * SIDE) as u32, (rows * SIDE) as u32);
         for label in 0..rows {
-            let ids = (0..s.len()).filter(|&i| s.labels[i] as usize == label).take(cols);
-            for (k, i) in ids.enumerate() {
+            let ids: Vec<usize> =
+                (0..s.len()).filter(|&i| s.labels[i] as usize == label).take(cols).collect();
+            assert_eq!(ids.len(), cols, "class {label}: 400 balanced images hold 40 of each");
+            for (k, &i) in ids.iter().enumerate() {
                 let img = s.image(i);
                 for p in 0..PLANE {
                     let px = image::Rgb([img[p], img[PLANE + p], img[2 * PLANE + p]]);
@@ -475,6 +476,20 @@ mod tests {
                 }
             }
         }
-        out.save(std::path::Path::new(&dir).join("synthetic-shapes.png")).unwrap();
+        // Every cell of the grid was filled with a picture: many colours, not one.
+        for label in 0..rows {
+            for k in 0..cols {
+                let mut colours = std::collections::HashSet::new();
+                for y in 0..SIDE {
+                    for x in 0..SIDE {
+                        colours.insert(out.get_pixel((k * SIDE + x) as u32, (label * SIDE + y) as u32).0);
+                    }
+                }
+                assert!(colours.len() >= 16, "class {label}, image {k}: {} colours", colours.len());
+            }
+        }
+        if let Some(dir) = std::env::var_os("SLIMBENCH_PREVIEW") {
+            out.save(std::path::Path::new(&dir).join("synthetic-shapes.png")).unwrap();
+        }
     }
 }

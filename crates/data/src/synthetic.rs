@@ -617,19 +617,31 @@ mod tests {
         assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
-    /// `cargo test -p slimbench-data preview -- --nocapture` prints a few of each digit.
+    /// Four of each digit as text, side by side; `cargo test -p slimbench-data
+    /// synthetic::tests::preview -- --nocapture` prints them to look at.
     #[test]
     fn preview() {
         let s = generate(SplitKind::Train, 60, &params(0.15, 1.0));
+        let mut text = String::new();
         for label in 0..10u8 {
             let idx: Vec<usize> = (0..s.len()).filter(|&i| s.labels[i] == label as u16).take(4).collect();
+            assert_eq!(idx.len(), 4, "digit {label}: 60 balanced images hold 6 of each");
+            // Each is a drawn digit, not noise: strokes of bright pixels, and no two alike.
+            for &i in &idx {
+                let ink = s.image(i).iter().filter(|&&v| v >= 160).count();
+                assert!((20..400).contains(&ink), "digit {label}, image {i}: {ink} bright pixels");
+            }
+            assert!(idx.windows(2).all(|w| s.image(w[0]) != s.image(w[1])), "digit {label}: repeated images");
             let pics: Vec<Vec<String>> =
                 idx.iter().map(|&i| ascii(s.image(i), 28).lines().map(str::to_string).collect()).collect();
-            println!("digit {label}:");
+            text.push_str(&format!("digit {label}:\n"));
             for row in 0..28 {
                 let line: Vec<&str> = pics.iter().map(|p| p[row].as_str()).collect();
-                println!("|{}|", line.join("|"));
+                text.push_str(&format!("|{}|\n", line.join("|")));
             }
         }
+        assert_eq!(text.lines().count(), 10 * 29);
+        assert!(text.lines().filter(|l| l.starts_with('|')).all(|l| l.chars().count() == 4 * 28 + 5));
+        println!("{text}");
     }
 }

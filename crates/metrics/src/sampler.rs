@@ -364,6 +364,20 @@ mod tests {
     fn dropping_a_running_sampler_stops_it() {
         let sampler = SystemSampler::start("dropped", SamplerConfig::default());
         std::thread::sleep(Duration::from_millis(150));
-        drop(sampler);
+        assert!(sampler.thread.as_ref().is_some_and(|t| !t.is_finished()), "the sampling thread runs");
+        // The sampling thread's probe holds a reference to the energy meter until the
+        // thread returns; the sampler holds the other.
+        let meter = Arc::clone(&sampler.meter);
+        assert_eq!(Arc::strong_count(&meter), 3);
+        // Dropped on another thread, so a drop that never returns fails the test.
+        let (dropped_tx, dropped_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(sampler);
+            let _ = dropped_tx.send(());
+        });
+        dropped_rx.recv_timeout(Duration::from_secs(10)).expect("drop returns within 10 s");
+        // Only this test's reference is left: the sampling thread has returned (and
+        // takes no more samples).
+        assert_eq!(Arc::strong_count(&meter), 1);
     }
 }

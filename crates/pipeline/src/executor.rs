@@ -6,8 +6,12 @@
 //!   cache/<stage>/<key>/          stage outputs, shared by all runs (see crate::cache)
 //!   .partial-<run-id>-XXXX/       the run being assembled (deleted if it fails)
 //!   <run-id>/                     a finished run (renamed into place at the end)
-//!   latest -> <run-id>
+//!   latest -> <run-id>            the newest finished run (by start time)
 //! ```
+//!
+//! A run id is the start time, `YYYYMMDD-HHMMSS` (UTC), then `-shard-IofN` for a
+//! shard, then `-2`, `-3`, ... when runs started in the same second: runs at the same
+//! time on one results directory each get their own (the `rundir` module says how).
 //!
 //! A failing or interrupted run leaves no run directory behind, but every stage that
 //! finished stays in the cache, so the next run resumes after it.
@@ -27,6 +31,7 @@ use slimbench_data::{DataError, DataLookup, Dataset};
 
 use crate::cache::{Cache, InputKey, KeyInputs, hash_files};
 use crate::resolve::{Plan, PlannedStage, explicit_dataset};
+use crate::rundir;
 
 /// Error type stage runners return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -340,15 +345,21 @@ impl<'a> Executor<'a> {
         let t0 = Instant::now();
         let pipeline_dir = self.pipeline_dir();
         fsutil::create_dir_all(&pipeline_dir)?;
-        let swept = fsutil::sweep_stale(&pipeline_dir);
-        if swept > 0 {
-            tracing::info!(
-                "removed {swept} unfinished run director{} left by killed runs",
-                if swept == 1 { "y" } else { "ies" }
-            );
-        }
-        let run_id = new_run_id(&pipeline_dir, started, self.opts.shard);
-        let staging = StagingDir::new(&pipeline_dir.join(&run_id))?;
+        let (run_id, staging) = {
+            // Sweeping, picking an id and creating the staging directory that reserves
+            // it must not interleave with another run's.
+            let _lock = rundir::lock(&pipeline_dir);
+            let swept = fsutil::sweep_stale(&pipeline_dir);
+            if swept > 0 {
+                tracing::info!(
+                    "removed {swept} unfinished run director{} left by killed runs",
+                    if swept == 1 { "y" } else { "ies" }
+                );
+            }
+            let run_id = rundir::free_run_id(&pipeline_dir, &base_run_id(started, self.opts.shard));
+            let staging = StagingDir::new(&pipeline_dir.join(&run_id))?;
+            (run_id, staging)
+        };
         let run_dir = staging.path().to_path_buf();
         fsutil::atomic_write(&run_dir.join("pipeline.yaml"), self.plan.text.as_bytes())?;
         fsutil::atomic_write(&run_dir.join("plan.resolved.yaml"), self.plan.to_yaml().as_bytes())?;
@@ -450,8 +461,9 @@ impl<'a> Executor<'a> {
         }
         write_info(&mut info)?;
 
+        let _lock = rundir::lock(&pipeline_dir);
         let dir = staging.commit()?;
-        update_latest(&pipeline_dir, &run_id);
+        rundir::update_latest(&pipeline_dir, &run_id, started);
         Ok(RunSummary { dir, info })
     }
 
@@ -480,7 +492,17 @@ impl<'a> Executor<'a> {
         inputs: &[StageInput],
     ) -> Result<(PathBuf, StageManifest), RunError> {
         let dest = self.cache.entry_dir(stage, key);
-        let staging = StagingDir::new(&dest)?;
+        // The stage's cache directory: other runs sweep it and commit into it.
+        let stage_dir = dest.parent().expect("an entry is inside its stage's directory");
+        fsutil::create_dir_all(stage_dir)?;
+        let (staging, before) = {
+            let _lock = rundir::lock(stage_dir);
+            // The entry there now, if any (damaged, or the stage is forced): when it is
+            // still there at the end it is replaced, another one is kept.
+            let before =
+                fsutil::read_json::<StageManifest>(&dest.join("stage.json")).ok().map(|m| m.finished_at);
+            (StagingDir::new(&dest)?, before)
+        };
         tracing::info!(stage = %stage.id, kind = stage.kind(), "running");
         let t = Instant::now();
         let ctx = self.context(stage, staging.path(), inputs);
@@ -507,6 +529,15 @@ impl<'a> Executor<'a> {
             notes: out.notes,
         };
         fsutil::write_json(&staging.path().join("stage.json"), &manifest)?;
+        let _lock = rundir::lock(stage_dir);
+        // Another run of the pipeline may have computed the same entry meanwhile, and
+        // be linking from it: it stays, and this one is dropped.
+        if let Some((dir, theirs)) = self.cache.lookup(stage, key)
+            && before.as_ref() != Some(&theirs.finished_at)
+        {
+            tracing::info!(stage = %stage.id, "finished in {duration_s:.1} s; another run cached it first, kept");
+            return Ok((dir, theirs));
+        }
         let dir = staging.commit()?;
         self.cache.prune(stage);
         tracing::info!(stage = %stage.id, "finished in {duration_s:.1} s");
@@ -514,34 +545,12 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// `YYYYMMDD-HHMMSS` (UTC), then `-shard-IofN` for a shard, with a suffix if a run of
-/// that name exists.
-fn new_run_id(pipeline_dir: &Path, at: chrono::DateTime<chrono::Utc>, shard: Option<crate::Shard>) -> String {
-    let mut base = at.format("%Y%m%d-%H%M%S").to_string();
-    if let Some(s) = shard {
-        base = format!("{base}-{}", s.run_suffix());
+/// `YYYYMMDD-HHMMSS` (UTC), then `-shard-IofN` for a shard; [`rundir::free_run_id`]
+/// adds a suffix when a run of that name exists or is being assembled.
+fn base_run_id(at: chrono::DateTime<chrono::Utc>, shard: Option<crate::Shard>) -> String {
+    let base = at.format("%Y%m%d-%H%M%S").to_string();
+    match shard {
+        Some(s) => format!("{base}-{}", s.run_suffix()),
+        None => base,
     }
-    let mut id = base.clone();
-    let mut n = 1;
-    while pipeline_dir.join(&id).exists() {
-        n += 1;
-        id = format!("{base}-{n}");
-    }
-    id
-}
-
-/// Point `latest` at the newest run (best effort: a missing link loses nothing).
-fn update_latest(pipeline_dir: &Path, run_id: &str) {
-    #[cfg(unix)]
-    {
-        let tmp = pipeline_dir.join(format!(".latest-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        if std::os::unix::fs::symlink(run_id, &tmp).is_ok()
-            && std::fs::rename(&tmp, pipeline_dir.join("latest")).is_err()
-        {
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (pipeline_dir, run_id);
 }

@@ -18,6 +18,7 @@ pub mod diag;
 pub mod executor;
 pub mod overrides;
 pub mod resolve;
+mod rundir;
 pub mod shard;
 pub mod spec;
 pub mod yaml;

@@ -266,13 +266,26 @@ pub fn parse(file: &str, text: &str, overrides: &[String]) -> Result<Spec, SpecE
                 .hint("use letters, digits, `-`, `_` and `.` only"),
         );
     }
-    let defaults = match raw.defaults {
+    let mut defaults = match raw.defaults {
         Some(v) => source.deserialize(&root.key("defaults"), v).unwrap_or_else(|d| {
             diags.push(d);
             Defaults::default()
         }),
         None => Defaults::default(),
     };
+    let problems = defaults.check();
+    if problems.is_empty() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(asked) = defaults.clamp_threads(cores) {
+            tracing::warn!(
+                "defaults.threads is {asked}, more than the {cores} logical cores here; using {cores} \
+                 (more threads than cores only slows libtorch down)"
+            );
+        }
+    }
+    for (field, msg) in problems {
+        diags.push(source.at(&root.key("defaults").key(&field), format!("`{field}` in `defaults` {msg}")));
+    }
     let datasets = parse_kinds::<DatasetConfig>(&source, "datasets", raw.datasets, &mut diags);
     let models = parse_kinds::<ModelConfig>(&source, "models", raw.models, &mut diags);
     let gates = raw.gates.map(|v| parse_gates(&source, v, &mut diags)).unwrap_or_default();

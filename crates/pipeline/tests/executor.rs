@@ -84,3 +84,51 @@ fn a_damaged_cache_entry_is_not_trusted() {
     run(root.path(), &fake, &[], |_| {}).unwrap();
     assert_eq!(fake.ran.borrow()[0], "train");
 }
+
+#[test]
+fn runs_at_the_same_time_each_get_a_run_directory_and_latest_the_newest() {
+    let root = tempfile::tempdir().unwrap();
+    let n = 4;
+    let start = std::sync::Barrier::new(n);
+    let dirs: Vec<std::path::PathBuf> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    run(root.path(), &Fake::new(None), &[], |_| {}).unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut names: Vec<String> =
+        dirs.iter().map(|d| d.file_name().unwrap().to_string_lossy().into()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "{names:?}");
+    let started = |d: &std::path::Path| {
+        let info: slimbench_core::artifact::RunInfo =
+            slimbench_core::fsutil::read_json(&d.join("run.json")).unwrap();
+        chrono::DateTime::parse_from_rfc3339(&info.started_at).unwrap()
+    };
+    for d in &dirs {
+        for f in [
+            "run.json",
+            "metrics.txt",
+            "report.html",
+            "artifacts/train/model.bin",
+            "artifacts/eval/stage.json",
+        ] {
+            assert!(d.join(f).is_file(), "{}: no {f}", d.display());
+        }
+        assert_eq!(statuses(d).len(), 4);
+    }
+    // Nothing else: no staging directories or temporary links left.
+    let mut expect = names.clone();
+    expect.extend(["cache".to_string(), "latest".to_string()]);
+    expect.sort();
+    assert_eq!(entries(&root.path().join("fake")), expect);
+    let latest = root.path().join("fake").join(std::fs::read_link(root.path().join("fake/latest")).unwrap());
+    let newest = dirs.iter().max_by_key(|d| started(d)).unwrap();
+    assert_eq!(started(&latest), started(newest));
+}

@@ -15,8 +15,9 @@ const GRACE: Duration = Duration::from_secs(90);
 
 /// Start the processes, wait for them all; fail naming every rank that failed.
 pub fn run(a: LaunchArgs, global: &GlobalArgs) -> Result<(), Failure> {
-    if a.nproc == 0 {
-        return Err(Failure::Invalid("--nproc must be at least 1".into()));
+    let max = slimbench_core::config::limits::MAX_PROCESSES;
+    if !(1..=max).contains(&a.nproc) {
+        return Err(Failure::Invalid(format!("--nproc must be between 1 and {max}, not {}", a.nproc)));
     }
     let exe =
         std::env::current_exe().map_err(|e| Failure::Failed(format!("finding this executable: {e}")))?;

@@ -126,6 +126,56 @@ fn model_parallel_and_mixed_precision_parameters() {
 }
 
 #[test]
+fn absurd_resource_counts_are_refused_at_validate_and_before_run_writes_anything() {
+    // Used to start 100,000 libtorch threads (over a minute before anything happened).
+    let threads =
+        format!("name: t\ndefaults: {{ seed: 1, threads: 100000 }}\n{}", &GOOD["name: t\n".len()..]);
+    insta::assert_snapshot!("threads_out_of_range", invalid(&threads));
+    let env = Env::new();
+    env.write("p.yaml", &threads);
+    let t = std::time::Instant::now();
+    let err = run_invalid(&env, "p.yaml", &[]);
+    assert!(err.contains("`threads` in `defaults` must be at most 1024"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(60), "{:?}", t.elapsed());
+    // The shorthand flag is an override, named as such.
+    env.write("good.yaml", GOOD);
+    let err = run_invalid(&env, "good.yaml", &["--threads", "5000"]);
+    assert!(err.contains("(from --set defaults.threads=5000)"), "{err}");
+    // Processes of `launch` likewise, before any is started.
+    let out = env.run(&["launch", "--nproc", "100000", "good.yaml"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--nproc must be between 1 and 256, not 100000"), "{}", stderr(&out));
+    assert!(!env.path().join("results").exists());
+
+    let text = GOOD
+        .replace("epochs: 1 }", "epochs: 1, batch_size: 1000000, workers: 4096 }")
+        .replace(
+            "    needs: [train, fp16]\n",
+            "    needs: [train, fp16]\n    with: { latency: { batch_sizes: [1, 100000], repeats: 5000, iters: 2000000 } }\n",
+        );
+    insta::assert_snapshot!("resource_counts_out_of_range", invalid(&text));
+}
+
+#[test]
+fn threads_above_the_cores_are_clamped_with_a_warning() {
+    let env = Env::new();
+    env.write("p.yaml", &GOOD.replace("name: t\n", "name: t\ndefaults: { threads: 1024 }\n"));
+    let out = env.run(&["validate", "p.yaml"]);
+    assert_code(&out, 0);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    if cores < 1024 {
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "defaults.threads is 1024, more than the {cores} logical cores here; using {cores}"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn several_problems_are_reported_together() {
     let text =
         GOOD.replace("epochs: 1", "epochs: 1, batch_size: 0").replace("uses: quantize", "uses: quantise");

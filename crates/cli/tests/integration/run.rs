@@ -1,6 +1,7 @@
 //! Real runs of the quickstart, shrunk with `--set`, and what they leave on disk.
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -212,12 +213,8 @@ fn quickstart_writes_tables_charts_and_report_then_reuses_every_stage() {
     assert!(text.lines().any(|l| l.starts_with("report ") && l.contains("renders every run")), "{text}");
 }
 
-#[test]
-fn report_command_rerenders_from_the_tables() {
-    let env = Env::new();
-    let p = env.write(
-        "p.yaml",
-        r#"name: tiny
+/// Seconds per run: an MLP on a few hundred generated digits, no report stage.
+const TINY: &str = r#"name: tiny
 datasets:
   d: { kind: synthetic-digits, train_size: 400, test_size: 100 }
 models:
@@ -225,8 +222,12 @@ models:
 stages:
   - { id: train, uses: train, with: { model: mlp, dataset: d, epochs: 1 } }
   - { id: eval, uses: evaluate, needs: train, with: { latency: { min_duration_s: 0, rounds: 2, iters: 20, warmup: 2, batch_sizes: [8], repeats: 2 } } }
-"#,
-    );
+"#;
+
+#[test]
+fn report_command_rerenders_from_the_tables() {
+    let env = Env::new();
+    let p = env.write("p.yaml", TINY);
     let out = env.run(&["run", p.to_str().unwrap()]);
     assert_code(&out, 0);
     let run = env.runs("tiny").pop().unwrap();
@@ -242,6 +243,55 @@ stages:
     let out = env.run(&["report", "not-a-run"]);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("not-a-run"), "{}", stderr(&out));
+}
+
+#[test]
+fn two_runs_started_together_keep_both_run_directories() {
+    let env = Env::new();
+    let p = env.write("p.yaml", TINY);
+    // Both started before either is waited for: they run at the same time (most often
+    // starting in the same second, which used to give them one run id and one directory).
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = env.cmd();
+            c.args(["run", p.to_str().unwrap(), "--threads", "1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_code(&out, 0);
+    }
+    let runs = env.runs("tiny");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for run in &runs {
+        // Complete and readable: the manifest, the tables, the artifacts.
+        let info = run_json(run);
+        assert_eq!(info["run_id"].as_str().unwrap(), run.file_name().unwrap().to_string_lossy());
+        assert_eq!(statuses(run).len(), 2, "{}", run.display());
+        let rows = metrics(run);
+        assert!(!rows.is_empty() && rows.iter().all(|r| r.accuracy > 0.0), "{}", run.display());
+        assert!(run.join("artifacts/train/stage.json").is_file() && run.join("plan.resolved.yaml").is_file());
+    }
+    let latest = env
+        .path()
+        .join("results/tiny")
+        .join(std::fs::read_link(env.path().join("results/tiny/latest")).unwrap());
+    assert!(runs.contains(&latest), "latest -> {}", latest.display());
+    // It names the run that started last.
+    let started = |d: &Path| {
+        run_json(d)["started_at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+    };
+    assert!(runs.iter().all(|r| started(r) <= started(&latest)));
+    // Nothing half-made is left.
+    let leftovers: Vec<_> = std::fs::read_dir(env.path().join("results/tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

@@ -1,13 +1,11 @@
-//! The seed experiment on the real MNIST (skipped, with a note, when the data is absent).
+//! The seed experiment on the real MNIST (skipped, with a note, when the data is absent;
+//! failed instead under `SLIMBENCH_REQUIRE_DATA=1`).
 
 use crate::util::*;
 
 #[test]
 fn mnist_seed_reproduces_the_seed_experiment() {
-    let Some(data) = shared_data("mnist") else {
-        eprintln!("skipped: no MNIST under ../shared/data (set SLIMBENCH_TEST_DATA)");
-        return;
-    };
+    let Some(data) = shared_data("mnist") else { return };
     let env = Env::new();
     let p = pipelines().join("mnist-seed.yaml");
     // A short timing plan and server search keep the test short (the pipeline times each

@@ -89,13 +89,11 @@ pub fn pipelines() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines").canonicalize().unwrap()
 }
 
-/// The shared MNIST-style data directory (`../shared/data` beside the repository, or
-/// SLIMBENCH_TEST_DATA), when it holds `name`.
+/// The shared data directory when it holds dataset `name`; otherwise `None` (the test
+/// skips) or, where `SLIMBENCH_REQUIRE_DATA` requires the copy, a failure
+/// ([`slimbench_data::testdata`]).
 pub fn shared_data(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SLIMBENCH_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    dir.join(name).join("train-images-idx3-ubyte.gz").exists().then(|| dir.canonicalize().unwrap())
+    slimbench_data::testdata::shared(name)
 }
 
 /// `run.json` of a run directory.
