@@ -218,9 +218,10 @@ pub(crate) fn memory_legend(metrics: &[MetricRow], st: &Style) -> String {
     );
     let em = st.em;
     format!(
-        "Memory: {} are the bytes of the model's tensors; {} is the resident memory loading the model adds \
-         to a process that has loaded libtorch and nothing else ({base}); {} is the highest resident memory \
-         over that process during batch-1 and large-batch forwards, the model included{}.{how}",
+        "Memory, each model in a process of its own: {} are the bytes of its weights as stored; {} is what \
+         the process holds for the model (the allocator's bytes in use with it less those without it, in a \
+         warmed-up libtorch process of {base}); {} adds the resident memory's growth during batch-1 and \
+         large-batch forwards{}.{how}",
         em("weights"),
         em("load"),
         em("peak"),
@@ -290,13 +291,13 @@ fn evaluate_stages(input: &ReportInput) -> Vec<&str> {
     distinct(from_run.chain(input.timing.iter().map(|r| r.stage.as_str())))
 }
 
-/// The timed rows grouped by how they were timed (device, warm-up, iterations, rounds,
-/// threads, repetitions), in the order groups first appear. A metric row does not name
+/// The timed rows grouped by how they were timed (device, warm-up, rounds, threads,
+/// repetitions), in the order groups first appear. Iterations differ per variant within
+/// one plan (each is sized to the minimum duration), so they are a span, not a key. A metric row does not name
 /// the evaluate stage that timed it (its `stage` is the one that produced the model),
 /// so rows timed alike share one protocol line.
 fn protocol_groups(metrics: &[MetricRow]) -> Vec<Vec<&MetricRow>> {
-    let key =
-        |m: &MetricRow| (m.device.clone(), m.latency_warmup, m.latency_iters, m.rounds, m.threads, m.repeats);
+    let key = |m: &MetricRow| (m.device.clone(), m.latency_warmup, m.rounds, m.threads, m.repeats);
     let mut groups: Vec<Vec<&MetricRow>> = Vec::new();
     for m in metrics.iter().filter(|m| m.latency_iters > 0) {
         match groups.iter_mut().find(|g| key(g[0]) == key(m)) {
@@ -314,7 +315,7 @@ fn protocol_text(rows: &[&MetricRow]) -> String {
     let mut s = format!(
         "{} warm-up and {} timed batch-1 inferences per variant",
         count(|m| m.latency_warmup),
-        count(|m| m.latency_iters)
+        format::span(rows.iter().map(|m| m.latency_iters as f64), |v| format::thousands(v as u64))
     );
     let durations = || rows.iter().map(|m| m.latency_duration_s).filter(|d| *d > 0.0);
     match durations().fold(f64::NAN, f64::max) {

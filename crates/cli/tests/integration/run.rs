@@ -29,6 +29,12 @@ const SMALL: &[&str] = &[
     "stages.eval.with.latency.batch_sizes=[1, 32]",
     "--set",
     "stages.eval.with.latency.repeats=3",
+    "--set",
+    "stages.eval.with.latency.min_duration_s=0",
+    "--set",
+    "stages.eval.with.server.duration_s=0.1",
+    "--set",
+    "stages.eval.with.server.steps=3",
 ];
 
 fn quickstart(env: &Env, extra: &[&str]) -> std::process::Output {
