@@ -79,6 +79,8 @@ pub struct Figure {
     pub min_count: usize,
     /// Least seconds it needed.
     pub min_duration_s: f64,
+    /// Least relative half-width of the median's interval (run-to-run variation).
+    pub noise_floor: f64,
 }
 
 impl Figure {
@@ -87,9 +89,15 @@ impl Figure {
         percentile(&self.samples_us, 50.0)
     }
 
-    /// 95% interval of the median.
+    /// 95% interval of the median from the samples' order statistics, widened to at
+    /// least the noise floor either side; NaN ends when there are too few samples.
     pub fn p50_interval(&self) -> (f64, f64) {
-        quantile_interval(&self.samples_us, 50.0, CONFIDENCE)
+        let (lo, hi) = quantile_interval(&self.samples_us, 50.0, CONFIDENCE);
+        let p50 = self.p50_us();
+        if lo.is_nan() || hi.is_nan() {
+            return (lo, hi);
+        }
+        (lo.min(p50 * (1.0 - self.noise_floor)), hi.max(p50 * (1.0 + self.noise_floor)))
     }
 
     /// One-sided 95% upper bound of the `p`-th percentile.
@@ -254,6 +262,7 @@ pub fn run_plan(
                 batch_size: b,
                 min_count,
                 min_duration_s: lp.min_duration_s,
+                noise_floor: lp.noise_floor_pct.max(0.0) / 100.0,
                 rounds_timed: 0,
                 ..Default::default()
             });
@@ -394,6 +403,7 @@ mod tests {
             min_duration_s: 0.0,
             rounds: 4,
             retries: 0,
+            noise_floor_pct: 1.0,
         };
         // Thresholds nothing can fail: this test is about the bookkeeping.
         let quiet = Thresholds {
