@@ -240,11 +240,23 @@ pub fn run_plan(
     let gpu = gpu_index(s.device);
     let has_energy = EnergyMeter::start(gpu).joules().is_some();
 
-    // inputs[subject][batch]
-    let all_inputs: Vec<Vec<Vec<Tensor>>> = subjects
-        .iter()
-        .map(|sub| batches.iter().map(|&b| inputs(sub.model, sub.test, b)).collect())
-        .collect();
+    // inputs[subject][batch]. Subjects reading the same split in the same precision
+    // share one set of input tensors: where an input lies in memory moves a model's
+    // time by a few percent, which must not pass for a difference between models.
+    let mut shared: Vec<((*const Split, tch::Kind), Vec<Vec<Tensor>>)> = Vec::new();
+    let mut all_inputs: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(subjects.len());
+    for sub in subjects {
+        let key = (sub.test as *const Split, sub.model.kind());
+        let set = match shared.iter().find(|(k, _)| *k == key) {
+            Some((_, set)) => set,
+            None => {
+                let set = batches.iter().map(|&b| inputs(sub.model, sub.test, b)).collect();
+                shared.push((key, set));
+                &shared.last().expect("just pushed").1
+            }
+        };
+        all_inputs.push(set.iter().map(|xs| xs.iter().map(Tensor::shallow_clone).collect()).collect());
+    }
 
     // Warm-up, then a few calls to size each block.
     let mut per_round = vec![vec![0usize; batches.len()]; subjects.len()];
