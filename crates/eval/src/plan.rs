@@ -191,6 +191,9 @@ fn inputs(model: &Model, split: &Split, batch: usize) -> Vec<Tensor> {
     vec![xs]
 }
 
+/// Which inputs a subject reads: its split (by address) and its precision.
+type InputKey = (*const Split, tch::Kind);
+
 /// Time `count` calls, cycling through `inputs` from `start`; microseconds each.
 fn time_calls(model: &Model, inputs: &[Tensor], start: usize, count: usize, device: Device) -> Vec<f64> {
     let mut out = Vec::with_capacity(count);
@@ -243,7 +246,7 @@ pub fn run_plan(
     // inputs[subject][batch]. Subjects reading the same split in the same precision
     // share one set of input tensors: where an input lies in memory moves a model's
     // time by a few percent, which must not pass for a difference between models.
-    let mut shared: Vec<((*const Split, tch::Kind), Vec<Vec<Tensor>>)> = Vec::new();
+    let mut shared: Vec<(InputKey, Vec<Vec<Tensor>>)> = Vec::new();
     let mut all_inputs: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(subjects.len());
     for sub in subjects {
         let key = (sub.test as *const Split, sub.model.kind());
