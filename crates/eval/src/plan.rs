@@ -178,17 +178,22 @@ fn inputs(model: &Model, split: &Split, batch: usize) -> Vec<Tensor> {
         let all = images_tensor(split, 0, n, device, kind);
         return (0..n as i64).map(|i| all.narrow(0, i, 1)).collect();
     }
+    vec![batch_of(model, split, batch)]
+}
+
+/// A batch of `batch` test images for `model` (the first ones, repeated when the split
+/// is smaller).
+pub(crate) fn batch_of(model: &Model, split: &Split, batch: usize) -> Tensor {
     let n = batch.min(split.len()).max(1);
-    let base = images_tensor(split, 0, n, device, kind);
-    let xs = if n < batch {
+    let base = images_tensor(split, 0, n, model.device(), model.kind());
+    if n < batch {
         let reps = batch.div_ceil(n) as i64;
         let mut dims = vec![reps];
         dims.extend(std::iter::repeat_n(1, base.dim() - 1));
         base.repeat(&dims).narrow(0, 0, batch as i64)
     } else {
         base
-    };
-    vec![xs]
+    }
 }
 
 /// Which inputs a subject reads: its split (by address) and its precision.

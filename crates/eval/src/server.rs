@@ -23,8 +23,7 @@ use slimbench_models::Model;
 use slimbench_models::runtime::synchronize;
 use tch::Tensor;
 
-use crate::images_tensor;
-use crate::plan::CONFIDENCE;
+use crate::plan::{CONFIDENCE, batch_of};
 
 /// Least queries per offered load (the p99's 95% bound needs 299), unless the rate is
 /// so low that they would take over five times the load's duration.
@@ -100,15 +99,7 @@ pub fn search(
 ) -> Result<Vec<ServerRow>, Cancelled> {
     let _guard = tch::no_grad_guard();
     let max_batch = p.max_batch.max(1);
-    let xs = images_tensor(test, 0, max_batch.min(test.len()).max(1), model.device(), model.kind());
-    let xs = if xs.size()[0] < max_batch as i64 {
-        let reps = (max_batch as u64).div_ceil(xs.size()[0] as u64) as i64;
-        let mut dims = vec![reps];
-        dims.extend(std::iter::repeat_n(1, xs.dim() - 1));
-        xs.repeat(&dims).narrow(0, 0, max_batch as i64)
-    } else {
-        xs
-    };
+    let xs = batch_of(model, test, max_batch);
     let capacity = if large_us.is_finite() && large_us > 0.0 {
         max_batch as f64 / (large_us / 1e6)
     } else {
