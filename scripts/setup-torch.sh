@@ -13,6 +13,8 @@
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
+ORT_VERSION=1.31.1
+ONNX_VERSION=1.23.2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SLIMBENCH_VENV:-$HOME/.cache/slimbench/venv-torch-$TORCH_VERSION}"
 PY="${PYTHON:-python3}"
@@ -33,7 +35,9 @@ nccl_headers() {
 }
 
 # Fast path: the link is in place and points at the pinned version.
-if grep -qs "^__version__ = '$TORCH_VERSION" "$ROOT/.torch/version.py"; then
+have_dist() { compgen -G "$VENV/lib/python*/site-packages/$1-$2.dist-info" >/dev/null; }
+if grep -qs "^__version__ = '$TORCH_VERSION" "$ROOT/.torch/version.py" \
+  && have_dist onnxruntime "$ORT_VERSION" && have_dist onnx "$ONNX_VERSION"; then
   nccl_headers
   exit 0
 fi
@@ -58,6 +62,22 @@ if ! have_torch; then
   if [ -n "${SLIMBENCH_TORCH_INDEX:-}" ]; then pip_args+=(--index-url "$SLIMBENCH_TORCH_INDEX"); fi
   "$VENV/bin/python" -m pip "${pip_args[@]}"
   have_torch || { echo "setup-torch: error: torch $TORCH_VERSION did not import after installing" >&2; exit 1; }
+fi
+
+# ONNX Runtime (its libonnxruntime.so is what the `onnxruntime` backend loads; the
+# binary finds it in this venv without LD_LIBRARY_PATH) and the `onnx` package, which
+# the round-trip tests use to check exported files. Pinned; installed once.
+ort_ok() {
+  "$VENV/bin/python" - "$ORT_VERSION" "$ONNX_VERSION" 2>/dev/null <<'PYCODE'
+import sys, onnxruntime, onnx
+sys.exit(0 if (onnxruntime.__version__, onnx.__version__) == (sys.argv[1], sys.argv[2]) else 1)
+PYCODE
+}
+if ! ort_ok; then
+  echo "setup-torch: installing onnxruntime==$ORT_VERSION and onnx==$ONNX_VERSION into $VENV (once)" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" \
+    || { echo "setup-torch: error: could not install onnxruntime==$ORT_VERSION (PyPI)" >&2; exit 1; }
 fi
 
 nccl_headers
