@@ -1703,15 +1703,15 @@ pub struct LatencyParams {
     /// Rounds found invalid (a busy machine) that may be rerun, in all (default 10).
     #[serde(default = "d_retries")]
     pub retries: usize,
-    /// Least half-width of a median's interval, in percent of it (default 1): how much
+    /// Least half-width of a median's interval, in percent of it (default 2): how much
     /// two runs of one pipeline on one quiet machine differ (process start, memory
-    /// layout), which no interval from one run's samples can see.
+    /// layout, the host's drift), which no interval from one run's samples can see.
     #[serde(default = "d_noise_floor")]
     pub noise_floor_pct: f64,
 }
 
 fn d_noise_floor() -> f64 {
-    1.0
+    2.0
 }
 
 impl Default for LatencyParams {
