@@ -128,6 +128,13 @@ pub enum ExportError {
     UnknownFormat(String),
 }
 
+/// The kernel a model's TorchScript file computes as, for a model stored with `meta`
+/// (loaded in fp32): its own where libtorch can trace it (dense), the fake-quantized
+/// form for static int8, dense fp32 for the others (see the module docs).
+pub fn torchscript_kernel(meta: &ModelMeta) -> Kernel {
+    torchscript::traced_kernel(meta)
+}
+
 /// Metadata key of the notes stored in an ONNX file (read back when it is reused).
 const NOTES_KEY: &str = "slimbench.notes";
 

@@ -48,7 +48,8 @@ pub(super) fn write(
                 reduce_range: sq.reduce_range,
             })
         }
-        Kernel::Int8Dynamic => Quantization::Dynamic,
+        // fbgemm's dynamic kernel quantizes activations to 7 bits (`PackedLinear::int8`).
+        Kernel::Int8Dynamic => Quantization::Dynamic { reduce_range: true },
         _ => Quantization::WeightOnly,
     };
     let mut notes = kernel_notes(meta);
@@ -95,23 +96,19 @@ fn kernel_notes(meta: &ModelMeta) -> Vec<String> {
         Kernel::Int8Static | Kernel::FakeQuant => {
             if let Some(sq) = &meta.static_quant {
                 notes.push(format!(
-                    "int8 weights {} (symmetric, zero point 0), uint8 activations at the {} grids calibrated by \
-                     `{}`{}",
-                    if sq.per_channel { "per output channel (DequantizeLinear axis 0)" } else { "per tensor" },
+                    "int8 weights {}, uint8 activations at {} calibrated grids ({}{})",
+                    if sq.per_channel {
+                        "per output channel (DequantizeLinear axis 0)"
+                    } else {
+                        "per tensor"
+                    },
                     sq.activations.len(),
                     sq.observer,
-                    if sq.reduce_range {
-                        " (7-bit ranges, reduce_range, held in uint8 as libtorch holds them)"
-                    } else {
-                        ""
-                    }
+                    if sq.reduce_range { ", 7-bit ranges: reduce_range" } else { "" }
                 ));
             }
         }
-        Kernel::Int8Dynamic => notes.push(
-            "int8 weights per output channel, activations quantized per call (uint8, from their range)"
-                .into(),
-        ),
+        Kernel::Int8Dynamic => notes.push("int8 weights per output channel".into()),
         _ => {}
     }
     if matches!(meta.precision, Precision::Fp16 | Precision::Bf16)

@@ -65,6 +65,8 @@ pub(super) struct Emitter<'g> {
     weights: HashMap<&'g str, &'g Weight>,
     /// Linear layers with int8 weights on dynamic int8.
     pub dynamic: bool,
+    /// Dynamic int8 quantizes activations to 7 bits, as fbgemm does.
+    pub reduce_range: bool,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     init_names: HashSet<String>,
@@ -78,6 +80,7 @@ impl<'g> Emitter<'g> {
             shapes,
             weights,
             dynamic: false,
+            reduce_range: false,
             nodes: Vec::new(),
             inits: Vec::new(),
             init_names: HashSet::new(),
@@ -281,11 +284,54 @@ impl<'g> Emitter<'g> {
     /// `y = x W^T + b` on dynamic int8: the input quantized per tensor to uint8 from its
     /// range at run time, an integer matmul with the int8 weight, rescaled by the input
     /// scale times each output channel's weight scale.
+    ///
+    /// With [`Emitter::reduce_range`] unset the input is quantized by
+    /// `DynamicQuantizeLinear` (8 bits, ONNX Runtime's `quantize_dynamic` form, which
+    /// it fuses into `DynamicQuantizeMatMul`); set, the way fbgemm's
+    /// `quantized::linear_dynamic` does with `reduce_range`: 7 bits,
+    /// `scale = max((max(x, 0) - min(x, 0)) / 127, 6.1e-5)`, `zero point =
+    /// round(-min(x, 0) / scale)` clamped to 0..127 (PyTorch's
+    /// `ChooseQuantizationParams`), then `QuantizeLinear`.
     fn dynamic_matmul(&mut self, name: &str, x: &str, w: &Weight, bias: Option<&str>, out: &str) {
         let (q, s, z, _) = self.int8_parts(w, true);
         let t = |what: &str| format!("{name}/{what}");
         let (xq, xs, xz) = (t("x_quantized"), t("x_scale"), t("x_zero_point"));
-        self.node("DynamicQuantizeLinear", t("quantize_input"), &[x], &[&xq, &xs, &xz], vec![]);
+        if self.reduce_range {
+            let zero = self.init_f32("const/0", &[], &[0.0]);
+            let qmax = self.init_f32("const/127", &[], &[127.0]);
+            let min_scale = self.init_f32("const/6.1e-5", &[], &[6.1e-5]);
+            let tiny = self.init_f32("const/1e-30", &[], &[1e-30]);
+            let (lo, hi, lo0, hi0, range, raw, safe, neg, zf, zr, zc) = (
+                t("x_min"),
+                t("x_max"),
+                t("x_min_0"),
+                t("x_max_0"),
+                t("x_range"),
+                t("x_scale_raw"),
+                t("x_scale_safe"),
+                t("x_zero_real"),
+                t("x_zero_unrounded"),
+                t("x_zero_rounded"),
+                t("x_zero_clipped"),
+            );
+            self.node("ReduceMin", t("min"), &[x], &[&lo], vec![attr_int("keepdims", 0)]);
+            self.node("ReduceMax", t("max"), &[x], &[&hi], vec![attr_int("keepdims", 0)]);
+            self.node("Min", t("min_0"), &[&lo, &zero], &[&lo0], vec![]);
+            self.node("Max", t("max_0"), &[&hi, &zero], &[&hi0], vec![]);
+            self.node("Sub", t("range"), &[&hi0, &lo0], &[&range], vec![]);
+            self.node("Div", t("scale_raw"), &[&range, &qmax], &[&raw], vec![]);
+            self.node("Max", t("scale_cutoff"), &[&raw, &min_scale], &[&xs], vec![]);
+            // The zero point from the scale before its cut-off, as PyTorch computes it.
+            self.node("Max", t("scale_safe"), &[&raw, &tiny], &[&safe], vec![]);
+            self.node("Neg", t("neg_min"), &[&lo0], &[&neg], vec![]);
+            self.node("Div", t("zero_real"), &[&neg, &safe], &[&zf], vec![]);
+            self.node("Round", t("zero_round"), &[&zf], &[&zr], vec![]);
+            self.node("Clip", t("zero_clip"), &[&zr, &zero, &qmax], &[&zc], vec![]);
+            self.node("Cast", t("zero_cast"), &[&zc], &[&xz], vec![attr_int("to", i64::from(dt::UINT8))]);
+            self.node("QuantizeLinear", t("quantize_input"), &[x, &xs, &xz], &[&xq], vec![]);
+        } else {
+            self.node("DynamicQuantizeLinear", t("quantize_input"), &[x], &[&xq, &xs, &xz], vec![]);
+        }
         let acc = t("accumulator");
         self.node("MatMulInteger", t("matmul_integer"), &[&xq, &q, &xz, &z], &[&acc], vec![]);
         let accf = t("accumulator_fp32");
@@ -455,35 +501,43 @@ impl<'g> Emitter<'g> {
             let n = c.half.iter().filter(|&&t| t == ty).count();
             if n > 0 {
                 notes.push(format!(
-                    "{n} weight tensor(s) stored as {ty} with a Cast to FLOAT: fp32 arithmetic, as slimbench \
-                     computes half-precision files on the CPU"
+                    "{n} weight tensor(s) stored as {ty}, each with a Cast to FLOAT: fp32 arithmetic, as \
+                     slimbench computes half-precision files on CPUs"
                 ));
             }
         }
         if c.weight_only > 0 {
             notes.push(format!(
-                "{} int8 weight tensor(s) with a DequantizeLinear: fp32 arithmetic on the dequantized weights",
+                "{} int8 weight tensor(s), each with a DequantizeLinear: fp32 arithmetic on the dequantized \
+                 weights",
                 c.weight_only
             ));
         }
-        if c.dynamic > 0 {
+        if c.dynamic > 0 && self.reduce_range {
+            notes.push(format!(
+                "{} linear layer(s) on dynamic int8: each input quantized per call over the whole batch to 7 \
+                 bits as fbgemm does (ReduceMin/ReduceMax + QuantizeLinear; DynamicQuantizeLinear would use 8), \
+                 then MatMulInteger (ONNX Runtime: MatMulIntegerToFloat)",
+                c.dynamic
+            ));
+        } else if c.dynamic > 0 {
             notes.push(format!(
                 "{} linear layer(s) on dynamic int8: DynamicQuantizeLinear + MatMulInteger (ONNX Runtime fuses \
-                 them into DynamicQuantizeMatMul; it quantizes activations to 8 bits where fbgemm uses 7)",
+                 them into DynamicQuantizeMatMul)",
                 c.dynamic
             ));
         }
         if c.qdq > 0 {
             notes.push(format!(
                 "static int8 in QDQ form: {} layer(s) between QuantizeLinear/DequantizeLinear at slimbench's \
-                 calibrated grids (ONNX Runtime fuses them into QLinearConv/QGemm)",
+                 calibrated grids (ONNX Runtime: QLinearConv/QGemm)",
                 c.qdq
             ));
         }
         if c.int32_biases > 0 {
             notes.push(format!(
-                "{} bias(es) of int8 layers stored as int32 at input scale x weight scale (what QLinearConv/QGemm \
-                 take; fbgemm adds the fp32 bias: they differ by at most half an accumulator step)",
+                "{} bias(es) of int8 layers as int32 at input x weight scale, which QLinearConv/QGemm need \
+                 (fbgemm adds them in fp32: at most half an accumulator step apart)",
                 c.int32_biases
             ));
         }

@@ -19,9 +19,11 @@
 //!   they compute depends on [`Quantization`]:
 //!   * [`Quantization::WeightOnly`]: a `DequantizeLinear` of each weight, fp32
 //!     arithmetic;
-//!   * [`Quantization::Dynamic`]: linear layers as `DynamicQuantizeLinear` ->
-//!     `MatMulInteger` -> `Cast` -> `Mul` (scales) -> `Add` (bias), the form ONNX
-//!     Runtime's `quantize_dynamic` writes and fuses into `DynamicQuantizeMatMul`;
+//!   * [`Quantization::Dynamic`]: linear layers quantize their input per tensor at
+//!     run time, then `MatMulInteger` -> `Cast` -> `Mul` (scales) -> `Add` (bias); the
+//!     input by `DynamicQuantizeLinear` (8 bits: the form ONNX Runtime's
+//!     `quantize_dynamic` writes and fuses into `DynamicQuantizeMatMul`) or, with
+//!     `reduce_range`, to 7 bits exactly as fbgemm's dynamic kernel does;
 //!   * [`Quantization::Static`]: the QDQ format, `QuantizeLinear`/`DequantizeLinear`
 //!     pairs at exactly the activation points slimbench's static int8 chain holds in
 //!     int8 (see [`qdq`]), which ONNX Runtime fuses into `QLinearConv`, `QGemm`,
@@ -127,10 +129,15 @@ pub enum Quantization {
     /// Each int8 weight dequantized, fp32 arithmetic.
     #[default]
     WeightOnly,
-    /// Linear layers with int8 weights quantize their input at run time
-    /// (`DynamicQuantizeLinear` + `MatMulInteger`); other int8 weights as
+    /// Linear layers with int8 weights quantize their input per tensor at run time
+    /// and multiply in integers (`MatMulInteger`); other int8 weights as
     /// [`Quantization::WeightOnly`].
-    Dynamic,
+    Dynamic {
+        /// Quantize inputs to 7 bits as fbgemm's `quantized::linear_dynamic` does
+        /// (`ReduceMin`/`ReduceMax` + `QuantizeLinear`); else to 8 bits with
+        /// `DynamicQuantizeLinear`, the form ONNX Runtime's `quantize_dynamic` writes.
+        reduce_range: bool,
+    },
     /// QDQ: layers with int8 weights compute on uint8 activations at these grids;
     /// layers with float weights stay fp32 between a dequantize and a quantize.
     Static(StaticSpec),
@@ -214,8 +221,10 @@ pub fn export(
     let mut e = Emitter::new(graph, &shapes, by_name);
     let last = match quant {
         Quantization::Static(spec) => qdq::emit(&mut e, spec)?,
-        Quantization::WeightOnly | Quantization::Dynamic => {
-            e.dynamic = matches!(quant, Quantization::Dynamic);
+        Quantization::WeightOnly => e.emit_float()?,
+        Quantization::Dynamic { reduce_range } => {
+            e.dynamic = true;
+            e.reduce_range = *reduce_range;
             e.emit_float()?
         }
     };

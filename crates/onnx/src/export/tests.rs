@@ -217,7 +217,10 @@ fn half_weights_are_stored_half_and_cast_to_fp32() {
         assert_eq!(node(&m, "c1/cast_weight").op_type, "Cast");
         assert_eq!(node(&m, "c1").input[1], "c1.weight/fp32");
         let what = if bf16 { "BFLOAT16" } else { "FLOAT16" };
-        assert!(notes[0].starts_with(&format!("{} weight tensor(s) stored as {what}", w.len())), "{notes:?}");
+        assert!(
+            notes[0].starts_with(&format!("{} weight tensor(s) stored as {what}, each", w.len())),
+            "{notes:?}"
+        );
         // The importer folds the casts: the same graph, each value widened exactly.
         let back = import_bytes(&m.write_to_bytes().unwrap(), "half").unwrap();
         assert_eq!(back.graph, without_dropout(&g));
@@ -329,7 +332,7 @@ fn static_int8_is_qdq_at_the_calibrated_points() {
         notes.iter().any(|n| n.contains("2 layer(s) between QuantizeLinear/DequantizeLinear")),
         "{notes:?}"
     );
-    assert!(notes.iter().any(|n| n.contains("2 bias(es) of int8 layers stored as int32")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("2 bias(es) of int8 layers as int32")), "{notes:?}");
 
     // Per tensor: scalar scales, no axis.
     let (m, _) =
@@ -399,7 +402,7 @@ fn low_rank_layers_are_two_gemms_and_dynamic_int8_is_matmul_integer() {
             _ => w,
         })
         .collect();
-    let (m, notes) = write(&g, &wq, &Quantization::Dynamic);
+    let (m, notes) = write(&g, &wq, &Quantization::Dynamic { reduce_range: false });
     let dq = ["DynamicQuantizeLinear", "MatMulInteger", "Cast", "Mul", "Mul"];
     let mut expect = vec!["Flatten"];
     expect.extend(dq);
@@ -414,11 +417,17 @@ fn low_rank_layers_are_two_gemms_and_dynamic_int8_is_matmul_integer() {
     assert_eq!(init("fc1.weight/zero_point").dims, [10]);
     assert_eq!(node(&m, "fc1").op_type, "Add");
     assert_eq!(node(&m, "fc0/lr_in").op_type, "Mul");
-    assert!(notes[0].starts_with("3 linear layer(s) on dynamic int8"), "{notes:?}");
+    assert!(notes[0].starts_with("3 linear layer(s) on dynamic int8: DynamicQuantizeLinear"), "{notes:?}");
+    // fbgemm's 7-bit form: the range of the input, then QuantizeLinear.
+    let (m, notes) = write(&g, &wq, &Quantization::Dynamic { reduce_range: true });
+    assert_eq!(node(&m, "fc1/quantize_input").op_type, "QuantizeLinear");
+    assert_eq!(node(&m, "fc1/min").op_type, "ReduceMin");
+    assert_eq!(node(&m, "fc1/quantize_input").input, ["act", "fc1/x_scale", "fc1/x_zero_point"]);
+    assert!(notes[0].contains("to 7 bits as fbgemm does"), "{notes:?}");
     // Weight-only: each int8 weight dequantized.
     let (m, notes) = write(&g, &wq, &Quantization::WeightOnly);
     assert_eq!(node(&m, "fc1/dequantize_weight").op_type, "DequantizeLinear");
-    assert!(notes[0].starts_with("3 int8 weight tensor(s) with a DequantizeLinear"), "{notes:?}");
+    assert!(notes[0].starts_with("3 int8 weight tensor(s), each with a DequantizeLinear"), "{notes:?}");
 }
 
 #[test]
