@@ -6,12 +6,12 @@ for and compare its logits with slimbench's own.
 
 CHECKS.json (written by crates/cli/tests/integration/export.rs):
 
-    {"input": "inputs.f32", "shape": [N, C, H, W],
+    {"input": "inputs.f32", "shape": [N, C, H, W], "labels": "labels.i64",
      "checks": [{"variant": "cnn", "format": "onnx", "file": ".../model.onnx",
-                 "reference": "cnn.kernel.f32", "compare": "close" | "argmax",
-                 "also": {"name": "kernel", "reference": "..."}}, ...]}
+                 "reference": "cnn.kernel.f32", "compare": "close" | "argmax" | "accuracy",
+                 "step": 0.035, "also": {"name": "kernel", "reference": "..."}}, ...]}
 
-Raw files are little-endian float32, row-major. Each `.onnx` is checked with
+Raw files are little-endian float32, row-major (labels int64). Each `.onnx` is checked with
 `onnx.checker.check_model(full_check=True)` and run by ONNX Runtime (CPU, its default
 graph optimisations: QDQ fusion); each `.pt` is loaded with `torch.jit.load`. A check
 passes when
@@ -20,7 +20,14 @@ passes when
   for logits up to 1 in magnitude, relative to the largest logit above that);
 * `argmax`: the predicted class is the same on at least 99.9% of the images, and, when
   the check gives the `step` of the output's int8 grid (static int8), no logit differs
-  by more than one step (two int8 runtimes may round a value to neighbouring steps).
+  by more than one step (two int8 runtimes may round a value to neighbouring steps);
+* `accuracy`: the accuracy on the labels is within 2 points of the reference's (for
+  deep int8 graphs, where one-step rounding differences at each layer add up).
+
+ONNX files checked by `argmax` or `accuracy` (int8) are also run by ONNX Runtime with
+its graph optimisations disabled: the file's own arithmetic (QDQ simulated in fp32,
+fp32 biases, no fused int8 kernels) must give the reference's argmax on 99.9% of the
+images as well.
 
 The report lists, per check, the max absolute difference, the largest reference logit,
 the argmax agreement, the op types ONNX Runtime runs after its optimisations, and
@@ -39,16 +46,19 @@ import torch
 
 CLOSE = 1e-4
 ARGMAX = 0.999
+ACCURACY = 0.02
 
 
 def read_f32(path, shape):
     return np.fromfile(path, dtype="<f4").reshape(shape)
 
 
-def run_onnx(path, x):
+def run_onnx(path, x, optimize=True):
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)
     so = ort.SessionOptions()
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     with tempfile.TemporaryDirectory() as d:
@@ -81,6 +91,7 @@ def main():
     base = os.path.dirname(os.path.abspath(checks_path))
     shape = spec["shape"]
     x = read_f32(os.path.join(base, spec["input"]), shape)
+    labels = np.fromfile(os.path.join(base, spec["labels"]), dtype="<i8")
     report = []
     for c in spec["checks"]:
         run = run_onnx if c["format"] == "onnx" else run_torchscript
@@ -91,11 +102,20 @@ def main():
             if y.shape != ref.shape:
                 raise ValueError(f"logits {y.shape}, slimbench's {ref.shape}")
             diff, scale, agree = compare(y, ref)
+            acc, ref_acc = float((y.argmax(1) == labels).mean()), float((ref.argmax(1) == labels).mean())
             if c["compare"] == "close":
                 ok = diff <= CLOSE * max(1.0, scale)
-            else:
+            elif c["compare"] == "argmax":
                 ok = agree >= ARGMAX and ("step" not in c or diff <= 1.001 * c["step"])
+            else:
+                ok = abs(acc - ref_acc) <= ACCURACY
             entry.update(max_abs_diff=diff, max_abs_ref=scale, argmax_agreement=agree, ops=ops, ok=bool(ok))
+            entry.update(accuracy=acc, reference_accuracy=ref_acc)
+            if c["format"] == "onnx" and c["compare"] != "close":
+                plain, _ = run_onnx(c["file"], x, optimize=False)
+                entry["unoptimized_argmax_agreement"] = compare(plain, ref)[2]
+                ok = ok and entry["unoptimized_argmax_agreement"] >= ARGMAX
+                entry["ok"] = bool(ok)
             if "step" in c:
                 entry["steps"] = diff / c["step"]
             if "also" in c:
@@ -108,6 +128,10 @@ def main():
         extra = f"  vs {entry['also']['name']}: argmax {entry['also']['argmax_agreement']:.4f}" if "also" in entry else ""
         if "steps" in entry:
             extra += f"  ({entry['steps']:.2f} output step)"
+        if "unoptimized_argmax_agreement" in entry:
+            extra += f"  unoptimized ORT: argmax {entry['unoptimized_argmax_agreement']:.4f}"
+        if "accuracy" in entry:
+            extra += f"  accuracy {entry['accuracy']:.4f} (slimbench {entry['reference_accuracy']:.4f})"
         if "error" in entry:
             print(f"FAIL {c['variant']:<16} {c['format']:<11} {entry['error']}")
         else:

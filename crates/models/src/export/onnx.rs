@@ -46,6 +46,8 @@ pub(super) fn write(
                     .map(|(k, q)| (k.clone(), ActQuant { scale: q.scale, zero_point: q.zero_point }))
                     .collect(),
                 reduce_range: sq.reduce_range,
+                // fp32, as fbgemm adds them (ONNX Runtime 1.31 fuses the layers all the same).
+                int32_bias: false,
             })
         }
         // fbgemm's dynamic kernel quantizes activations to 7 bits (`PackedLinear::int8`).

@@ -534,6 +534,13 @@ impl<'g> Emitter<'g> {
                 c.qdq
             ));
         }
+        if c.qdq > 0 && c.int32_biases == 0 {
+            notes.push(
+                "biases of int8 layers fp32, as fbgemm adds them (ONNX Runtime quantizes them to int32 at input x \
+                 weight scale when it fuses the layers: at most half an accumulator step apart)"
+                    .to_string(),
+            );
+        }
         if c.int32_biases > 0 {
             notes.push(format!(
                 "{} bias(es) of int8 layers as int32 at input x weight scale, which QLinearConv/QGemm need \

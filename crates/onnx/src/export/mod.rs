@@ -27,7 +27,7 @@
 //!   * [`Quantization::Static`]: the QDQ format, `QuantizeLinear`/`DequantizeLinear`
 //!     pairs at exactly the activation points slimbench's static int8 chain holds in
 //!     int8 (see [`qdq`]), which ONNX Runtime fuses into `QLinearConv`, `QGemm`,
-//!     `QLinearAdd`, uint8 pools.
+//!     `QLinearAdd`, uint8 pools. Biases stay fp32 (or int32, [`StaticSpec::int32_bias`]).
 //!
 //! Low-rank layers (weights `<id>.lr_in.weight` and `<id>.lr_out.weight` instead of
 //! `<id>.weight`) become two `Gemm`s, `<id>/lr_in` then `<id>`.
@@ -121,6 +121,11 @@ pub struct StaticSpec {
     /// Whether the grids use 7 of the 8 bits (they are uint8 all the same: a value
     /// beyond the calibrated range still rounds up to 255, as in libtorch).
     pub reduce_range: bool,
+    /// Store the biases of int8 layers as int32 at input scale x weight scale behind a
+    /// `DequantizeLinear` (what `QLinearConv`/`QGemm` take, and what ONNX Runtime's
+    /// QDQ selectors look for); else fp32, as fbgemm adds them (ONNX Runtime 1.31
+    /// quantizes fp32 biases itself when it fuses the layer).
+    pub int32_bias: bool,
 }
 
 /// How int8 weights compute.

@@ -123,7 +123,8 @@ impl Qdq<'_> {
         Ok((name, grid.1))
     }
 
-    /// A convolution or linear layer on int8: weights, int32 bias, the layer, its fused
+    /// A convolution or linear layer on int8: weights, bias (fp32, or int32 at input
+    /// scale x weight scale with [`StaticSpec::int32_bias`]), the layer, its fused
     /// ReLU, the quantized output. Returns the output value.
     #[allow(clippy::too_many_arguments)]
     fn layer(
@@ -141,7 +142,8 @@ impl Qdq<'_> {
         let grid = self.need_point(node, point)?;
         let WeightData::Int8 { scales, values } = &weight.data else { unreachable!("int8 layers") };
         // A channel whose integers are all 0 may take any scale: give it one its bias
-        // fits under (a pruned channel's is 1e-12 / 127).
+        // fits under at input scale x weight scale (a pruned channel's is 1e-12 / 127),
+        // where it is stored, or where a runtime quantizes it (ONNX Runtime does).
         let per = values.len() / weight.shape[0].max(1) as usize;
         let mut scales = scales.clone();
         let x_scale = x.1.scale as f32;
@@ -171,7 +173,9 @@ impl Qdq<'_> {
         let wd = format!("{}/dequantized", w.name);
         e.node("DequantizeLinear", format!("{name}/dequantize_weight"), &[&q, &s, &z], &[&wd], axis.clone());
         let mut ins = vec![x.0.clone(), wd];
-        if let Some(b) = &bias_values {
+        if bias_values.is_some() && !self.spec.int32_bias {
+            ins.push(e.float_weight(node, "bias")?);
+        } else if let Some(b) = &bias_values {
             let bscales: Vec<f32> = if per_channel {
                 scales.iter().map(|&ws| x_scale * ws).collect()
             } else {

@@ -284,6 +284,7 @@ fn grids(points: &[&str]) -> StaticSpec {
             .map(|p| (p.to_string(), ActQuant { scale: 0.02, zero_point: 3 }))
             .collect(),
         reduce_range: true,
+        int32_bias: true,
     }
 }
 
@@ -333,6 +334,12 @@ fn static_int8_is_qdq_at_the_calibrated_points() {
         "{notes:?}"
     );
     assert!(notes.iter().any(|n| n.contains("2 bias(es) of int8 layers as int32")), "{notes:?}");
+
+    // fp32 biases: the layer reads the bias itself.
+    let fp32_bias = StaticSpec { int32_bias: false, ..grids(&["input", "conv", "fc"]) };
+    let (m, notes) = write(&g, &quantized(&g, true, &[]), &Quantization::Static(fp32_bias));
+    assert_eq!(node(&m, "conv").input, ["input/int8", "conv.weight/dequantized", "conv.bias"]);
+    assert!(notes.iter().any(|n| n.starts_with("biases of int8 layers fp32")), "{notes:?}");
 
     // Per tensor: scalar scales, no axis.
     let (m, _) =
