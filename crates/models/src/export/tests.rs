@@ -160,3 +160,35 @@ fn a_reshape_is_traced_for_any_batch_size() {
     let e = ensure(&p, Format::TorchScript).unwrap();
     assert!(e.notes.is_empty(), "{:?}", e.notes);
 }
+
+#[test]
+fn cuda_only_kernels_export_their_fp32_or_dequantized_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ModelConfig::Mlp(MlpConfig { hidden: vec![16] });
+    for (kernel, precision, form) in [
+        (Kernel::Int8Mm, Precision::Int8, "its int8 weights dequantized to fp32"),
+        (Kernel::Fp8, Precision::Fp16, "its fp16 weights cast to fp32"),
+        (Kernel::AmpBf16, Precision::Fp32, "fp32"),
+    ] {
+        let mut m = Model::build("mlp", &config, IO, Device::Cpu, Some(5)).unwrap();
+        if precision == Precision::Fp16 {
+            m.set_kind(Kind::Half);
+        }
+        let meta = ModelMeta { precision, kernel, ..ModelMeta::new("mlp", config.clone(), IO, "digits", "x") };
+        let p = dir.path().join(format!("{kernel:?}.safetensors"));
+        save(&m, &meta, &p, Encoding::Dense).unwrap();
+        let (mut model, _) = crate::store::load(&p, Device::Cpu).unwrap();
+        model.set_kind(Kind::Float);
+        let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let reference = tch::no_grad(|| model.forward(&x));
+        for format in Format::ALL {
+            let e = ensure(&p, format).unwrap();
+            let said = format!("{} runs on CUDA only: exported as {form}", kernel.describe());
+            assert!(e.notes.contains(&said), "{kernel:?} {format}: {:?}", e.notes);
+            if format == Format::TorchScript {
+                let y = tch::CModule::load(&e.path).unwrap().forward_ts(&[&x]).unwrap();
+                assert!((y - &reference).abs().max().double_value(&[]) < 1e-6, "{kernel:?}");
+            }
+        }
+    }
+}
