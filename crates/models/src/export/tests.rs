@@ -174,7 +174,8 @@ fn cuda_only_kernels_export_their_fp32_or_dequantized_form() {
         if precision == Precision::Fp16 {
             m.set_kind(Kind::Half);
         }
-        let meta = ModelMeta { precision, kernel, ..ModelMeta::new("mlp", config.clone(), IO, "digits", "x") };
+        let meta =
+            ModelMeta { precision, kernel, ..ModelMeta::new("mlp", config.clone(), IO, "digits", "x") };
         let p = dir.path().join(format!("{kernel:?}.safetensors"));
         save(&m, &meta, &p, Encoding::Dense).unwrap();
         let (mut model, _) = crate::store::load(&p, Device::Cpu).unwrap();
