@@ -57,6 +57,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Follow a pipeline's metrics over its runs: trend table, charts and pages.
     History(HistoryArgs),
+    /// Write every variant of a finished run as ONNX and TorchScript files beside its
+    /// model file, for ONNX Runtime and PyTorch.
+    Export(ExportArgs),
     /// (internal) Measure one model file's memory in this fresh process; JSON on stdout.
     #[command(name = "__memory", hide = true)]
     Memory(MemoryArgs),
@@ -237,4 +240,27 @@ pub struct HistoryArgs {
     /// Output folder (default: `<pipeline-dir>/history`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `slimbench export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A finished run (`results/<pipeline>/<run-id>`), or `results/<pipeline>` for its
+    /// latest run.
+    pub run_dir: PathBuf,
+    /// Formats to write (repeatable or comma-separated; default: both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub format: Vec<ExportFormat>,
+    /// Export only this variant (repeatable; default: every variant of the run).
+    #[arg(long, value_name = "V")]
+    pub variant: Vec<String>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `<model>.onnx` (opset 17; int8 as QDQ or dynamic int8): ONNX Runtime.
+    Onnx,
+    /// `<model>.pt` (traced TorchScript): `torch.jit.load`.
+    Torchscript,
 }

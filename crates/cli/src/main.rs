@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Report(a) => commands::report::run(a),
         cli::Command::Compare(a) => commands::compare::run(a),
         cli::Command::History(a) => commands::history::run(a),
+        cli::Command::Export(a) => commands::export::run(a),
         cli::Command::Launch(a) => commands::launch::run(a, &args.global),
         cli::Command::Memory(a) => commands::memory::run(a),
     };

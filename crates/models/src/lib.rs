@@ -18,8 +18,12 @@
 //!   fake-quantized twin; [`cuda_linear`]: linear layers on CUDA's `_int_mm` and
 //!   `_scaled_mm`. [`Model::set_kernel`] switches a model onto either.
 //! * [`runtime`]: device resolution, threads and the libtorch version.
+//! * [`export`]: a model file to ONNX (through `slimbench-onnx`'s writer: fp32,
+//!   half weights with casts, int8 dynamic or QDQ) and to TorchScript (traced), beside
+//!   the file.
 
 pub mod cuda_linear;
+pub mod export;
 mod fold;
 pub mod int8;
 pub mod layers;

@@ -252,8 +252,13 @@ pub fn apply(op: &NodeOp, ins: &[Tensor], train: bool) -> Tensor {
         NodeOp::GlobalAvgPool => x.adaptive_avg_pool2d([1, 1]),
         NodeOp::Flatten => x.flatten(1, -1),
         NodeOp::Reshape { shape } => {
-            let mut s = vec![x.size()[0]];
-            s.extend(shape);
+            // The batch as -1, not as the number this batch has: a traced module
+            // (TorchScript export) must take any batch size. A -1 of the shape is
+            // resolved from the size of one sample.
+            let per_sample: i64 = x.size()[1..].iter().product();
+            let known: i64 = shape.iter().filter(|&&d| d != -1).product();
+            let mut s = vec![-1];
+            s.extend(shape.iter().map(|&d| if d == -1 { per_sample / known.max(1) } else { d }));
             x.reshape(s)
         }
         NodeOp::Add => ins[1..].iter().fold(x.shallow_clone(), |acc, y| acc + y),

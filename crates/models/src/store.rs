@@ -88,7 +88,7 @@ fn is_zero(elem: &[u8]) -> bool {
 
 /// Whether the tensor `name` of an int8 model is stored as int8: a linear weight, or a
 /// convolution weight of a statically quantized model, of a layer not kept in fp32.
-fn stored_int8(meta: &ModelMeta, name: &str, t: &Tensor) -> bool {
+pub(crate) fn stored_int8(meta: &ModelMeta, name: &str, t: &Tensor) -> bool {
     let Some(layer) = name.strip_suffix(".weight") else { return false };
     let layer = layer.strip_suffix(".lr_in").or_else(|| layer.strip_suffix(".lr_out")).unwrap_or(layer);
     meta.precision == Precision::Int8
@@ -166,6 +166,46 @@ pub fn save(model: &Model, meta: &ModelMeta, path: &Path, encoding: Encoding) ->
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| fmt_err(e.to_string()))?;
     fsutil::atomic_write(path, &bytes)?;
     Ok(bytes.len() as u64)
+}
+
+/// An int8 weight exactly as a file stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Weight {
+    /// The weight's shape.
+    pub shape: Vec<i64>,
+    /// The integers, row-major.
+    pub values: Vec<i8>,
+    /// One fp32 scale per output channel, or one for the tensor.
+    pub scales: Vec<f32>,
+}
+
+/// The int8 weights of a model file as stored (not dequantized), by parameter name;
+/// empty for a file without any.
+pub fn read_int8(path: &Path) -> Result<BTreeMap<String, Int8Weight>, ModelError> {
+    let fmt_err = |msg: String| ModelError::Format { path: path.display().to_string(), msg };
+    let bytes = std::fs::read(path).map_err(|e| fsutil::FsError::new("reading", path, e))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| fmt_err(format!("not a safetensors file: {e}")))?;
+    let int8: BTreeMap<String, Vec<usize>> = match header.metadata().as_ref().and_then(|m| m.get(INT8_KEY)) {
+        Some(s) => serde_json::from_str(s).map_err(|e| fmt_err(format!("bad int8 table: {e}")))?,
+        None => return Ok(BTreeMap::new()),
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, shape) in int8 {
+        let q = st.tensor(&format!("{name}{INT8}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+        let s = st.tensor(&format!("{name}{SCALE}")).map_err(|e| fmt_err(format!("{name}: {e}")))?;
+        let n: usize = shape.iter().product();
+        let scales_ok = shape.first().is_some_and(|&c| s.shape() == [c] || s.shape() == [1]);
+        if q.dtype() != Dtype::I8 || s.dtype() != Dtype::F32 || q.data().len() != n || !scales_ok {
+            return Err(fmt_err(format!("{name}: int8 weight or scales of the wrong type or shape")));
+        }
+        let scales =
+            s.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let values = q.data().iter().map(|&b| b as i8).collect();
+        out.insert(name, Int8Weight { shape: shape.iter().map(|&d| d as i64).collect(), values, scales });
+    }
+    Ok(out)
 }
 
 /// Read only the metadata of a model file.

@@ -1,9 +1,16 @@
 //! # slimbench-onnx
 //!
 //! Imports an ONNX model (opset 13 and later) into slimbench's graph IR
-//! ([`slimbench_graph::Graph`]) with its trained weights, without libtorch.
+//! ([`slimbench_graph::Graph`]) with its trained weights, and writes IR graphs back out
+//! as ONNX (opset 17), without libtorch.
 //!
-//! [`import`] reads a file, [`import_bytes`] a buffer. ONNX nodes map to IR nodes one to
+//! Writing: [`export()`] takes a graph, its [`Weight`]s (fp32, fp16, bf16 or int8 with
+//! scales) and a [`Quantization`] (int8 weights dequantized, dynamic int8 linear
+//! layers, or static int8 in the QDQ format at given activation grids) and returns the
+//! `ModelProto` with notes; see [`mod@export`] for what each node kind and precision
+//! becomes. Errors ([`ExportError`]) name the node.
+//!
+//! Reading: [`import`] reads a file, [`import_bytes`] a buffer. ONNX nodes map to IR nodes one to
 //! one where they can (Conv, BatchNormalization, Gemm, activations, pools, Add,
 //! Concat); patterns exporters write map to one node (MatMul + Add to a linear layer
 //! with bias, `x * Sigmoid(x)` to SiLU, GELU's erf form `x * 0.5 * (1 + Erf(x / sqrt 2))`
@@ -15,8 +22,13 @@
 //!
 //! [`SUPPORTED_OPS`] lists the op types it reads.
 
+pub mod export;
 mod import;
 mod tensor;
+
+pub use export::{
+    ActQuant, ExportError, ExportOptions, Quantization, StaticSpec, Weight, WeightData, Written, export,
+};
 
 use std::path::Path;
 

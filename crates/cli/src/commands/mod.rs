@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod compare;
+pub mod export;
 pub mod history;
 pub mod launch;
 pub mod list;

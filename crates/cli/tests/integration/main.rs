@@ -6,6 +6,7 @@ mod compress;
 mod deploy;
 mod distill;
 mod errors;
+mod export;
 mod graphs;
 mod lowrank;
 mod parallel;
