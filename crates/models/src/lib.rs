@@ -20,6 +20,7 @@
 //! * [`runtime`]: device resolution, threads and the libtorch version.
 
 pub mod cuda_linear;
+pub mod export;
 mod fold;
 pub mod int8;
 pub mod layers;
