@@ -92,7 +92,7 @@ impl Accuracy {
     /// Accuracy and mean cross-entropy of `logits` (`labels.len() x classes`, row-major).
     pub fn of_logits(logits: &[f32], labels: &[u16]) -> Accuracy {
         let n = labels.len();
-        let classes = if n == 0 { 0 } else { logits.len() / n };
+        let classes = logits.len().checked_div(n).unwrap_or(0);
         let (mut correct, mut loss_sum) = (0usize, 0f64);
         for (row, &label) in logits.chunks(classes.max(1)).zip(labels) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -126,7 +126,7 @@ pub struct Agreement {
 impl Agreement {
     /// Compare `other` with `reference` (`n x classes` each, row-major).
     pub fn of(reference: &[f32], other: &[f32], n: usize) -> Agreement {
-        let classes = if n == 0 { 0 } else { reference.len() / n };
+        let classes = reference.len().checked_div(n).unwrap_or(0);
         let disagreements = reference
             .chunks(classes.max(1))
             .zip(other.chunks(classes.max(1)))

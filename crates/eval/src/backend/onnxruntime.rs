@@ -157,11 +157,14 @@ pub fn library_error(tried: &[(PathBuf, String)]) -> String {
     msg
 }
 
+/// A session, shared by the runners of every batch size of one ONNX file.
+type Shared = Rc<RefCell<Session>>;
+
 /// The `onnxruntime` backend.
 pub struct OnnxRuntime {
     opts: Options,
-    /// One session per ONNX file, shared by its runners.
-    sessions: RefCell<Vec<(PathBuf, Rc<RefCell<Session>>, RunnerInfo)>>,
+    /// One session per ONNX file, shared by its runners, and what it runs.
+    sessions: RefCell<Vec<(PathBuf, Shared, RunnerInfo)>>,
 }
 
 impl OnnxRuntime {
@@ -174,20 +177,24 @@ impl OnnxRuntime {
         gpu_index(self.opts.device)
     }
 
-    fn session(&self, path: &Path) -> Result<(Rc<RefCell<Session>>, RunnerInfo), BackendError> {
+    fn session(&self, path: &Path) -> Result<(Shared, RunnerInfo), BackendError> {
         if let Some((_, s, info)) = self.sessions.borrow().iter().find(|(p, ..)| p == path) {
             return Ok((s.clone(), info.clone()));
         }
         let rt = runtime().map_err(|e| BackendError::new(NAME, e))?;
         let err = |what: &str, e: String| BackendError::new(NAME, format!("{}: {what}: {e}", path.display()));
         let threads = self.opts.threads.max(1);
+        let options = |e: ort::Error<_>| err("session options", e.to_string());
         let mut builder = Session::builder(&rt.env)
             .map_err(|e| err("session options", e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .and_then(|b| b.with_intra_threads(threads))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.with_parallel_execution(false))
-            .map_err(|e| err("session options", e.to_string()))?;
+            .map_err(options)?
+            .with_intra_threads(threads)
+            .map_err(options)?
+            .with_inter_threads(1)
+            .map_err(options)?
+            .with_parallel_execution(false)
+            .map_err(options)?;
         let mut providers = Vec::new();
         if let Some(gpu) = self.cuda() {
             builder = builder
@@ -261,7 +268,7 @@ impl Backend for OnnxRuntime {
 
 /// A session, run at any batch size.
 pub struct OrtRunner {
-    session: Rc<RefCell<Session>>,
+    session: Shared,
     info: RunnerInfo,
 }
 
@@ -303,7 +310,7 @@ impl Runner for OrtRunner {
             .try_extract_tensor::<f32>()
             .map_err(|e| BackendError::new(NAME, format!("the first output is not float32 logits: {e}")))?;
         let rows = shape.first().copied().unwrap_or(1).max(0) as usize;
-        let cols = if rows == 0 { 0 } else { values.len() / rows };
+        let cols = values.len().checked_div(rows).unwrap_or(0);
         Ok(Logits::Host { values: values.to_vec(), rows, cols })
     }
 
@@ -393,12 +400,27 @@ mod tests {
     }
 
     #[test]
+    fn logits_of_the_cifar_resnet_fixture_match_pytorch() {
+        let Some(b) = backend() else { return };
+        let (session, info) = b.session(&fixtures().join("resnet20.folded.onnx")).unwrap();
+        let mut runner = OrtRunner { session, info };
+        // 16 of the 100 images (see the tract test of the same fixture).
+        let images = read_f32("cifar.input.f32");
+        let want = read_f32("resnet20.logits.f32");
+        let (got, ..) = runner.run_images(&images[..16 * 3 * 32 * 32], [16, 3, 32, 32]).unwrap().into_host();
+        let d = max_diff(&got, &want[..16 * 10]);
+        eprintln!("onnxruntime resnet20 max |logit diff| vs PyTorch: {d:e}");
+        assert!(d < 1e-4, "max |diff| {d}");
+    }
+
+    #[test]
     fn a_file_that_is_not_onnx_is_an_error_naming_it() {
         let Some(b) = backend() else { return };
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.onnx");
         std::fs::write(&bad, b"not a model").unwrap();
-        let err = b.session(&bad).err().expect("loaded garbage").to_string();
+        let Err(err) = b.session(&bad) else { panic!("loaded garbage") };
+        let err = err.to_string();
         assert!(err.starts_with("onnxruntime: ") && err.contains("bad.onnx"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! at `[batch, C, H, W]` f32, decluttered and optimised (`into_optimized`), made
 //! runnable (`into_runnable_with_options`) and given one state that every call reuses.
 //! With more than one thread, matrix products run on a rayon pool of that many threads
-//! (tract's `multithread-mm`); the rest of a plan runs on the calling thread.
+//! (tract's `multithread-mm`, one pool shared by every plan); the rest of a plan runs on
+//! the calling thread.
 //! Inputs are `TValue`s built once; a call hands the plan a reference-counted clone.
 //!
 //! Build note: tract is compiled at opt-level 3 even in the dev profile (see the root
@@ -63,6 +64,19 @@ impl Backend for Tract {
 
 type Plan = TypedSimplePlan;
 
+/// One rayon pool of `threads` threads, shared by every plan that uses that many (a pool
+/// per plan would leave dozens of idle threads beside the subject being timed).
+fn executor(threads: usize) -> Executor {
+    static POOLS: std::sync::Mutex<Vec<(usize, Executor)>> = std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, e)) = pools.iter().find(|(n, _)| *n == threads) {
+        return e.clone();
+    }
+    let e = Executor::multithread_with_name(threads, "slimbench-tract");
+    pools.push((threads, e.clone()));
+    e
+}
+
 /// One optimised plan for one input shape, and its state.
 pub struct TractRunner {
     state: TypedSimpleState,
@@ -90,10 +104,8 @@ impl TractRunner {
             }
         }
         let threads = threads.max(1);
-        let options = RunOptions {
-            executor: (threads > 1).then(|| Executor::multithread_with_name(threads, "slimbench-tract")),
-            ..RunOptions::default()
-        };
+        let options =
+            RunOptions { executor: (threads > 1).then(|| executor(threads)), ..RunOptions::default() };
         let plan: Arc<Plan> = model.into_runnable_with_options(&options).map_err(|e| err("planning", e))?;
         let state = plan.spawn().map_err(|e| err("planning", e))?;
         let summary = OnnxSummary::read(path).map_err(|e| BackendError::new(NAME, e))?;
@@ -152,7 +164,7 @@ impl Runner for TractRunner {
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
             .map_err(|e| BackendError::new(NAME, format!("the first output is not float32 logits: {e:#}")))?;
-        let cols = if rows == 0 { 0 } else { values.len() / rows };
+        let cols = values.len().checked_div(rows).unwrap_or(0);
         Ok(Logits::Host { values, rows, cols })
     }
 
