@@ -10,7 +10,8 @@
 //!   No `LD_LIBRARY_PATH` is needed. A missing or broken library is an error naming
 //!   every path tried and how to install it ([`library_error`]).
 //! * Sessions: graph optimisations all (`ORT_ENABLE_ALL`), intra-op threads = the
-//!   stage's threads, inter-op 1, sequential execution. One session per ONNX file,
+//!   stage's threads, inter-op 1, sequential execution, pool threads that block rather
+//!   than spin when idle (they would take the CPU from the subject being timed). One session per ONNX file,
 //!   shared by the runners of every batch size (its inputs have a symbolic batch).
 //! * CUDA: on a `cuda` evaluation, the CUDA execution provider where the library has
 //!   it (the `onnxruntime-gpu` wheel); otherwise the backend is unavailable, with why.
@@ -194,6 +195,13 @@ impl OnnxRuntime {
             .with_inter_threads(1)
             .map_err(options)?
             .with_parallel_execution(false)
+            .map_err(options)?
+            // Idle pool threads must not spin while other subjects of the plan are timed
+            // (measured: with 2 threads, spinning left the timing thread half its wall
+            // time and every round of the plan invalid).
+            .with_intra_op_spinning(false)
+            .map_err(options)?
+            .with_inter_op_spinning(false)
             .map_err(options)?;
         let mut providers = Vec::new();
         if let Some(gpu) = self.cuda() {
@@ -224,7 +232,7 @@ impl OnnxRuntime {
             precision: summary.precision.clone(),
             kernels: summary.ops_line(),
             providers,
-            graph_optimization: "all (ORT_ENABLE_ALL), sequential, 1 inter-op thread".into(),
+            graph_optimization: "all (ORT_ENABLE_ALL), sequential, 1 inter-op thread, no spinning".into(),
             threads,
         };
         let session = Rc::new(RefCell::new(session));
