@@ -1,10 +1,15 @@
 //! One timing plan per evaluate stage.
 //!
-//! Every subject (a variant, or a form of one) is timed at batch 1 and at every
-//! configured batch size in each of `rounds` interleaved rounds, in a rotating order,
-//! on the same threads. Drift of the machine (turbo, a neighbour, a warmer cache) then
-//! lands on every subject alike, so any two figures of the stage are comparable.
+//! Every subject (a variant, or a form of one, on one backend) is timed at batch 1 and
+//! at every configured batch size in each of `rounds` interleaved rounds, in a rotating
+//! order, on the same threads. Drift of the machine (turbo, a neighbour, a warmer
+//! cache) then lands on every subject alike, so any two figures of the stage are
+//! comparable.
 //!
+//! * Runners: a subject holds one [`Runner`] per batch size (from
+//!   [`crate::backend`]). Each runner's inputs are prepared once, before any timing,
+//!   and shared by the runners of the same split and input key; a timed call is one
+//!   [`Runner::run`] (which waits for a GPU's result).
 //! * Sizing: after the warm-up, each (subject, batch size) is timed a few times to
 //!   estimate a call; it then gets enough calls per round to reach both its minimum
 //!   count and `min_duration_s` over all rounds (with 10% to spare).
