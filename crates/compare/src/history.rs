@@ -137,7 +137,9 @@ pub fn load_history(pipeline_dir: &Path, opts: &HistoryOptions) -> Result<Histor
     let runs = runs
         .into_iter()
         .map(|(dir, info)| {
-            let metrics = slimbench_metrics::read_metric_rows(&dir)?;
+            let mut metrics = slimbench_metrics::read_metric_rows(&dir)?;
+            // Histories follow libtorch, the backend every run has.
+            metrics.retain(|m| m.is_reference());
             Ok(HistoryRun { dir, info, metrics })
         })
         .collect::<Result<Vec<_>, CompareError>>()?;

@@ -140,7 +140,8 @@ fn follow_latest(path: &Path) -> PathBuf {
 }
 
 /// Read what a comparison needs from a run directory. The latency table is optional
-/// (runs without latency measurements have none).
+/// (runs without latency measurements have none). Runs are compared on libtorch, the
+/// backend every run has: rows of other backends (`backends:`) are left out.
 pub fn load_run_data(dir: &Path) -> Result<RunData, CompareError> {
     if !is_run_dir(dir) {
         return Err(CompareError::NotARunDir {
@@ -149,12 +150,15 @@ pub fn load_run_data(dir: &Path) -> Result<RunData, CompareError> {
         });
     }
     let info: RunInfo = fsutil::read_json(&dir.join(RUN_JSON))?;
-    let metrics = slimbench_metrics::read_metric_rows(dir)?;
+    let mut metrics = slimbench_metrics::read_metric_rows(dir)?;
+    metrics.retain(|m| m.is_reference());
     let mut latency: HashMap<String, Vec<f64>> = HashMap::new();
     if dir.join(Table::Latency.file_name()).is_file() {
         // Batch 1 only: larger batches are throughput, not single-image latency.
         for s in slimbench_metrics::read_latency_samples(dir)? {
-            if s.batch_size == 1 && s.micros.is_finite() && s.micros > 0.0 {
+            let reference = slimbench_core::records::backend_or_reference(&s.backend)
+                == slimbench_core::records::REFERENCE_BACKEND;
+            if reference && s.batch_size == 1 && s.micros.is_finite() && s.micros > 0.0 {
                 latency.entry(s.variant).or_default().push(s.micros);
             }
         }

@@ -73,6 +73,7 @@ pub fn write_run(dir: &Path, run: &RunData) -> PathBuf {
         .flat_map(|(v, s)| {
             s.iter().enumerate().map(|(i, &micros)| LatencySample {
                 variant: v.clone(),
+                backend: String::new(),
                 batch_size: 1,
                 iter: i as u64,
                 micros,

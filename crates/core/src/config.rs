@@ -786,6 +786,16 @@ impl StageParams {
                     &max_iters,
                 );
                 need(p.latency.warmup <= limits::MAX_LATENCY_ITERS, "latency.warmup", &max_iters);
+                need(
+                    p.backends.contains(&BackendName::Libtorch),
+                    "backends",
+                    "must include libtorch (the other backends' predictions are checked against it)",
+                );
+                let mut seen = Vec::new();
+                for b in &p.backends {
+                    need(!seen.contains(b), "backends", &format!("lists `{b}` more than once"));
+                    seen.push(*b);
+                }
             }
             StageParams::Report(_) => {}
         }
@@ -1646,6 +1656,52 @@ pub struct EvaluateParams {
     /// unless given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerParams>,
+    /// Inference engines every variant is timed on, side by side in the one timing plan
+    /// (default `[libtorch]`). `onnxruntime` and `tract` run the variant's ONNX export;
+    /// `libtorch` must be among them: its predictions are the ones the others are
+    /// checked against.
+    #[serde(default = "d_backends", skip_serializing_if = "is_libtorch_only")]
+    pub backends: Vec<BackendName>,
+}
+
+/// An inference engine of the evaluate stage (`backends:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    /// libtorch eager, through tch: the model as slimbench trains it (the reference).
+    Libtorch,
+    /// ONNX Runtime (the `onnxruntime` PyPI wheel's library, loaded at run time), on
+    /// the variant's ONNX export.
+    Onnxruntime,
+    /// tract, pure-Rust ONNX inference, on the variant's ONNX export.
+    Tract,
+}
+
+impl BackendName {
+    /// Every backend, in the order the report lists them.
+    pub const ALL: [BackendName; 3] = [BackendName::Libtorch, BackendName::Onnxruntime, BackendName::Tract];
+
+    /// Its name as written in `backends:` and in the `backend` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendName::Libtorch => "libtorch",
+            BackendName::Onnxruntime => "onnxruntime",
+            BackendName::Tract => "tract",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn d_backends() -> Vec<BackendName> {
+    vec![BackendName::Libtorch]
+}
+fn is_libtorch_only(b: &[BackendName]) -> bool {
+    b == [BackendName::Libtorch]
 }
 
 fn d_one_run() -> usize {

@@ -11,6 +11,22 @@ pub struct MetricRow {
     pub variant: String,
     /// Stage that produced the model.
     pub stage: String,
+    /// Inference engine the row was measured on (`libtorch`, `onnxruntime`, `tract`);
+    /// a run has one row per variant and backend. Empty in tables written before
+    /// slimbench had backends: those rows are libtorch's (see [`MetricRow::backend`]).
+    #[serde(default)]
+    pub backend: String,
+    /// What the backend ran: execution providers, graph optimisation, kernels,
+    /// precision, threads.
+    #[serde(default)]
+    pub backend_detail: String,
+    /// Test images whose top-1 prediction differs from libtorch's (0 on libtorch).
+    #[serde(default)]
+    pub disagreements: u64,
+    /// Largest absolute difference of a logit from libtorch's over the test split; NaN
+    /// on libtorch.
+    #[serde(default = "nan", with = "nan_as_null")]
+    pub max_logit_diff: f64,
     /// Compression technique (`baseline`, `fp16`, `prune-magnitude`, `distill-response`, ...).
     pub technique: String,
     /// Model name (a key of `models:`).
@@ -169,6 +185,28 @@ fn nan() -> f64 {
     f64::NAN
 }
 
+/// The backend every run has, whose predictions the others are checked against, and
+/// the one rows written before slimbench had backends were measured on.
+pub const REFERENCE_BACKEND: &str = "libtorch";
+
+/// A row's backend: its `backend` column, or [`REFERENCE_BACKEND`] where that is empty
+/// (tables written before the column existed).
+pub fn backend_or_reference(backend: &str) -> &str {
+    if backend.is_empty() { REFERENCE_BACKEND } else { backend }
+}
+
+impl MetricRow {
+    /// The backend it was measured on ([`backend_or_reference`]).
+    pub fn backend(&self) -> &str {
+        backend_or_reference(&self.backend)
+    }
+
+    /// Whether it was measured on the reference backend (libtorch).
+    pub fn is_reference(&self) -> bool {
+        self.backend() == REFERENCE_BACKEND
+    }
+}
+
 /// A speedup below this is "not faster" even when its interval excludes 1: repeated
 /// timings of one model on a shared CPU differ by a few percent, so 5% is the least we
 /// call a real gain.
@@ -244,6 +282,9 @@ pub fn faster_verdict(b1: Pace, large: Pace) -> &'static str {
 pub struct SpeedupRow {
     /// The compressed variant.
     pub variant: String,
+    /// Backend both forms ran on (empty: libtorch, in older tables).
+    #[serde(default)]
+    pub backend: String,
     /// The variant it was compressed from.
     pub baseline: String,
     /// `baseline`, `simulated` or `materialized`.
@@ -314,6 +355,9 @@ pub struct CurvePoint {
 pub struct LatencySample {
     /// Variant.
     pub variant: String,
+    /// Backend (empty: libtorch, in older tables).
+    #[serde(default)]
+    pub backend: String,
     /// Images per inference.
     pub batch_size: u64,
     /// Iteration index.
@@ -330,6 +374,9 @@ pub struct LatencySample {
 pub struct ThroughputRow {
     /// Variant.
     pub variant: String,
+    /// Backend (empty: libtorch, in older tables).
+    #[serde(default)]
+    pub backend: String,
     /// Images per inference.
     pub batch_size: u64,
     /// Timed repetitions.
@@ -432,6 +479,8 @@ pub struct TimingRound {
 pub struct RepeatRow {
     /// Variant.
     pub variant: String,
+    /// Backend (empty: libtorch, in older tables).
+    pub backend: String,
     /// Repetition (from 0).
     pub repeat: u64,
     /// Images per forward.

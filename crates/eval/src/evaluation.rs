@@ -3,7 +3,10 @@
 //! 1. Each variant is loaded as it computes and its accuracy measured.
 //! 2. Every variant, and every form timed beside one (its baseline, its simulated
 //!    form), becomes a subject of one timing plan ([`crate::plan`]); a file loaded the
-//!    same way is one subject however many variants refer to it. The plan runs
+//!    same way is one subject however many variants refer to it. With `backends:`
+//!    beyond libtorch, each stored file (not the simulated forms) is exported to ONNX
+//!    and is one more subject per backend that can run it; its accuracy is measured on
+//!    that backend and its predictions compared with libtorch's. The plan runs
 //!    `repeat` times; figures pool the repetitions, the `repeats` table keeps each.
 //! 3. Rows are filled from the plan: latency and throughput with their intervals and
 //!    validity, speedups with bootstrap intervals and their [`Pace`], energy where
@@ -15,18 +18,23 @@
 use std::path::{Path, PathBuf};
 
 use slimbench_core::artifact::Kernel;
-use slimbench_core::config::{EvaluateParams, KindSet};
+use slimbench_core::config::{BackendName, EvaluateParams, KindSet};
 use slimbench_core::progress::Progress;
 use slimbench_core::records::{
-    LatencySample, MetricRow, Pace, Records, RepeatRow, SpeedupRow, ThroughputRow, faster_verdict,
+    LatencySample, MetricRow, Pace, REFERENCE_BACKEND, Records, RepeatRow, SpeedupRow, ThroughputRow,
+    faster_verdict,
 };
 use slimbench_data::Split;
 use slimbench_metrics::{EnergyMeter, Thresholds};
+use slimbench_models::export::{self, Exported, Format};
 use slimbench_models::runtime::{device_name, gpu_index};
 use tch::Device;
 
+use crate::accuracy::{Accuracy, Agreement, runner_logits};
+use crate::backend::libtorch::TorchRunner;
+use crate::backend::{self, Backend, BackendError, Runner, RunnerInfo, Variant};
 use crate::memory::{self, MemoryFigures};
-use crate::plan::{Figure, PlanSettings, Subject, run_plan, speedup};
+use crate::plan::{Figure, PlanSettings, Subject, batch_sizes, run_plan, speedup};
 use crate::speedup::{Evidence, Form, FormSpec, conv_count, reasons};
 use crate::variant::{EvalError, Loaded, load_for_eval};
 use crate::{accuracy, server};
@@ -63,6 +71,15 @@ pub struct Settings<'a> {
     pub stage: &'a str,
     /// When a timing round counts as run on a busy machine.
     pub thresholds: Thresholds,
+    /// How a model file gets its ONNX form for the backends that run ONNX
+    /// ([`onnx_export`]: `slimbench_models::export::ensure`).
+    pub export: fn(&Path) -> Result<Exported, String>,
+}
+
+/// The ONNX export of a model file: `<stem>.onnx` beside it, written unless a newer one
+/// is there ([`slimbench_models::export::ensure`]).
+pub fn onnx_export(file: &Path) -> Result<Exported, String> {
+    export::ensure(file, Format::Onnx).map_err(|e| e.to_string())
 }
 
 /// Everything measured, and remarks for the report.
@@ -111,6 +128,33 @@ fn combined(figures: &[(usize, &Figure)]) -> (String, String) {
     if why.is_empty() { ("valid".into(), String::new()) } else { ("invalid".into(), why.join(" | ")) }
 }
 
+/// One variant on one backend beyond libtorch, checked before it is timed.
+struct Other {
+    /// Accuracy on the backend and agreement with libtorch, per candidate owning the slot.
+    checks: Vec<(usize, Accuracy, Agreement)>,
+    /// What it runs.
+    info: RunnerInfo,
+}
+
+/// Load `variant` on `b` at every batch size and run each runner once (so a backend
+/// that cannot run the file is found before the plan, not in it).
+fn load_runners<'a>(
+    b: &dyn Backend,
+    variant: &Variant<'a>,
+    batches: &[usize],
+    test: &Split,
+) -> Result<Vec<Box<dyn Runner + 'a>>, BackendError> {
+    let _guard = tch::no_grad_guard();
+    let mut runners = Vec::with_capacity(batches.len());
+    for &batch in batches {
+        let mut r = b.load(variant, batch)?;
+        let xs = r.prepare(test, batch)?;
+        r.run(&xs[0])?;
+        runners.push(r);
+    }
+    Ok(runners)
+}
+
 /// Measure every candidate.
 pub fn evaluate(
     candidates: &[Candidate<'_>],
@@ -120,6 +164,21 @@ pub fn evaluate(
     let p = s.params;
     let lp = &p.latency;
     let mut out = Outcome::default();
+    let threads = tch::get_num_threads().max(1) as usize;
+    let opts = backend::Options { device: s.device, threads };
+
+    // 0. The backends: libtorch first, then the others that can run here.
+    let mut backends: Vec<Box<dyn Backend>> = vec![backend::backend(BackendName::Libtorch, opts)];
+    for &name in p.backends.iter().filter(|&&b| b != BackendName::Libtorch) {
+        let b = backend::backend(name, opts);
+        match b.available() {
+            Ok(()) => backends.push(b),
+            Err(why) => {
+                tracing::warn!(backend = %name, "not timed: {why}");
+                out.notes.push(format!("backend {name}: not timed: {why}"));
+            }
+        }
+    }
 
     // 1. Load every subject; accuracy of every candidate.
     let mut slots: Vec<Slot<'_>> = Vec::new();
@@ -144,14 +203,92 @@ pub fn evaluate(
         .map(|(c, &i)| accuracy::accuracy(&slots[i].loaded.model, c.test, p.batch_size))
         .collect();
 
-    // 2. The timing plan, `repeat` times.
-    let subjects: Vec<Subject<'_>> = slots
-        .iter()
-        .map(|sl| Subject { name: sl.name.clone(), model: &sl.loaded.model, test: sl.test })
-        .collect();
+    // 1b. The ONNX exports of the stored files, for the backends that run them.
+    let needs_onnx = backends.iter().any(|b| b.needs_onnx());
+    let exports: Vec<Option<Result<Exported, String>>> =
+        slots.iter().map(|sl| (needs_onnx && sl.kernel.is_none()).then(|| (s.export)(&sl.file))).collect();
+    let onnx_names: Vec<&str> = backends.iter().filter(|b| b.needs_onnx()).map(|b| b.name()).collect();
+    for (sl, e) in slots.iter().zip(&exports) {
+        if let Some(Err(e)) = e {
+            tracing::warn!(variant = %sl.name, "no ONNX export: {e}");
+            out.notes.push(format!(
+                "{}: not timed on {}: no ONNX export: {e}",
+                sl.name,
+                onnx_names.join(", ")
+            ));
+        }
+    }
+
+    // 2. The subjects: every slot on libtorch (subject i is slot i), then each stored
+    //    file on each other backend that loads and runs it; its accuracy there and its
+    //    agreement with libtorch's predictions.
+    let batches = batch_sizes(lp);
+    let mut subjects: Vec<Subject<'_>> = Vec::new();
+    let mut libtorch_info = Vec::with_capacity(slots.len());
+    for sl in &slots {
+        let runners: Vec<Box<dyn Runner + '_>> =
+            batches.iter().map(|_| backends[0].load(&variant_of(sl, None), 0)).collect::<Result<_, _>>()?;
+        libtorch_info.push(runners[0].info().clone());
+        subjects.push(Subject { name: sl.name.clone(), runners, test: sl.test });
+    }
+    // index[backend][slot]: its subject, for the backends after libtorch.
+    let mut index: Vec<Vec<Option<usize>>> = vec![vec![None; slots.len()]; backends.len()];
+    for (i, x) in index[0].iter_mut().enumerate() {
+        *x = Some(i);
+    }
+    let mut others: Vec<Vec<Option<Other>>> =
+        (0..backends.len()).map(|_| (0..slots.len()).map(|_| None).collect()).collect();
+    if backends.len() > 1 {
+        // libtorch's logits of each candidate, the reference.
+        let reference: Vec<Vec<f32>> = candidates
+            .iter()
+            .zip(&own)
+            .map(|(c, &i)| {
+                runner_logits(&mut TorchRunner::new(&slots[i].loaded.model, threads), c.test, p.batch_size)
+            })
+            .collect::<Result<_, _>>()?;
+        for (bi, b) in backends.iter().enumerate().skip(1) {
+            for (si, sl) in slots.iter().enumerate() {
+                let Some(Ok(exported)) = &exports[si] else { continue };
+                let variant = variant_of(sl, Some(&exported.path));
+                let checked = load_runners(b.as_ref(), &variant, &batches, sl.test).and_then(|runners| {
+                    let info = runners[0].info().clone();
+                    let mut checks = Vec::new();
+                    for (ci, c) in candidates.iter().enumerate().filter(|(ci, _)| own[*ci] == si) {
+                        let mut r = b.load(&variant, p.batch_size.min(c.test.len()).max(1))?;
+                        let logits = runner_logits(r.as_mut(), c.test, p.batch_size)?;
+                        let acc = Accuracy::of_logits(&logits, &c.test.labels);
+                        checks.push((ci, acc, Agreement::of(&reference[ci], &logits, c.test.len())));
+                    }
+                    Ok((runners, Other { checks, info }))
+                });
+                match checked {
+                    Ok((runners, other)) => {
+                        index[bi][si] = Some(subjects.len());
+                        subjects.push(Subject {
+                            name: format!("{} [{}]", sl.name, b.name()),
+                            runners,
+                            test: sl.test,
+                        });
+                        others[bi][si] = Some(other);
+                    }
+                    Err(e) => {
+                        tracing::warn!(variant = %sl.name, "not timed: {e}");
+                        out.notes.push(format!("{}: not timed on {e}", sl.name));
+                    }
+                }
+            }
+        }
+    }
+
+    // 3. The timing plan, `repeat` times.
     let mut pooled: Vec<Vec<Figure>> = Vec::new();
-    let mut batches = Vec::new();
     let repeat = p.repeat.max(1);
+    // (backend, candidate, subject) of every metrics row to come.
+    let rows: Vec<(usize, usize, usize)> = (0..backends.len())
+        .flat_map(|bi| (0..candidates.len()).map(move |ci| (bi, ci)))
+        .filter_map(|(bi, ci)| index[bi][own[ci]].map(|i| (bi, ci, i)))
+        .collect();
     for rep in 0..repeat {
         let settings = PlanSettings {
             latency: lp,
@@ -160,12 +297,13 @@ pub fn evaluate(
             stage: s.stage,
             repeat: rep as u64,
         };
-        let r = run_plan(&subjects, &settings, progress)?;
-        for (c, &i) in candidates.iter().zip(&own) {
+        let r = run_plan(&mut subjects, &settings, progress)?;
+        for &(bi, ci, i) in &rows {
             for f in &r.figures[i] {
                 let (lo, hi) = f.p50_interval();
                 out.records.repeats.push(RepeatRow {
-                    variant: c.name.to_string(),
+                    variant: candidates[ci].name.to_string(),
+                    backend: backends[bi].name().to_string(),
                     repeat: rep as u64,
                     batch_size: f.batch_size as u64,
                     p50_us: f.p50_us(),
@@ -179,7 +317,6 @@ pub fn evaluate(
         let offset = (rep * lp.rounds.max(1)) as u64;
         if pooled.is_empty() {
             pooled = r.figures;
-            batches = r.batches;
         } else {
             for (acc, row) in pooled.iter_mut().zip(r.figures) {
                 for (a, f) in acc.iter_mut().zip(row) {
@@ -205,10 +342,12 @@ pub fn evaluate(
         );
     }
 
-    // 3. Rows.
-    for (ci, c) in candidates.iter().enumerate() {
+    // 4. Rows: libtorch's, one per candidate, then the other backends'.
+    for &(bi, ci, subject) in &rows {
+        let c = &candidates[ci];
+        let backend_name = backends[bi].name();
         let sl = &slots[own[ci]];
-        let figs = &pooled[own[ci]];
+        let figs = &pooled[subject];
         let f1 = &figs[b1];
         let fl = &figs[large];
         let (lo, hi) = f1.p50_interval();
@@ -222,6 +361,10 @@ pub fn evaluate(
         let mut row = MetricRow {
             variant: c.name.to_string(),
             stage: c.stage.to_string(),
+            backend: backend_name.to_string(),
+            backend_detail: String::new(),
+            disagreements: 0,
+            max_logit_diff: f64::NAN,
             technique: meta.technique.clone(),
             model: meta.model.clone(),
             model_kind: meta.config.kind().to_string(),
@@ -248,7 +391,7 @@ pub fn evaluate(
             repeat_spread_pct: f64::NAN,
             validity,
             invalid_reason,
-            threads: tch::get_num_threads() as u64,
+            threads: threads as u64,
             throughput_ips: lb / (fl.p50_us() / 1e6),
             batch_size: batches[large] as u64,
             throughput_lo_ips: lb / (fhi / 1e6),
@@ -271,19 +414,57 @@ pub fn evaluate(
             train_energy_per_epoch_j: c.train_energy_per_epoch_j.unwrap_or(f64::NAN),
             ..Default::default()
         };
+        if bi == 0 {
+            row.backend_detail = libtorch_info[own[ci]].describe();
+        } else {
+            let other = others[bi][own[ci]].as_ref().expect("a subject beyond libtorch was checked");
+            let exported = match &exports[own[ci]] {
+                Some(Ok(x)) => x,
+                _ => unreachable!("a subject beyond libtorch has its ONNX file"),
+            };
+            let (_, acc, agree) =
+                other.checks.iter().find(|(i, ..)| *i == ci).expect("checked per candidate");
+            row.backend_detail = other.info.describe();
+            row.compute_precision = other.info.precision.clone();
+            row.accuracy = acc.accuracy;
+            row.test_images = acc.n as u64;
+            row.disagreements = agree.disagreements as u64;
+            row.max_logit_diff = agree.max_logit_diff;
+            row.file_size_bytes = exported.bytes;
+            let mut notes = vec![format!("runs {}", exported.path.display())];
+            notes.extend(exported.notes.iter().cloned());
+            if agree.is_flagged() {
+                let flag = format!(
+                    "predictions differ from libtorch's on {} of {} test images (max |logit diff| {:.3e})",
+                    agree.disagreements, agree.n, agree.max_logit_diff
+                );
+                tracing::warn!(variant = c.name, backend = backend_name, "{flag}");
+                out.notes.push(format!("{} on {backend_name}: {flag}", c.name));
+                notes.insert(0, flag);
+            }
+            row.notes = notes.join("; ");
+            row.mem_method = format!("not measured: memory is measured on {REFERENCE_BACKEND} only");
+        }
         if repeat > 1 {
             let per: Vec<f64> = out
                 .records
                 .repeats
                 .iter()
-                .filter(|r| r.variant == c.name && r.batch_size == 1)
+                .filter(|r| r.variant == c.name && r.backend == backend_name && r.batch_size == 1)
                 .map(|r| r.p50_us)
                 .collect();
             let (mn, mx) = per.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
             row.repeat_spread_pct = (mx - mn) / slimbench_core::records::percentile(&per, 50.0) * 100.0;
         }
         out.records.latency.extend(f1.samples_us.iter().zip(&f1.rounds).enumerate().map(|(i, (&us, &r))| {
-            LatencySample { variant: c.name.to_string(), batch_size: 1, iter: i as u64, micros: us, round: r }
+            LatencySample {
+                variant: c.name.to_string(),
+                backend: backend_name.to_string(),
+                batch_size: 1,
+                iter: i as u64,
+                micros: us,
+                round: r,
+            }
         }));
         for (j, &b) in batches.iter().enumerate() {
             if !lp.batch_sizes.contains(&b) {
@@ -294,6 +475,7 @@ pub fn evaluate(
             let (v, why) = f.validity();
             out.records.throughput.push(ThroughputRow {
                 variant: c.name.to_string(),
+                backend: backend_name.to_string(),
                 batch_size: b as u64,
                 repeats: f.samples_us.len() as u64,
                 p50_ms: f.p50_us() / 1e3,
@@ -305,13 +487,27 @@ pub fn evaluate(
                 invalid_reason: why,
             });
         }
-        if !forms[ci].is_empty() {
+        if bi == 0 && !forms[ci].is_empty() {
             speedup_rows(c, &forms[ci], &slots, &pooled, &batches, &mut row, &mut out.records.speedup);
+        } else if let Some(&(Form::Baseline, base)) = forms[ci].first() {
+            // The same baseline, on the same backend: its ONNX file beside the variant's.
+            if let Some(base_subject) = index[bi][base] {
+                let pair = OtherPair {
+                    backend: backend_name,
+                    what: &others[bi][own[ci]].as_ref().expect("checked").info,
+                    base_file: exports[base].as_ref().and_then(|e| e.as_ref().ok()).map_or(0, |e| e.bytes),
+                    file: row.file_size_bytes,
+                    base: base_subject,
+                    stored: subject,
+                };
+                other_speedup_rows(c, &pair, &pooled, &batches, &mut row, &mut out.records.speedup);
+            }
         }
         out.records.metrics.push(row);
     }
 
-    // 4. Memory, then the server scenario.
+    // 5. Memory (libtorch rows, the first one per candidate), then the server scenario
+    //    (on libtorch).
     if p.memory {
         let exe = memory::probe_exe();
         for (ci, c) in candidates.iter().enumerate() {
@@ -375,6 +571,96 @@ pub fn evaluate(
         }
     }
     Ok(out)
+}
+
+/// A slot as a backend sees it.
+fn variant_of<'a>(sl: &'a Slot<'_>, onnx: Option<&'a Path>) -> Variant<'a> {
+    Variant {
+        name: &sl.name,
+        file: &sl.file,
+        loaded: &sl.loaded,
+        onnx: onnx.ok_or("the variant was not exported to ONNX for this evaluation"),
+    }
+}
+
+/// A variant and its baseline on one backend beyond libtorch.
+struct OtherPair<'a> {
+    backend: &'a str,
+    what: &'a RunnerInfo,
+    base_file: u64,
+    file: u64,
+    base: usize,
+    stored: usize,
+}
+
+/// The speedup rows of one candidate on a backend beyond libtorch (its baseline's and
+/// its own ONNX files timed on that backend) and its metrics row's speedup columns.
+fn other_speedup_rows(
+    c: &Candidate<'_>,
+    pair: &OtherPair<'_>,
+    pooled: &[Vec<Figure>],
+    batches: &[usize],
+    row: &mut MetricRow,
+    out: &mut Vec<SpeedupRow>,
+) {
+    let large = batches.len() - 1;
+    let (s1, s1lo, s1hi) = speedup(&pooled[pair.base][0], &pooled[pair.stored][0]);
+    let (sl, sllo, slhi) = if large > 0 {
+        speedup(&pooled[pair.base][large], &pooled[pair.stored][large])
+    } else {
+        (f64::NAN, f64::NAN, f64::NAN)
+    };
+    row.speedup_b1 = s1;
+    row.speedup_b1_lo = s1lo;
+    row.speedup_b1_hi = s1hi;
+    row.speedup_large = sl;
+    row.speedup_large_lo = sllo;
+    row.speedup_large_hi = slhi;
+    row.faster = faster_verdict(Pace::of(s1, s1lo, s1hi), Pace::of(sl, sllo, slhi)).to_string();
+    let forms = [
+        (
+            Form::Baseline,
+            pair.base,
+            pair.base_file,
+            format!("the model it was compressed from, on {}", pair.backend),
+        ),
+        (
+            Form::Materialized,
+            pair.stored,
+            pair.file,
+            format!("as stored, exported to ONNX, on {}", pair.backend),
+        ),
+    ];
+    for (form, i, file_bytes, what) in forms {
+        for (j, &bsz) in batches.iter().enumerate() {
+            let f = &pooled[i][j];
+            let (lo, hi) = f.p50_interval();
+            let is_base = form == Form::Baseline;
+            let (s, slo, shi) = if is_base { (1.0, 1.0, 1.0) } else { speedup(&pooled[pair.base][j], f) };
+            let (validity, invalid_reason) = f.validity();
+            out.push(SpeedupRow {
+                variant: c.name.to_string(),
+                backend: pair.backend.to_string(),
+                baseline: c.baseline.clone(),
+                form: form.as_str().to_string(),
+                what: what.clone(),
+                batch_size: bsz as u64,
+                samples: f.samples_us.len() as u64,
+                p50_us: f.p50_us(),
+                p50_lo_us: lo,
+                p50_hi_us: hi,
+                images_per_s: bsz as f64 / (f.p50_us() / 1e6),
+                file_bytes,
+                speedup: s,
+                speedup_lo: slo,
+                speedup_hi: shi,
+                faster: if is_base { String::new() } else { Pace::of(s, slo, shi).as_str().to_string() },
+                validity,
+                invalid_reason,
+                why: if is_base { String::new() } else { pair.what.describe() },
+            });
+        }
+    }
 }
 
 /// The speedup rows of one candidate (a row per form and batch size) and its metrics
@@ -442,6 +728,7 @@ fn speedup_rows(
             let (validity, invalid_reason) = f.validity();
             out.push(SpeedupRow {
                 variant: c.name.to_string(),
+                backend: REFERENCE_BACKEND.to_string(),
                 baseline: c.baseline.clone(),
                 form: form.as_str().to_string(),
                 what: spec.what.clone(),

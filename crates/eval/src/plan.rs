@@ -1,10 +1,15 @@
 //! One timing plan per evaluate stage.
 //!
-//! Every subject (a variant, or a form of one) is timed at batch 1 and at every
-//! configured batch size in each of `rounds` interleaved rounds, in a rotating order,
-//! on the same threads. Drift of the machine (turbo, a neighbour, a warmer cache) then
-//! lands on every subject alike, so any two figures of the stage are comparable.
+//! Every subject (a variant, or a form of one, on one backend) is timed at batch 1 and
+//! at every configured batch size in each of `rounds` interleaved rounds, in a rotating
+//! order, on the same threads. Drift of the machine (turbo, a neighbour, a warmer
+//! cache) then lands on every subject alike, so any two figures of the stage are
+//! comparable.
 //!
+//! * Runners: a subject holds one [`Runner`] per batch size (from
+//!   [`crate::backend`]). Each runner's inputs are prepared once, before any timing,
+//!   and shared by the runners of the same split and input key; a timed call is one
+//!   [`Runner::run`] (which waits for a GPU's result).
 //! * Sizing: after the warm-up, each (subject, batch size) is timed a few times to
 //!   estimate a call; it then gets enough calls per round to reach both its minimum
 //!   count and `min_duration_s` over all rounds (with 10% to spare).
@@ -19,30 +24,39 @@
 
 use std::time::Instant;
 
-use slimbench_core::cancel::{self, Cancelled};
+use slimbench_core::cancel;
 use slimbench_core::config::LatencyParams;
 use slimbench_core::progress::Progress;
 use slimbench_core::records::{TimingRound, percentile};
 use slimbench_data::Split;
 use slimbench_metrics::stats::{Bootstrap, Stat, bootstrap_ratios, quantile_interval, quantile_upper_bound};
 use slimbench_metrics::{EnergyMeter, Thresholds, Watch};
-use slimbench_models::Model;
-use slimbench_models::runtime::{gpu_index, synchronize};
-use tch::{Device, Tensor};
+use slimbench_models::runtime::gpu_index;
+use tch::Device;
 
-use crate::images_tensor;
+use crate::backend::{BackendError, Input, Runner};
+use crate::variant::EvalError;
 
 /// Confidence of every interval the plan reports.
 pub const CONFIDENCE: f64 = 0.95;
 
-/// A model to time, under a name unique in the plan.
+/// A variant on one backend to time, under a name unique in the plan.
 pub struct Subject<'a> {
-    /// Its name (a variant, or `variant (simulated)`).
+    /// Its name (a variant, `variant (simulated)`, or `variant [backend]`).
     pub name: String,
-    /// The model, loaded as it computes.
-    pub model: &'a Model,
+    /// One runner per batch size of the plan, in the order of [`batch_sizes`].
+    pub runners: Vec<Box<dyn Runner + 'a>>,
     /// The test split its inputs come from.
     pub test: &'a Split,
+}
+
+/// The batch sizes a plan times with `lp`: batch 1, then the configured ones, ascending
+/// and without repeats.
+pub fn batch_sizes(lp: &LatencyParams) -> Vec<usize> {
+    let mut batches: Vec<usize> = std::iter::once(1).chain(lp.batch_sizes.iter().copied()).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    batches
 }
 
 /// What the plan times and how.
@@ -169,48 +183,28 @@ impl PlanResult {
     }
 }
 
-/// Inputs of one subject at one batch size: batch 1 cycles through up to 256 test
-/// images, a batch is the first test images (repeated when the split is smaller).
-fn inputs(model: &Model, split: &Split, batch: usize) -> Vec<Tensor> {
-    let (device, kind) = (model.device(), model.kind());
-    if batch == 1 {
-        let n = split.len().clamp(1, 256);
-        let all = images_tensor(split, 0, n, device, kind);
-        return (0..n as i64).map(|i| all.narrow(0, i, 1)).collect();
-    }
-    vec![batch_of(model, split, batch)]
-}
+/// Which inputs a runner reads: its split (by address), its backend's input key, the
+/// batch size.
+type InputKey = (*const Split, String, usize);
 
-/// A batch of `batch` test images for `model` (the first ones, repeated when the split
-/// is smaller).
-pub(crate) fn batch_of(model: &Model, split: &Split, batch: usize) -> Tensor {
-    let n = batch.min(split.len()).max(1);
-    let base = images_tensor(split, 0, n, model.device(), model.kind());
-    if n < batch {
-        let reps = batch.div_ceil(n) as i64;
-        let mut dims = vec![reps];
-        dims.extend(std::iter::repeat_n(1, base.dim() - 1));
-        base.repeat(&dims).narrow(0, 0, batch as i64)
-    } else {
-        base
-    }
-}
-
-/// Which inputs a subject reads: its split (by address) and its precision.
-type InputKey = (*const Split, tch::Kind);
-
-/// Time `count` calls, cycling through `inputs` from `start`; microseconds each.
-fn time_calls(model: &Model, inputs: &[Tensor], start: usize, count: usize, device: Device) -> Vec<f64> {
+/// Time `count` calls, cycling through `inputs` from `start`; microseconds each. A
+/// call runs the batch to its end (a GPU runner waits for its result); the logits it
+/// returns are dropped after the clock stops.
+fn time_calls(
+    runner: &mut dyn Runner,
+    inputs: &[Input],
+    start: usize,
+    count: usize,
+) -> Result<Vec<f64>, BackendError> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let x = &inputs[(start + i) % inputs.len()];
         let t = Instant::now();
-        let y = model.forward(x);
-        synchronize(device);
+        let y = runner.run(x)?;
         out.push(t.elapsed().as_secs_f64() * 1e6);
         drop(y);
     }
-    out
+    Ok(out)
 }
 
 /// Calls per round for the `rounds_left` rounds to reach `min_count` calls and
@@ -234,48 +228,55 @@ fn calls_per_round(
 
 /// Run the plan over `subjects`.
 pub fn run_plan(
-    subjects: &[Subject<'_>],
+    subjects: &mut [Subject<'_>],
     s: &PlanSettings<'_>,
     progress: &dyn Progress,
-) -> Result<PlanResult, Cancelled> {
+) -> Result<PlanResult, EvalError> {
     let _guard = tch::no_grad_guard();
     let lp = s.latency;
-    let mut batches: Vec<usize> = std::iter::once(1).chain(lp.batch_sizes.iter().copied()).collect();
-    batches.sort_unstable();
-    batches.dedup();
+    let batches = batch_sizes(lp);
+    for sub in subjects.iter() {
+        assert_eq!(sub.runners.len(), batches.len(), "subject `{}`: one runner per batch size", sub.name);
+    }
     let rounds = lp.rounds.max(1);
     let on_cpu = s.device == Device::Cpu;
     let gpu = gpu_index(s.device);
     let has_energy = EnergyMeter::start(gpu).joules().is_some();
 
-    // inputs[subject][batch]. Subjects reading the same split in the same precision
-    // share one set of input tensors: where an input lies in memory moves a model's
-    // time by a few percent, which must not pass for a difference between models.
-    let mut shared: Vec<(InputKey, Vec<Vec<Tensor>>)> = Vec::new();
-    let mut all_inputs: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(subjects.len());
-    for sub in subjects {
-        let key = (sub.test as *const Split, sub.model.kind());
-        let set = match shared.iter().find(|(k, _)| *k == key) {
-            Some((_, set)) => set,
-            None => {
-                let set = batches.iter().map(|&b| inputs(sub.model, sub.test, b)).collect();
-                shared.push((key, set));
-                &shared.last().expect("just pushed").1
-            }
-        };
-        all_inputs.push(set.iter().map(|xs| xs.iter().map(Tensor::shallow_clone).collect()).collect());
+    // inputs[subject][batch], prepared once, outside the timed calls. Runners reading
+    // the same split with the same input key (backend, device, precision) share one set
+    // of inputs: where an input lies in memory moves a model's time by a few percent,
+    // which must not pass for a difference between models.
+    let mut shared: Vec<(InputKey, Vec<Input>)> = Vec::new();
+    let mut all_inputs: Vec<Vec<Vec<Input>>> = Vec::with_capacity(subjects.len());
+    for sub in subjects.iter() {
+        let mut per_batch = Vec::with_capacity(batches.len());
+        for (runner, &b) in sub.runners.iter().zip(&batches) {
+            let key = (sub.test as *const Split, runner.input_key(), b);
+            let set = match shared.iter().find(|(k, _)| *k == key) {
+                Some((_, set)) => set.clone(),
+                None => {
+                    let set = runner.prepare(sub.test, b)?;
+                    shared.push((key, set.clone()));
+                    set
+                }
+            };
+            per_batch.push(set);
+        }
+        all_inputs.push(per_batch);
     }
 
     // Warm-up, then a few calls to size each block.
     let mut per_round = vec![vec![0usize; batches.len()]; subjects.len()];
     let mut figures: Vec<Vec<Figure>> = Vec::with_capacity(subjects.len());
-    for (i, sub) in subjects.iter().enumerate() {
+    for (i, sub) in subjects.iter_mut().enumerate() {
         let mut row = Vec::new();
         for (j, &b) in batches.iter().enumerate() {
             let x = &all_inputs[i][j];
+            let runner = sub.runners[j].as_mut();
             let warm = if b == 1 { lp.warmup } else { 2 };
-            let _ = time_calls(sub.model, x, 0, warm, s.device);
-            let probe = time_calls(sub.model, x, warm, if b == 1 { 9 } else { 3 }, s.device);
+            let _ = time_calls(runner, x, 0, warm)?;
+            let probe = time_calls(runner, x, warm, if b == 1 { 9 } else { 3 })?;
             let min_count = if b == 1 { lp.min_queries() } else { lp.repeats.max(1) };
             per_round[i][j] = calls_per_round(min_count, lp.min_duration_s, &probe, 0, 0.0, rounds);
             row.push(Figure {
@@ -308,7 +309,8 @@ pub fn run_plan(
                     cancel::check()?;
                     let meter = has_energy.then(|| EnergyMeter::start(gpu));
                     let n = per_round[i][j];
-                    taken[i][j] = time_calls(subjects[i].model, &all_inputs[i][j], offset[i][j], n, s.device);
+                    taken[i][j] =
+                        time_calls(subjects[i].runners[j].as_mut(), &all_inputs[i][j], offset[i][j], n)?;
                     joules[i][j] = meter.and_then(|m| m.joules()).map(|e| e / n as f64);
                 }
             }
@@ -395,6 +397,9 @@ mod tests {
     use slimbench_core::artifact::IoShape;
     use slimbench_core::config::{ModelConfig, SeedCnnConfig};
     use slimbench_core::progress::NoProgress;
+    use slimbench_models::Model;
+
+    use crate::backend::libtorch::TorchRunner;
 
     fn split(n: usize) -> Split {
         Split {
@@ -435,11 +440,14 @@ mod tests {
         let settings =
             PlanSettings { latency: &lp, thresholds: quiet, device: Device::Cpu, stage: "eval", repeat: 0 };
         let test = split(30);
-        let subjects = [
-            Subject { name: "a".into(), model: &a, test: &test },
-            Subject { name: "b".into(), model: &b, test: &test },
+        let runners = |m| -> Vec<Box<dyn Runner + '_>> {
+            batch_sizes(&lp).iter().map(|_| Box::new(TorchRunner::new(m, 1)) as Box<dyn Runner>).collect()
+        };
+        let mut subjects = [
+            Subject { name: "a".into(), runners: runners(&a), test: &test },
+            Subject { name: "b".into(), runners: runners(&b), test: &test },
         ];
-        let r = run_plan(&subjects, &settings, &NoProgress).unwrap();
+        let r = run_plan(&mut subjects, &settings, &NoProgress).unwrap();
         assert_eq!(r.batches, [1, 16]);
         assert_eq!(r.rounds.len(), 4);
         for row in &r.figures {

@@ -23,7 +23,8 @@ use slimbench_models::Model;
 use slimbench_models::runtime::synchronize;
 use tch::Tensor;
 
-use crate::plan::{CONFIDENCE, batch_of};
+use crate::backend::libtorch::batch_of;
+use crate::plan::CONFIDENCE;
 
 /// Least queries per offered load (the p99's 95% bound needs 299), unless the rate is
 /// so low that they would take over five times the load's duration.

@@ -27,6 +27,9 @@ pub enum EvalError {
     /// Ctrl-C.
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
+    /// A backend failed while the plan timed it.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// A model file loaded the way evaluation computes with it.

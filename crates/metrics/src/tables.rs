@@ -235,6 +235,10 @@ record_table! {
     MetricRow, "metrics", metrics_frame, metrics_schema, metric_rows_from_frame;
     variant: Str,
     stage: Str,
+    backend: Str,
+    backend_detail: Str,
+    disagreements: U64,
+    max_logit_diff: F64,
     technique: Str,
     model: Str,
     model_kind: Str,
@@ -306,6 +310,7 @@ record_table! {
 record_table! {
     LatencySample, "latency", latency_frame, latency_schema, latency_samples_from_frame;
     variant: Str,
+    backend: Str,
     batch_size: U64,
     iter: U64,
     micros: F64,
@@ -315,6 +320,7 @@ record_table! {
 record_table! {
     ThroughputRow, "throughput", throughput_frame, throughput_schema, throughput_rows_from_frame;
     variant: Str,
+    backend: Str,
     batch_size: U64,
     repeats: U64,
     p50_ms: F64,
@@ -329,6 +335,7 @@ record_table! {
 record_table! {
     SpeedupRow, "speedup", speedup_frame, speedup_schema, speedup_rows_from_frame;
     variant: Str,
+    backend: Str,
     baseline: Str,
     form: Str,
     what: Str,
@@ -436,6 +443,7 @@ record_table! {
 record_table! {
     RepeatRow, "repeats", repeats_frame, repeats_schema, repeat_rows_from_frame;
     variant: Str,
+    backend: Str,
     repeat: U64,
     batch_size: U64,
     p50_us: F64,
@@ -649,6 +657,10 @@ mod tests {
             faster: "batch 1 only".into(),
             energy_per_1k_inferences_j: 41.0,
             train_energy_per_epoch_j: 1200.0,
+            backend: "onnxruntime".into(),
+            backend_detail: "onnxruntime: CPUExecutionProvider; fp32".into(),
+            disagreements: 3,
+            max_logit_diff: 2.5e-7,
             ..Default::default()
         }
     }
@@ -671,6 +683,7 @@ mod tests {
             latency: (0..5)
                 .map(|i| LatencySample {
                     variant: "train".into(),
+                    backend: "tract".into(),
                     batch_size: 1,
                     iter: i,
                     micros: 190.0 + i as f64,
@@ -865,8 +878,8 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join(SPEEDUP_CSV)).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3, "{csv}");
-        assert!(lines[0].starts_with("variant,baseline,form,what,batch_size"), "{}", lines[0]);
-        assert!(lines[2].starts_with("int8,train,materialized,"), "{}", lines[2]);
+        assert!(lines[0].starts_with("variant,backend,baseline,form,what,batch_size"), "{}", lines[0]);
+        assert!(lines[2].starts_with("int8,\"\",train,materialized,"), "{}", lines[2]);
     }
 
     #[test]
@@ -915,6 +928,9 @@ mod tests {
         let rows = metric_rows_from_frame(&df).unwrap();
         assert_eq!(rows[0].variant, "old");
         assert_eq!(rows[0].params, 0);
+        // A table from before backends: its rows are libtorch's.
+        assert_eq!((rows[0].backend.as_str(), rows[0].backend()), ("", "libtorch"));
+        assert!(rows[0].is_reference());
 
         let df = DataFrame::new(1, vec![Column::new("params".into(), ["many"])]).unwrap();
         assert!(metric_rows_from_frame(&df).is_err());

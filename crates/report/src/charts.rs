@@ -51,17 +51,21 @@ pub enum ChartKind {
     /// The server scenario: p99 latency against the offered rate per variant, with the
     /// p99 target.
     Server,
+    /// Batch-1 p50 latency of every variant on every backend (`backends:`), one bar
+    /// per backend, with the 95% intervals.
+    Backends,
 }
 
 impl ChartKind {
     /// Every chart, in report order.
-    pub const ALL: [ChartKind; 10] = [
+    pub const ALL: [ChartKind; 11] = [
         ChartKind::AccuracyVsSize,
         ChartKind::AccuracyVsLatency,
         ChartKind::TrainingCurves,
         ChartKind::AccuracyVsSparsity,
         ChartKind::Throughput,
         ChartKind::Speedup,
+        ChartKind::Backends,
         ChartKind::Server,
         ChartKind::ParallelThroughput,
         ChartKind::SyncVsAsync,
@@ -81,6 +85,7 @@ impl ChartKind {
             ChartKind::SyncVsAsync => "sync_vs_async",
             ChartKind::System => "system",
             ChartKind::Server => "server_latency",
+            ChartKind::Backends => "backend_latency",
         }
     }
 
@@ -97,6 +102,7 @@ impl ChartKind {
             ChartKind::SyncVsAsync => "Sync vs async data parallelism",
             ChartKind::System => "The machine during the run",
             ChartKind::Server => "Server scenario: p99 latency vs offered rate",
+            ChartKind::Backends => "Batch-1 latency by backend",
         }
     }
 
@@ -199,6 +205,7 @@ impl<'a> ChartData<'a> {
             ChartKind::SyncVsAsync => crate::parallel::sync_async_rows(input).is_empty(),
             ChartKind::System => crate::parallel::timeline(&input.system).samples.is_empty(),
             ChartKind::Server => server_points(&input.server).next().is_none(),
+            ChartKind::Backends => crate::backends::group(&input.backends).is_empty(),
         };
         empty.then_some(match kind {
             ChartKind::AccuracyVsSize => "no variant has both an accuracy and a model file size",
@@ -211,6 +218,7 @@ impl<'a> ChartData<'a> {
             ChartKind::SyncVsAsync => "no data-parallel training stage recorded a loss curve",
             ChartKind::System => "the machine was not sampled while stages ran",
             ChartKind::Server => "the server scenario was not run",
+            ChartKind::Backends => "only libtorch was timed (no `backends:` beyond it)",
         })
     }
 }
@@ -252,6 +260,7 @@ impl Drawing for ReportChart<'_, '_> {
             ChartKind::SyncVsAsync => sync_vs_async(data, root),
             ChartKind::System => system(data, root),
             ChartKind::Server => server(data, root),
+            ChartKind::Backends => backend_latency(data, root),
         }
     }
 }
@@ -1248,6 +1257,94 @@ fn speedup<DB: DrawingBackend>(data: &ChartData<'_>, root: &DrawingArea<DB, Shif
             PathElement::new(vec![(x, y), (x + 14, y)], RGBColor(0xB7, 0x1C, 0x1C).stroke_width(1))
         });
     let pixels: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(&p.to)).collect();
+    legend(&mut chart, &pixels)
+}
+
+/// Colour of a backend in the `backend_latency` chart.
+fn backend_colour(backend: &str) -> RGBColor {
+    match backend {
+        "libtorch" => PALETTE[0],
+        "onnxruntime" => PALETTE[1],
+        "tract" => PALETTE[4],
+        _ => MUTED,
+    }
+}
+
+fn backend_latency<DB: DrawingBackend>(
+    data: &ChartData<'_>,
+    root: &DrawingArea<DB, Shift>,
+) -> DrawResult<DB> {
+    let groups = crate::backends::group(&data.input.backends);
+    let backends = distinct(
+        slimbench_core::config::BackendName::ALL
+            .iter()
+            .map(|b| b.as_str())
+            .filter(|b| groups.iter().any(|g| g.rows.iter().any(|m| m.backend() == *b))),
+    );
+    let n = groups.len();
+    let k = backends.len().max(1);
+    let top = groups
+        .iter()
+        .flat_map(|g| g.rows.iter().flat_map(|m| [m.latency_p50_us, m.latency_p50_hi_us]))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.35;
+    let names: Vec<&str> = groups.iter().map(|g| g.variant).collect();
+    let y_fmt = axis_ticks(&(0.0..top), 1.0, "");
+    let mut chart = ChartBuilder::on(root)
+        .caption(ChartKind::Backends.title(), title_style())
+        .margin(20)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.6..n as f64 - 0.4, 0.0..top)?;
+    let x_fmt = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            String::new()
+        } else {
+            names.get(i as usize).map_or(String::new(), |s| s.to_string())
+        }
+    };
+    mesh(&mut chart, "Variant", "Batch-1 p50 latency (µs)", &x_fmt, &y_fmt)?;
+    let width = 0.8 / k as f64;
+    let x_of =
+        |variant: usize, series: usize| variant as f64 + (series as f64 - (k as f64 - 1.0) / 2.0) * width;
+    let mut points = Vec::new();
+    for (s, &backend) in backends.iter().enumerate() {
+        let colour = backend_colour(backend);
+        let bars: Vec<(f64, &MetricRow)> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(v, g)| g.rows.iter().find(|m| m.backend() == backend).map(|m| (x_of(v, s), *m)))
+            .filter(|(_, m)| m.latency_p50_us.is_finite() && m.latency_p50_us > 0.0)
+            .collect();
+        chart
+            .draw_series(bars.iter().map(|&(x, m)| {
+                let style =
+                    if format::is_invalid(&m.validity) { INVALID.stroke_width(2) } else { colour.filled() };
+                Rectangle::new([(x - width * 0.45, 0.0), (x + width * 0.45, m.latency_p50_us)], style)
+            }))?
+            .label(backend)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+        points.extend(bars.iter().map(|&(x, m)| {
+            let (lo, hi) = (m.latency_p50_lo_us, m.latency_p50_hi_us);
+            TimedPoint {
+                at: (x, m.latency_p50_us),
+                from: (x, if lo.is_finite() { lo } else { m.latency_p50_us }),
+                to: (x, if hi.is_finite() { hi } else { m.latency_p50_us }),
+                colour: INK,
+                invalid: format::is_invalid(&m.validity),
+            }
+        }));
+    }
+    draw_timed(&mut chart, &points, 0, "95% interval of the median")?;
+    // The bars fill the plot from the bottom: the legend keeps clear of all of them.
+    let pixels: Vec<(i32, i32)> = points
+        .iter()
+        .flat_map(|p| (0..=4).map(move |k| (p.at.0, p.to.1 * k as f64 / 4.0)))
+        .map(|xy| chart.backend_coord(&xy))
+        .collect();
     legend(&mut chart, &pixels)
 }
 

@@ -80,7 +80,7 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
     );
     h.push_str(
         "<nav><a href=\"#run\">Run</a><a href=\"#results\">Results</a><a href=\"#speedup\">Speedup</a>\
-         <a href=\"#server\">Server</a>\
+         <a href=\"#backends\">Backends</a><a href=\"#server\">Server</a>\
          <a href=\"#parallel\">Parallel</a><a href=\"#machine\">Machine</a><a href=\"#cpu-vs-gpu\">CPU vs GPU</a>\
          <a href=\"#charts\">Charts</a>\
          <a href=\"#stages\">Stages</a><a href=\"#notes\">Notes</a></nav>\n</header>\n",
@@ -88,6 +88,7 @@ pub(crate) fn report(input: &ReportInput, data: &ChartData<'_>, charts: &[Chart]
     metadata(&mut h, input);
     crate::results::html_section(&mut h, input, data);
     crate::speedup::html_section(&mut h, &input.speedup);
+    crate::backends::html_section(&mut h, &input.backends);
     crate::server::html_section(&mut h, &input.server);
     crate::parallel::parallel_html(&mut h, &input.parallel);
     crate::parallel::staleness_html(&mut h, input);
@@ -125,6 +126,10 @@ fn chart_caption(kind: ChartKind) -> &'static str {
         ChartKind::Throughput => {
             "Images per second against batch size (log-log), per variant, with the 95% interval of each point \
              (from that of the median time per batch); hollow grey points are invalid timings."
+        }
+        ChartKind::Backends => {
+            "Median single-image latency of every variant on every backend of its evaluate stage, timed in the same \
+             interleaved rounds, with the median's 95% interval; outlined grey bars are invalid timings."
         }
         ChartKind::Server => {
             "Server scenario: p99 latency against the offered rate of Poisson arrivals, per variant; whiskers reach \

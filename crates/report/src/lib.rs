@@ -20,6 +20,10 @@
 //!   (HTML and markdown, and the `parallel_throughput`, `sync_vs_async` and `system`
 //!   charts), from `parallel.parquet`, `staleness.parquet` and `system.parquet` where
 //!   the run has them.
+//! * Backends: when an evaluate stage timed more than libtorch (`backends:`), each
+//!   variant on every backend side by side, the fastest named (HTML, markdown and the
+//!   `backend_latency` chart). Every other table and chart shows libtorch's rows, the
+//!   ones every run has.
 //! * [`pareto_front_within`] picks the variants no other variant beats on both latency
 //!   and accuracy, a latency beating another only when its 95% interval lies entirely
 //!   below the other's; the report highlights them.
@@ -32,6 +36,7 @@
 //!
 //! Errors are a [`ReportError`] naming the file or chart involved.
 
+mod backends;
 mod charts;
 pub mod format;
 mod html;
@@ -61,8 +66,8 @@ use std::path::{Path, PathBuf};
 use slimbench_core::artifact::RunInfo;
 use slimbench_core::fsutil::{self, FsError};
 use slimbench_core::records::{
-    CurvePoint, MetricRow, ParallelRow, RepeatRow, ServerRow, SpeedupRow, StalenessRow, SystemSample,
-    ThroughputRow, TimingRound,
+    CurvePoint, MetricRow, ParallelRow, REFERENCE_BACKEND, RepeatRow, ServerRow, SpeedupRow, StalenessRow,
+    SystemSample, ThroughputRow, TimingRound, backend_or_reference,
 };
 use slimbench_metrics::{MetricsError, Table};
 
@@ -88,8 +93,11 @@ pub struct ReportInput {
     pub run: RunInfo,
     /// Report title (the pipeline's name unless the `report` stage sets one).
     pub title: String,
-    /// One row per evaluated variant.
+    /// One row per evaluated variant, timed on libtorch (the rows every run has).
     pub metrics: Vec<MetricRow>,
+    /// Every metrics row of every backend (libtorch's included) when an evaluate stage
+    /// timed more than libtorch (`backends:`); empty otherwise.
+    pub backends: Vec<MetricRow>,
     /// Training curves.
     pub curves: Vec<CurvePoint>,
     /// Throughput by batch size.
@@ -149,17 +157,26 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
         }
     }
     let run: RunInfo = fsutil::read_json(&run_dir.join(RUN_JSON))?;
-    let metrics = slimbench_metrics::read_metric_rows(run_dir)?;
+    // libtorch's rows feed every per-variant table and chart; all rows, the backends
+    // section (tables from before backends have no `backend` column: libtorch's).
+    let all = slimbench_metrics::read_metric_rows(run_dir)?;
+    let backends = if all.iter().all(MetricRow::is_reference) { Vec::new() } else { all.clone() };
+    let metrics: Vec<MetricRow> = all.into_iter().filter(MetricRow::is_reference).collect();
+    let reference = |backend: &str| backend_or_reference(backend) == REFERENCE_BACKEND;
     let optional = |table: Table| run_dir.join(table.file_name()).is_file();
     let curves =
         if optional(Table::Training) { slimbench_metrics::read_curve_points(run_dir)? } else { Vec::new() };
-    let throughput = if optional(Table::Throughput) {
+    let mut throughput = if optional(Table::Throughput) {
         slimbench_metrics::read_throughput_rows(run_dir)?
     } else {
         Vec::new()
     };
-    let speedup =
+    throughput.retain(|t| reference(&t.backend));
+    let mut speedup =
         if optional(Table::Speedup) { slimbench_metrics::read_speedup_rows(run_dir)? } else { Vec::new() };
+    speedup.retain(|t| reference(&t.backend));
+    let mut repeats = slimbench_metrics::read_repeat_rows(run_dir)?;
+    repeats.retain(|t| reference(&t.backend));
     let parallel =
         if optional(Table::Parallel) { slimbench_metrics::read_parallel_rows(run_dir)? } else { Vec::new() };
     let staleness = if optional(Table::Staleness) {
@@ -174,6 +191,7 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
         run,
         title,
         metrics,
+        backends,
         curves,
         throughput,
         speedup,
@@ -182,7 +200,7 @@ pub fn load_run(run_dir: &Path) -> Result<ReportInput, ReportError> {
         system,
         server: slimbench_metrics::read_server_rows(run_dir)?,
         timing: slimbench_metrics::read_timing_rounds(run_dir)?,
-        repeats: slimbench_metrics::read_repeat_rows(run_dir)?,
+        repeats,
     })
 }
 

@@ -11,7 +11,8 @@ use crate::{ReportInput, format};
 /// batch-1 peak memory), with the best, fastest and Pareto-optimal variants marked and
 /// invalid timings footnoted, each evaluate stage's timing protocol and the repetitions;
 /// then, when compressed variants were timed beside their baselines, "Does it really
-/// get faster?" with the ones that are not marked; the server scenario; then the
+/// get faster?" with the ones that are not marked; each variant on every backend with
+/// the fastest named (when `backends:` timed more than libtorch); the server scenario; then the
 /// training stages' parallelism and throughput with their takeaways, and CPU vs GPU
 /// where a stage or variant ran on both.
 pub fn summary_markdown(input: &ReportInput) -> String {
@@ -34,6 +35,7 @@ pub fn summary_markdown(input: &ReportInput) -> String {
         crate::results::markdown_section(&mut md, input);
     }
     crate::speedup::markdown_section(&mut md, &input.speedup);
+    crate::backends::markdown_section(&mut md, &input.backends);
     crate::server::markdown_section(&mut md, &input.server);
     crate::parallel::parallel_markdown(&mut md, &input.parallel);
     crate::parallel::cpu_gpu_markdown(&mut md, input);

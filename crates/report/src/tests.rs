@@ -176,6 +176,42 @@ fn input() -> ReportInput {
         sparsest,
         distilled,
     ];
+    // `train` and `fp16` were also timed on onnxruntime and tract (`backends:`);
+    // tract disagreed with libtorch on 14 of fp16's test images.
+    let mut backends = Vec::new();
+    for (backend, factor, detail) in [
+        (
+            "libtorch",
+            1.0,
+            "libtorch: cpu; graph optimisation: none (eager); fp32; 2 intra-op thread(s); eager ATen",
+        ),
+        (
+            "onnxruntime",
+            0.42,
+            "onnxruntime: CPUExecutionProvider; graph optimisation: all; fp32; 2 intra-op thread(s)",
+        ),
+        (
+            "tract",
+            0.61,
+            "tract: cpu; graph optimisation: into_optimized, batch fixed at 1; fp32; 2 intra-op thread(s)",
+        ),
+    ] {
+        for m in &metrics[..2] {
+            let mut r = m.clone();
+            r.backend = backend.into();
+            r.backend_detail = detail.into();
+            for v in [&mut r.latency_p50_us, &mut r.latency_p50_lo_us, &mut r.latency_p50_hi_us] {
+                *v *= factor;
+            }
+            for v in [&mut r.throughput_ips, &mut r.throughput_lo_ips, &mut r.throughput_hi_ips] {
+                *v /= factor;
+            }
+            if backend == "tract" && m.variant == "fp16" {
+                r.disagreements = 14;
+            }
+            backends.push(r);
+        }
+    }
     let mut curves = curve("train", 1875, 0.96);
     curves.extend(curve("prune[sparsity=0.9]", 1875, 0.94));
     curves.extend(curve("distill", 1875, 0.95));
@@ -190,6 +226,7 @@ fn input() -> ReportInput {
                 let p50_ms = m.latency_p50_us / 1e3 * (bs as f64).powf(0.45);
                 ThroughputRow {
                     variant: m.variant.clone(),
+                    backend: String::new(),
                     batch_size: bs,
                     repeats: 30,
                     p50_ms,
@@ -265,6 +302,7 @@ fn input() -> ReportInput {
         },
         title: "mnist-seed".into(),
         metrics,
+        backends,
         curves,
         throughput,
         speedup: speedups,
@@ -344,6 +382,7 @@ fn repeat_rows() -> Vec<RepeatRow> {
                 let us = p50 * f * if batch_size == 1 { 1.0 } else { 21.0 };
                 rows.push(RepeatRow {
                     variant: variant.into(),
+                    backend: String::new(),
                     repeat: repeat as u64,
                     batch_size,
                     p50_us: us,
@@ -667,6 +706,7 @@ fn charts_without_data_are_skipped_and_stale_files_removed() {
     dense.staleness.clear();
     dense.system.clear();
     dense.server.clear();
+    dense.backends.clear();
     render(&dense, dir.path(), &[ChartFormat::Png]).unwrap();
     let charts = file_names(&dir.path().join("charts"));
     // Skipped charts lose their files, and so does the format no longer asked for.
@@ -879,10 +919,16 @@ fn svg_only_and_no_chart_files() {
 fn loads_and_renders_a_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let input = input();
+    // The metrics table holds every backend's rows; the others, libtorch's and (one
+    // throughput row here) another backend's, which the per-variant charts leave out.
+    let mut metrics = input.metrics.clone();
+    metrics.extend(input.backends.iter().filter(|m| !m.is_reference()).cloned());
+    let mut throughput = input.throughput.clone();
+    throughput.push(ThroughputRow { backend: "tract".into(), ..input.throughput[0].clone() });
     let records = Records {
-        metrics: input.metrics.clone(),
+        metrics: metrics.clone(),
         curves: input.curves.clone(),
-        throughput: input.throughput.clone(),
+        throughput,
         speedup: input.speedup.clone(),
         parallel: input.parallel.clone(),
         staleness: input.staleness.clone(),
@@ -896,8 +942,9 @@ fn loads_and_renders_a_run_directory() {
     fsutil::write_json(&dir.path().join(RUN_JSON), &input.run).unwrap();
 
     let loaded = load_run(dir.path()).unwrap();
+    let expected = ReportInput { backends: metrics, ..input.clone() };
     // Compared as text: NaN (not measured) is not equal to itself.
-    assert_eq!(format!("{loaded:?}"), format!("{input:?}"));
+    assert_eq!(format!("{loaded:?}"), format!("{expected:?}"));
     render(&loaded, dir.path(), &[ChartFormat::Png]).unwrap();
     assert!(dir.path().join("charts/accuracy_vs_latency.png").is_file());
 }

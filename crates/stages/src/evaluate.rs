@@ -2,7 +2,8 @@
 //! [`slimbench_eval::evaluate`] in one timing plan. Each variant that records the model
 //! it was compressed from is timed beside it (baseline, simulated and materialized
 //! forms), and its metrics row says whether it is really faster, or the same within
-//! noise.
+//! noise. With `backends:` beyond libtorch, each variant is also timed on those
+//! backends (its ONNX export), a metrics row per variant and backend.
 
 use slimbench_core::artifact::{SimulatedForm, VariantOut};
 use slimbench_core::config::EvaluateParams;
@@ -73,11 +74,18 @@ pub fn run(
     if candidates.is_empty() {
         return Ok(output);
     }
-    let settings = Settings { params: p, device, stage: &ctx.stage.id, thresholds: Thresholds::default() };
+    let settings = Settings {
+        params: p,
+        device,
+        stage: &ctx.stage.id,
+        thresholds: Thresholds::default(),
+        export: slimbench_eval::onnx_export,
+    };
     let outcome = evaluate(&candidates, &settings, ctx.progress)?;
     for r in &outcome.records.metrics {
         tracing::info!(
             variant = %r.variant,
+            backend = %r.backend,
             accuracy = format!("{:.4}", r.accuracy),
             p50_us = format!("{:.1} [{:.1}, {:.1}]", r.latency_p50_us, r.latency_p50_lo_us, r.latency_p50_hi_us),
             size_kb = format!("{:.1}", r.file_size_bytes as f64 / 1024.0),
@@ -86,7 +94,7 @@ pub fn run(
             "evaluated"
         );
         if r.validity == "invalid" {
-            tracing::warn!(variant = %r.variant, "timing invalid: {}", r.invalid_reason);
+            tracing::warn!(variant = %r.variant, backend = %r.backend, "timing invalid: {}", r.invalid_reason);
         }
     }
     output.notes.extend(outcome.notes);

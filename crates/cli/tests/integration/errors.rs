@@ -126,6 +126,18 @@ fn model_parallel_and_mixed_precision_parameters() {
 }
 
 #[test]
+fn evaluate_backends() {
+    let with = |list: &str| {
+        GOOD.replace(
+            "needs: [train, fp16]\n",
+            &format!("needs: [train, fp16]\n    with: {{ backends: {list} }}\n"),
+        )
+    };
+    insta::assert_snapshot!("backend_unknown", invalid(&with("[libtorch, openvino]")));
+    insta::assert_snapshot!("backends_without_libtorch_and_repeated", invalid(&with("[tract, tract]")));
+}
+
+#[test]
 fn absurd_resource_counts_are_refused_at_validate_and_before_run_writes_anything() {
     // Used to start 100,000 libtorch threads (over a minute before anything happened).
     let threads =

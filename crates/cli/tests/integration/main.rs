@@ -1,6 +1,7 @@
 //! Integration tests: the real `slimbench` binary on real pipelines in temporary
 //! directories. Small helpers in `util` keep each case short.
 
+mod backends;
 mod compare;
 mod compress;
 mod deploy;
