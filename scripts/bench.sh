@@ -40,7 +40,7 @@ import csv, json, statistics, sys
 run_dir, ref, tfl = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 rows = list(csv.DictReader(open(f"{run_dir}/metrics.csv")))
 backend = lambda r: r.get("backend") or "libtorch"
-lt = [r for r in rows if backend(r) == "libtorch"]
+lt = [r for r in rows if backend(r) == "libtorch" and r["variant"].startswith("train")]
 ours_epoch = statistics.median(float(r["train_time_s"]) for r in lt)
 ours_acc = [round(float(r["accuracy"]), 4) for r in lt]
 first = lt[0]["variant"]
@@ -67,4 +67,18 @@ if tfl:
     b = tfl["best"]["latency_p50_us"]
     verdict = "at or below" if best[1] <= b else "above"
     print(f"\nfastest slimbench backend: {best[0]} {best[1]:.1f} us, {b / best[1]:.2f}x TF Lite's best ({b:.1f} us): {verdict} it")
+
+# The seed CNN's static int8 form against its fp32 model, on each backend.
+speed = [r for r in csv.DictReader(open(f"{run_dir}/speedup.csv"))
+         if r["variant"] == "int8-static" and r["form"] == "materialized" and r["batch_size"] == "1"]
+if speed:
+    print("\nint8-static (seed 1) at batch 1 against fp32 on the same backend, speedup [95% interval]")
+    faster = []
+    for r in speed:
+        flag = "" if r.get("validity", "valid") == "valid" else f"  INVALID: {r.get('invalid_reason', '')}"
+        print(f"  {backend(r):38}{float(r['speedup']):6.2f}x [{float(r['speedup_lo']):.2f}, {float(r['speedup_hi']):.2f}]"
+              f"  {r['faster'] or '-'}  (int8 p50 {float(r['p50_us']):.1f} us){flag}")
+        if r["faster"] == "yes":
+            faster.append(backend(r))
+    print(f"  faster than fp32 on: {', '.join(faster) if faster else 'no backend'}")
 PYCODE

@@ -62,24 +62,40 @@ fn run(env: &Env, retries: usize) -> std::path::PathBuf {
 #[test]
 fn timings_are_valid_when_quiet_invalid_when_loaded_and_agree_run_to_run() {
     let env = Env::new();
-    // Quiet: valid, twice, with the same accuracies and sizes and overlapping medians.
-    let a = metrics(&run(&env, 3));
+    // Quiet: valid, twice, with the same accuracies and sizes.
+    let a_dir = run(&env, 3);
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let b = metrics(&run(&env, 3));
+    let b_dir = run(&env, 3);
+    let (a, b) = (metrics(&a_dir), metrics(&b_dir));
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.validity, "valid", "{}: {}", x.variant, x.invalid_reason);
         assert_eq!(y.validity, "valid", "{}: {}", y.variant, y.invalid_reason);
         assert_eq!((x.accuracy, x.file_size_bytes), (y.accuracy, y.file_size_bytes), "{}", x.variant);
-        assert!(
-            x.latency_p50_lo_us <= y.latency_p50_hi_us && y.latency_p50_lo_us <= x.latency_p50_hi_us,
-            "{}: [{}, {}] and [{}, {}] do not overlap",
-            x.variant,
-            x.latency_p50_lo_us,
-            x.latency_p50_hi_us,
-            y.latency_p50_lo_us,
-            y.latency_p50_hi_us
-        );
+        // Absolute speed is only of the same order from one process to the next: on a
+        // shared VM a neighbour on the sibling hyperthread slows every instruction
+        // without showing in any counter a guest can read (CI measured this seed CNN at
+        // 84 µs, then 60 µs a second later, both runs valid). Hence the side-by-side
+        // ratios below, which both runs must agree on.
+        let r = x.latency_p50_us / y.latency_p50_us;
+        assert!((0.5..2.0).contains(&r), "{}: p50 {} µs then {} µs", x.variant, x.latency_p50_us, y.latency_p50_us);
     }
+    // What the interleaved rounds are for: fp16 against its baseline, timed side by side,
+    // agrees run to run: the speedup intervals overlap once widened by the default 2%
+    // noise floor (each process lays out its memory afresh; the bootstrap interval of
+    // one run cannot see that).
+    let speedup = |dir: &std::path::Path| {
+        let rows = slimbench_metrics::read_speedup_rows(dir).expect("speedup table");
+        let r = rows
+            .into_iter()
+            .find(|r| r.variant == "fp16" && r.batch_size == 1 && r.form != "baseline")
+            .expect("fp16 speedup at batch 1");
+        (r.speedup_lo * 0.98, r.speedup, r.speedup_hi * 1.02)
+    };
+    let ((alo, a50, ahi), (blo, b50, bhi)) = (speedup(&a_dir), speedup(&b_dir));
+    assert!(
+        alo <= bhi && blo <= ahi,
+        "fp16 speedup {a50} [{alo}, {ahi}] then {b50} [{blo}, {bhi}]: the intervals do not overlap"
+    );
     // fp16 upcast is the same arithmetic as fp32: never "faster".
     assert_ne!(row(&a, "fp16").faster, "yes");
     assert_ne!(row(&b, "fp16").faster, "yes");
