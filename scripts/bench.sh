@@ -31,7 +31,7 @@ run_dir=$(cargo run --quiet -p slimbench -- --quiet run pipelines/bench-seed.yam
 ref=$("$PY" scripts/bench_pytorch.py "$DATA_DIR" 2>/dev/null)
 tflite='null'
 if [ "${BENCH_TFLITE:-1}" = 1 ]; then
-  model=$(ls "$run_dir"/artifacts/train*seed=1*/*.safetensors 2>/dev/null | head -1)
+  model=$(ls "$run_dir"/artifacts/train@seed-1/*.safetensors 2>/dev/null | head -1)
   tflite=$("$TFLITE_VENV/bin/python" scripts/bench_tflite.py "$model" "$DATA_DIR" 2>/dev/null | tail -1)
 fi
 

@@ -77,7 +77,13 @@ fn timings_are_valid_when_quiet_invalid_when_loaded_and_agree_run_to_run() {
         // 84 µs, then 60 µs a second later, both runs valid). Hence the side-by-side
         // ratios below, which both runs must agree on.
         let r = x.latency_p50_us / y.latency_p50_us;
-        assert!((0.5..2.0).contains(&r), "{}: p50 {} µs then {} µs", x.variant, x.latency_p50_us, y.latency_p50_us);
+        assert!(
+            (0.5..2.0).contains(&r),
+            "{}: p50 {} µs then {} µs",
+            x.variant,
+            x.latency_p50_us,
+            y.latency_p50_us
+        );
     }
     // What the interleaved rounds are for: fp16 against its baseline, timed side by side,
     // agrees run to run: the speedup intervals overlap once widened by the default 2%

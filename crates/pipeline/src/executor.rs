@@ -428,6 +428,14 @@ impl<'a> Executor<'a> {
             );
         }
 
+        // Later stages add files to earlier stages' cache dirs (evaluate's ONNX exports
+        // beside each model file): link those into the run's artifacts too.
+        for stage in self.plan.stages.iter().filter(|s| s.params.is_cached()) {
+            if let Some(input) = done.get(&stage.id) {
+                fsutil::link_tree(&input.dir, &run_dir.join("artifacts").join(stage.slug()))?;
+            }
+        }
+
         self.runner
             .write_tables(&run_dir, &records)
             .map_err(|source| RunError::Output { what: "writing the run's tables", source })?;
