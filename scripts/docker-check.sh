@@ -7,8 +7,9 @@
 #      `builder` stage (no GPU here; that stage compiles and links against CUDA libtorch);
 #   3. run a small MNIST pipeline in the CPU image with the network off, the data
 #      mounted read-only and the results in a host directory, as a non-root user;
-#   4. check the report and tables it wrote, that every file belongs to that user, that
-#      the CPU image refuses `--device cuda` with a clear message, and print the sizes.
+#   4. check the report and tables it wrote (on libtorch, ONNX Runtime and tract), that
+#      every file belongs to that user, that the CPU image refuses `--device cuda` with a
+#      clear message, and print the sizes.
 #
 # Environment:
 #   DATA_DIR             host directory holding mnist/ (default ../shared/data)
@@ -83,11 +84,13 @@ if [ -d "$DATA_DIR/mnist" ]; then
   pipeline=(run pipelines/mnist-seed.yaml
     --set datasets.mnist.train_limit=3000 --set datasets.mnist.test_limit=1000
     --set 'stages.prune.matrix.sparsity=[0.5, 0.9]'
-    --set stages.eval.with.latency.iters=300)
+    --set stages.eval.with.latency.iters=300
+    --set 'stages.eval.with.backends=[libtorch, onnxruntime, tract]')
   name=mnist-seed
 else
   log "no $DATA_DIR/mnist: running the quickstart instead"
-  pipeline=(run pipelines/quickstart.yaml --set datasets.digits.train_size=3000)
+  pipeline=(run pipelines/quickstart.yaml --set datasets.digits.train_size=3000
+    --set 'stages.eval.with.backends=[libtorch, onnxruntime, tract]')
   name=quickstart
 fi
 log "docker run ${run_args[*]} slimbench:cpu ${pipeline[*]}"
@@ -103,6 +106,10 @@ grep -q '"device": "cpu"' "$run_dir/run.json" || fail "run.json does not say dev
 # Every variant evaluated: the header plus train, fp16 and one row per sparsity.
 rows=$(($(wc -l <"$run_dir/metrics.csv") - 1))
 [ "$rows" -ge 3 ] || fail "metrics.csv has $rows rows"
+# The image's ONNX Runtime library loaded with the network off, and tract ran too.
+for b in onnxruntime tract; do
+  grep -q ",$b," "$run_dir/metrics.csv" || fail "no $b rows in metrics.csv (is the image's ONNX Runtime library there?)"
+done
 foreign=$(find "$results" ! -uid "$uid" | head -5)
 [ -z "$foreign" ] || fail "files not owned by uid $uid: $foreign"
 log "run in the image wrote $(find "$results" -type f | wc -l) files, all owned by uid $uid, $rows variants"
