@@ -30,6 +30,9 @@ pub fn main() {
     // `.torch` is a link into a venv: point the rpath at the real directory.
     let lib = std::fs::canonicalize(&lib).unwrap_or_else(|_| lib.into());
     let lib = lib.as_path();
+    // The link may come to point elsewhere with the same name (a Docker build's cached
+    // target dir, a new venv): the rpath must follow, so the real directory is watched.
+    println!("cargo:rerun-if-changed={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     println!("cargo:rerun-if-env-changed=SLIMBENCH_LINK_CUDA");
     let link_cuda = std::env::var("SLIMBENCH_LINK_CUDA").map_or(true, |v| v != "0");

@@ -34,8 +34,11 @@ nccl_headers() {
     || echo "setup-torch: warning: could not install them; slimbench builds without NCCL" >&2
 }
 
-# Fast path: the link is in place and points at the pinned version.
-have_dist() { compgen -G "$VENV/lib/python*/site-packages/$1-$2.dist-info" >/dev/null; }
+# Fast path: the link is in place and points at the pinned version, and the venv it
+# points into (whichever that is: SLIMBENCH_VENV of an earlier call, as in the Docker
+# builds) has the pinned onnxruntime and onnx.
+SITE="$(dirname "$(readlink -f "$ROOT/.torch" 2>/dev/null || echo /nonexistent/torch)")"
+have_dist() { compgen -G "$SITE/$1-$2.dist-info" >/dev/null; }
 if grep -qs "^__version__ = '$TORCH_VERSION" "$ROOT/.torch/version.py" \
   && have_dist onnxruntime "$ORT_VERSION" && have_dist onnx "$ONNX_VERSION"; then
   nccl_headers
