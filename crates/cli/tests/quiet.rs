@@ -24,7 +24,7 @@ stages:
     uses: evaluate
     needs: [cnn, fp16]
     with:
-      latency: { min_duration_s: 0.3, rounds: 4, retries: RETRIES, warmup: 20, iters: 300, batch_sizes: [1, 32], repeats: 5 }
+      latency: { min_duration_s: 0.3, rounds: 10, retries: RETRIES, warmup: 20, iters: 300, batch_sizes: [1, 32], repeats: 5 }
       memory: false
 "#;
 
@@ -57,6 +57,19 @@ fn run(env: &Env, retries: usize) -> std::path::PathBuf {
     let out = env.run(&["run", &name, "--force"]);
     assert_code(&out, 0);
     env.runs("quiet").last().unwrap().clone()
+}
+
+/// Each variant's batch-1 median per round, for a failure message.
+fn round_medians(dir: &std::path::Path) -> String {
+    let samples = slimbench_metrics::read_latency_samples(dir).expect("latency samples");
+    let mut by: std::collections::BTreeMap<(String, u64), Vec<f64>> = Default::default();
+    for s in samples.into_iter().filter(|s| s.batch_size == 1) {
+        by.entry((s.variant, s.round)).or_default().push(s.micros);
+    }
+    by.into_iter()
+        .map(|((v, r), us)| format!("{v}#{r} {:.1}", slimbench_core::records::percentile(&us, 50.0)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[test]
@@ -99,7 +112,10 @@ fn timings_are_valid_when_quiet_invalid_when_loaded_and_agree_run_to_run() {
     let ((alo, a50, ahi), (blo, b50, bhi)) = (speedup(&a_dir), speedup(&b_dir));
     assert!(
         alo <= bhi && blo <= ahi,
-        "fp16 speedup {a50} [{alo}, {ahi}] then {b50} [{blo}, {bhi}]: the intervals do not overlap"
+        "fp16 speedup {a50} [{alo}, {ahi}] then {b50} [{blo}, {bhi}]: the intervals do not overlap\n\
+         batch-1 medians per round (µs), first run: {}\nsecond run: {}",
+        round_medians(&a_dir),
+        round_medians(&b_dir)
     );
     // fp16 upcast is the same arithmetic as fp32: never "faster".
     assert_ne!(row(&a, "fp16").faster, "yes");
