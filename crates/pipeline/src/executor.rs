@@ -412,7 +412,6 @@ impl<'a> Executor<'a> {
                     (dir, manifest, StageStatus::Ran)
                 }
             };
-            fsutil::link_tree(&dir, &run_dir.join("artifacts").join(stage.slug()))?;
             records.extend(&manifest.records);
             info.notes.extend(manifest.notes.iter().cloned());
             info.stages.push(StageSummary {
@@ -428,8 +427,9 @@ impl<'a> Executor<'a> {
             );
         }
 
-        // Later stages add files to earlier stages' cache dirs (evaluate's ONNX exports
-        // beside each model file): link those into the run's artifacts too.
+        // Each stage's files, linked into the run's artifacts once every stage is done:
+        // later stages add files to earlier stages' cache dirs (evaluate's ONNX exports
+        // beside each model file), and nothing reads the artifacts during the run.
         for stage in self.plan.stages.iter().filter(|s| s.params.is_cached()) {
             if let Some(input) = done.get(&stage.id) {
                 fsutil::link_tree(&input.dir, &run_dir.join("artifacts").join(stage.slug()))?;
